@@ -1,0 +1,53 @@
+//! The error type of `wsbcn-nn`: every fallible constructor and helper returns
+//! [`Result`]; `Module::forward` implementations wrap it into a candle error
+//! so that the message (which names the layer) reaches the caller intact.
+
+/// Errors raised by the layers crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed inside candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A layer spec string (`"gn+ws"`, `"bcn-est+ws"`) could not be parsed.
+    #[error("layer spec `{spec}`: {msg}")]
+    Spec { spec: String, msg: String },
+
+    /// A layer was configured with inconsistent numbers.
+    #[error("{layer}: {msg}")]
+    Config { layer: String, msg: String },
+
+    /// A layer was given an input of the wrong rank or channel count.
+    #[error("{layer}: expected input {expected}, got shape {got:?}")]
+    Shape {
+        layer: String,
+        expected: String,
+        got: Vec<usize>,
+    },
+
+    /// Batch statistics requested where they are undefined
+    /// (one value per channel in training).
+    #[error("{layer}: {msg}")]
+    Statistics { layer: String, msg: String },
+}
+
+impl Error {
+    pub(crate) fn config(layer: &str, msg: impl Into<String>) -> Self {
+        Self::Config {
+            layer: layer.to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// The result type of `wsbcn-nn`.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for candle_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Candle(e) => e,
+            other => candle_core::Error::wrap(other),
+        }
+    }
+}

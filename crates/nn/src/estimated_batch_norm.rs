@@ -1,0 +1,120 @@
+//! Estimated batch normalization: BN whose statistics are running estimates
+//! updated from each micro-batch, for training at 1-2 samples per device.
+//!
+//! METHOD.md ("Micro-batch"), after the official BCN code. Per channel, with
+//! `r` the moving speed of this step and `n` over the batch and space:
+//!
+//! ```text
+//! mu_b    = mean x                          (current batch, no gradient)
+//! v_b     = mean (x - mu_hat_old)^2         (no gradient)
+//! mu_hat  <- (1 - r) mu_hat  + r mu_b
+//! var_hat <- (1 - r) var_hat + r v_b
+//! y = weight * (x - mu_hat) / sqrt(var_hat + eps) + bias
+//! ```
+//!
+//! No gradient flows through `mu_hat`, `var_hat`; evaluation uses them
+//! unchanged. The estimates are stored as `running_mean`, `running_var`
+//! `(C,)`, so BN weights load into this layer. `r` comes from a shared
+//! [`MovingSpeed`] that the training loop sets every step (the engine can tie
+//! it to the learning rate); `r = 0` freezes the estimates.
+
+use crate::batch_norm::ChannelAffine;
+use crate::input::{channel_mean, channel_view};
+use crate::{Error, Result};
+use candle_core::{ModuleT, Tensor};
+use candle_nn::VarBuilder;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The moving speed `r` of estimated-BN layers, shared by every layer built
+/// from one factory so that one `set` per step drives them all.
+#[derive(Clone, Debug)]
+pub struct MovingSpeed(Arc<AtomicU64>);
+
+impl MovingSpeed {
+    /// A handle starting at `r`.
+    pub fn new(r: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(r.to_bits())))
+    }
+
+    /// Sets `r` for the next forward passes; it must lie in `[0, 1]`.
+    pub fn set(&self, r: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(Error::config(
+                "moving speed",
+                format!("r ({r}) must lie in [0, 1]"),
+            ));
+        }
+        self.0.store(r.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The current `r`.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Estimated batch normalization (see the module docs).
+#[derive(Clone, Debug)]
+pub struct EstimatedBatchNorm {
+    affine: ChannelAffine,
+    speed: MovingSpeed,
+}
+
+impl EstimatedBatchNorm {
+    /// The mean estimate `mu_hat: (C,)`.
+    pub fn estimated_mean(&self) -> &Tensor {
+        self.affine.running_mean.as_tensor()
+    }
+
+    /// The variance estimate `var_hat: (C,)`.
+    pub fn estimated_var(&self) -> &Tensor {
+        self.affine.running_var.as_tensor()
+    }
+
+    /// The moving-speed handle this layer reads.
+    pub fn moving_speed(&self) -> &MovingSpeed {
+        &self.speed
+    }
+
+    /// The layer's name (its `VarBuilder` path).
+    pub fn name(&self) -> &str {
+        &self.affine.name
+    }
+
+    fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let a = &self.affine;
+        let xv = channel_view(&a.name, x, a.channels)?;
+        let r = self.speed.get();
+        if train && r > 0.0 {
+            let xd = xv.detach();
+            let (mu_old, _) = a.running()?;
+            let mu_b = channel_mean(&xd)?;
+            let v_b = channel_mean(&xd.broadcast_sub(&mu_old)?.sqr()?)?;
+            ChannelAffine::blend(&a.running_mean, &mu_b, r)?;
+            ChannelAffine::blend(&a.running_var, &v_b, r)?;
+        }
+        let (mean, var) = a.running()?;
+        Ok(a.normalize(&xv, &mean, &var)?.reshape(x.shape())?)
+    }
+}
+
+impl ModuleT for EstimatedBatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.forward_checked(x, train)?)
+    }
+}
+
+/// Builds an [`EstimatedBatchNorm`] over `channels` reading `speed`.
+pub fn estimated_batch_norm(
+    channels: usize,
+    eps: f64,
+    speed: MovingSpeed,
+    vb: VarBuilder,
+) -> Result<EstimatedBatchNorm> {
+    Ok(EstimatedBatchNorm {
+        affine: ChannelAffine::new(channels, eps, &vb)?,
+        speed,
+    })
+}

@@ -1,0 +1,45 @@
+//! Weight Standardization and Batch-Channel Normalization layers for candle.
+//!
+//! Implements the method of Qiao et al., "Micro-Batch Training with
+//! Batch-Channel Normalization and Weight Standardization" (arXiv
+//! 1903.10520), as restated in the project's METHOD.md:
+//!
+//! * [`Conv2d`] / [`Conv3d`]: convolution with a [`WeightMode`] (plain or one
+//!   of three WS variants), built on [`conv2d`] / [`conv3d`] (per-axis
+//!   geometry and groups, with autograd; candle has no 3D conv);
+//! * [`BatchNorm`], [`EstimatedBatchNorm`], [`GroupNorm`] (and LayerNorm,
+//!   InstanceNorm), [`BatchChannelNorm`], for 4D and 5D input;
+//! * [`LayerFactory`]: a spec string such as `"bcn-est+ws"` picks every
+//!   layer of a model;
+//! * [`Diagnostics`]: elimination-singularity fractions and WS gradient
+//!   ratios for the experiments' figures.
+//!
+//! Running statistics and estimates are variables in the model's `VarMap`
+//! (named `running_mean`, `running_var` as in PyTorch), so
+//! `VarMap::save`/`load` round-trips them with the weights; they never get
+//! gradients.
+
+pub mod batch_channel_norm;
+pub mod batch_norm;
+pub mod conv_fn;
+pub mod diagnostics;
+pub mod error;
+pub mod estimated_batch_norm;
+pub mod factory;
+pub mod group_norm;
+pub mod input;
+pub mod norm;
+pub mod ws_conv;
+
+pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
+pub use batch_norm::{batch_norm, BatchNorm};
+pub use conv_fn::{conv2d, conv3d, ConvGeometry};
+pub use diagnostics::{
+    singularity_fraction, Diagnostics, SingularityRecord, SingularityThresholds, WsGradRatio,
+};
+pub use error::{Error, Result};
+pub use estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingSpeed};
+pub use factory::{LayerFactory, LayerSpec, NormConfig, NormKind};
+pub use group_norm::{group_norm, group_standardize, instance_norm, layer_norm, GroupNorm};
+pub use norm::{Norm, NormLayer};
+pub use ws_conv::{conv, standardize, Conv, Conv2d, Conv3d, ConvConfig, ConvOp, WeightMode};

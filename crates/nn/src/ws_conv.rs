@@ -1,0 +1,368 @@
+//! 2D and 3D convolution with a weight mode: plain, or Weight Standardization.
+//!
+//! Qiao et al., "Micro-Batch Training with Batch-Channel Normalization and
+//! Weight Standardization" (arXiv 1903.10520); official code
+//! `joe-siyuan-qiao/WeightStandardization` and `.../Batch-Channel-Normalization`.
+//!
+//! For a kernel `W: (O, C/g, k...)` and each output channel `i`, over its
+//! `I = C/g * prod(k)` fan-in elements:
+//!
+//! ```text
+//! mu_i   = mean_j W[i, j]
+//! ws          (default, timm-like):  W_hat = (W - mu) / sqrt(var_b + eps),  var_b = mean (W - mu)^2
+//! ws-unbiased (official BCN code):   W_hat = (W - mu) / sqrt(var_u + eps),  var_u = sum (W - mu)^2 / (I - 1)
+//! ws-std-eps  (first release, mmcv): W_hat = (W - mu) / (sqrt(var_u) + eps)
+//! ```
+//!
+//! The convolution uses the contiguous `W_hat`; gradients flow through `mu`
+//! and the variance. [`Conv::fold`] bakes `W_hat` into a plain conv for
+//! inference.
+
+use crate::conv_fn::{conv2d, conv3d, ConvGeometry};
+use crate::diagnostics::Diagnostics;
+use crate::{Error, Result};
+use candle_core::{Module, Tensor, Var};
+use candle_nn::{init, Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// How a conv layer turns its parameter `W` into the kernel it convolves with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightMode {
+    /// The kernel is `W` itself.
+    #[default]
+    Plain,
+    /// WS with the biased variance, eps inside the sqrt (the suite's default).
+    Ws,
+    /// WS with the unbiased variance, eps inside the sqrt (official BCN code).
+    WsUnbiased,
+    /// WS as `(W - mu) / (std_unbiased + eps)` (first release, mmcv `ConvWS`).
+    WsStdEps,
+}
+
+impl WeightMode {
+    /// Every mode with its config name.
+    pub const ALL: [(&'static str, WeightMode); 4] = [
+        ("plain", WeightMode::Plain),
+        ("ws", WeightMode::Ws),
+        ("ws-unbiased", WeightMode::WsUnbiased),
+        ("ws-std-eps", WeightMode::WsStdEps),
+    ];
+
+    /// The config name of this mode (`"ws-unbiased"`).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("plain")
+    }
+
+    /// True for the three WS variants.
+    pub fn is_ws(self) -> bool {
+        self != WeightMode::Plain
+    }
+}
+
+/// Standardizes `w: (O, ...)` per output channel. Returns `(W_hat, sigma)`
+/// with `W_hat` contiguous and shaped like `w`, and `sigma: (O, 1)` the
+/// divisor of each row. `Plain` is rejected: there is nothing to standardize.
+pub fn standardize(w: &Tensor, mode: WeightMode, eps: f64) -> Result<(Tensor, Tensor)> {
+    let o = w.dim(0)?;
+    let fan_in = w.elem_count() / o.max(1);
+    let flat = w.reshape((o, fan_in))?;
+    let centered = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
+    let sum_sq = centered.sqr()?.sum_keepdim(1)?;
+    let unbiased = || {
+        if fan_in < 2 {
+            return Err(Error::config(
+                "weight standardization",
+                format!("{} needs a fan-in of at least 2, got {fan_in}", mode.name()),
+            ));
+        }
+        Ok(sum_sq.affine(1.0 / (fan_in - 1) as f64, 0.0)?)
+    };
+    let sigma = match mode {
+        WeightMode::Plain => {
+            return Err(Error::config(
+                "weight standardization",
+                "mode `plain` has no standardization",
+            ))
+        }
+        WeightMode::Ws => sum_sq.affine(1.0 / fan_in as f64, eps)?.sqrt()?,
+        WeightMode::WsUnbiased => unbiased()?.affine(1.0, eps)?.sqrt()?,
+        WeightMode::WsStdEps => unbiased()?.sqrt()?.affine(1.0, eps)?,
+    };
+    let w_hat = centered
+        .broadcast_div(&sigma)?
+        .reshape(w.shape())?
+        .contiguous()?;
+    Ok((w_hat, sigma))
+}
+
+/// The `D`-dimensional convolution primitive behind a [`Conv`] layer.
+pub trait ConvOp {
+    /// Convolves `x` with `kernel` under this geometry.
+    fn conv(&self, x: &Tensor, kernel: &Tensor) -> Result<Tensor>;
+}
+
+impl ConvOp for ConvGeometry<2> {
+    fn conv(&self, x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
+        conv2d(x, kernel, self)
+    }
+}
+
+impl ConvOp for ConvGeometry<3> {
+    fn conv(&self, x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
+        conv3d(x, kernel, self)
+    }
+}
+
+/// A convolution layer with a [`WeightMode`].
+///
+/// * 2D ([`Conv2d`]): input `(N, C, H, W)`, weight `(O, C/g, kh, kw)`.
+/// * 3D ([`Conv3d`]): input `(N, C, T, H, W)`, weight `(O, C/g, kt, kh, kw)`.
+///
+/// Output `(N, O, spatial_out...)`, plus the bias `(O,)` when present.
+#[derive(Clone, Debug)]
+pub struct Conv<const D: usize> {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    geometry: ConvGeometry<D>,
+    mode: WeightMode,
+    ws_eps: f64,
+    name: String,
+    diagnostics: Diagnostics,
+}
+
+/// A 2D [`Conv`].
+pub type Conv2d = Conv<2>;
+/// A 3D [`Conv`].
+pub type Conv3d = Conv<3>;
+
+impl<const D: usize> Conv<D>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    /// Builds a layer from existing tensors. `weight: (O, C/g, k...)`,
+    /// `bias: (O,)`. `name` appears in error messages and diagnostics.
+    pub fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        geometry: ConvGeometry<D>,
+        mode: WeightMode,
+        ws_eps: f64,
+        name: &str,
+    ) -> Result<Self> {
+        let dims = weight.dims().to_vec();
+        if dims.len() != D + 2 {
+            return Err(Error::config(
+                name,
+                format!("weight must have {} dims, got {dims:?}", D + 2),
+            ));
+        }
+        geometry.validate(name, dims[1] * geometry.groups, dims[0])?;
+        if let Some(b) = &bias {
+            if b.dims() != [dims[0]] {
+                return Err(Error::config(
+                    name,
+                    format!("bias shape {:?} must be ({},)", b.dims(), dims[0]),
+                ));
+            }
+        }
+        let layer = Self {
+            weight,
+            bias,
+            geometry,
+            mode,
+            ws_eps,
+            name: name.to_string(),
+            diagnostics: Diagnostics::default(),
+        };
+        if mode.is_ws() {
+            // Surfaces a fan-in of 1 with an unbiased variant now, not at forward.
+            layer.kernel()?;
+        }
+        Ok(layer)
+    }
+
+    /// The same layer, reporting to `diagnostics` (see [`Diagnostics`]).
+    pub fn with_diagnostics(mut self, diagnostics: Diagnostics) -> Self {
+        self.diagnostics = diagnostics;
+        self
+    }
+
+    /// The parameter `W`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The weight mode.
+    pub fn mode(&self) -> WeightMode {
+        self.mode
+    }
+
+    /// The geometry (stride, padding, dilation, groups).
+    pub fn geometry(&self) -> &ConvGeometry<D> {
+        &self.geometry
+    }
+
+    /// The layer's name (its `VarBuilder` path).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kernel the layer convolves with: `W` or the contiguous `W_hat`.
+    pub fn kernel(&self) -> Result<Tensor> {
+        Ok(self.kernel_and_sigma()?.0)
+    }
+
+    fn kernel_and_sigma(&self) -> Result<(Tensor, Option<Tensor>)> {
+        if self.mode.is_ws() {
+            let (w_hat, sigma) = standardize(&self.weight, self.mode, self.ws_eps)?;
+            Ok((w_hat, Some(sigma)))
+        } else {
+            Ok((self.weight.clone(), None))
+        }
+    }
+
+    /// A plain conv whose weight is this layer's kernel, detached from the
+    /// graph: the inference-time form of a WS conv.
+    pub fn fold(&self) -> Result<Self> {
+        Ok(Self {
+            weight: self.kernel()?.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+            mode: WeightMode::Plain,
+            ..self.clone()
+        })
+    }
+
+    fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
+        let (mut kernel, sigma) = self.kernel_and_sigma()?;
+        if let (Some(sigma), true) = (sigma, self.diagnostics.is_enabled()) {
+            // candle keeps gradients of variables only, so dL/dW_hat is read
+            // from a zero variable added to W_hat: its gradient is dL/dW_hat.
+            let tap = Var::zeros(kernel.shape(), kernel.dtype(), kernel.device())?;
+            kernel = (kernel + tap.as_tensor())?;
+            self.diagnostics
+                .record_ws(&self.name, &self.weight, tap.as_tensor(), &sigma);
+        }
+        let dims = x.dims();
+        let channels = self.weight.dim(1)? * self.geometry.groups;
+        if dims.len() != D + 2 || dims[1] != channels {
+            return Err(Error::Shape {
+                layer: self.name.clone(),
+                expected: format!("of rank {} with {channels} channels", D + 2),
+                got: dims.to_vec(),
+            });
+        }
+        let y = self.geometry.conv(x, &kernel).map_err(|e| match e {
+            Error::Shape { expected, got, .. } => Error::Shape {
+                layer: self.name.clone(),
+                expected,
+                got,
+            },
+            other => other,
+        })?;
+        match &self.bias {
+            None => Ok(y),
+            Some(b) => {
+                let mut shape = vec![1; D + 2];
+                shape[1] = b.dim(0)?;
+                Ok(y.broadcast_add(&b.reshape(shape)?)?)
+            }
+        }
+    }
+}
+
+impl<const D: usize> Module for Conv<D>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Ok(self.forward_checked(x)?)
+    }
+}
+
+/// What [`conv`] builds: kernel extent, geometry, bias and weight mode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvConfig<const D: usize> {
+    /// Kernel extent `[kh, kw]` or `[kt, kh, kw]`.
+    pub kernel: [usize; D],
+    /// Stride, padding, dilation, groups.
+    pub geometry: ConvGeometry<D>,
+    /// Whether the layer has a bias `(O,)`.
+    pub bias: bool,
+    /// Plain or one of the WS variants.
+    pub mode: WeightMode,
+    /// eps of the WS variants.
+    pub ws_eps: f64,
+}
+
+impl<const D: usize> ConvConfig<D> {
+    /// A plain conv with a bias and the given kernel, unit geometry.
+    pub fn new(kernel: [usize; D]) -> Self {
+        Self {
+            kernel,
+            geometry: ConvGeometry::default(),
+            bias: true,
+            mode: WeightMode::Plain,
+            ws_eps: 1e-5,
+        }
+    }
+}
+
+/// Builds a [`Conv`] from a `VarBuilder`: parameters `weight` and (if
+/// `config.bias`) `bias`, named as in PyTorch. `W` is initialised with Kaiming
+/// normal (fan-out, ReLU) as torchvision's ResNets do; the bias uniformly in
+/// `+-1/sqrt(fan_in)` as PyTorch does.
+pub fn conv<const D: usize>(
+    in_channels: usize,
+    out_channels: usize,
+    config: ConvConfig<D>,
+    vb: VarBuilder,
+) -> Result<Conv<D>>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    let ConvConfig {
+        kernel,
+        geometry,
+        bias,
+        mode,
+        ws_eps,
+    } = config;
+    let name = vb.prefix();
+    geometry.validate(&name, in_channels, out_channels)?;
+    let mut shape = vec![out_channels, in_channels / geometry.groups];
+    shape.extend_from_slice(&kernel);
+    let weight = vb.get_with_hints(
+        shape,
+        "weight",
+        Init::Kaiming {
+            dist: init::NormalOrUniform::Normal,
+            fan: init::FanInOut::FanOut,
+            non_linearity: init::NonLinearity::ReLU,
+        },
+    )?;
+    let bias = if bias {
+        let fan_in = (in_channels / geometry.groups) * kernel.iter().product::<usize>();
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        Some(vb.get_with_hints(
+            out_channels,
+            "bias",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?)
+    } else {
+        None
+    };
+    Conv::new(weight, bias, geometry, mode, ws_eps, &name)
+}

@@ -1,0 +1,409 @@
+//! Convolution: the 2D/3D op against the direct definition, finite-difference
+//! gradients of plain and WS convs, fold(), and the WS gradient projection.
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use wsbcn_nn::{
+    conv, conv2d, conv3d, standardize, ConvConfig, ConvGeometry, Diagnostics, WeightMode,
+};
+use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
+
+const DEV: Device = Device::Cpu;
+
+/// (x shape NCTHW, w shape, stride, padding, dilation, groups)
+type Case3 = (
+    [usize; 5],
+    [usize; 5],
+    [usize; 3],
+    [usize; 3],
+    [usize; 3],
+    usize,
+);
+
+fn cases_3d() -> Vec<Case3> {
+    vec![
+        (
+            [2, 3, 5, 6, 7],
+            [4, 3, 3, 3, 3],
+            [1, 1, 1],
+            [1, 1, 1],
+            [1, 1, 1],
+            1,
+        ),
+        (
+            [1, 4, 6, 7, 6],
+            [6, 2, 3, 3, 3],
+            [2, 2, 1],
+            [1, 0, 1],
+            [1, 1, 1],
+            2,
+        ),
+        (
+            [2, 2, 7, 8, 8],
+            [3, 2, 2, 3, 3],
+            [1, 2, 2],
+            [1, 2, 2],
+            [2, 2, 2],
+            1,
+        ),
+        (
+            [1, 3, 4, 9, 9],
+            [3, 3, 1, 3, 3],
+            [1, 2, 2],
+            [0, 1, 1],
+            [1, 1, 1],
+            1,
+        ),
+        (
+            [1, 3, 5, 5, 5],
+            [3, 3, 3, 1, 1],
+            [2, 1, 1],
+            [1, 0, 0],
+            [1, 1, 1],
+            1,
+        ),
+        (
+            [1, 4, 4, 7, 9],
+            [4, 1, 1, 3, 3],
+            [1, 1, 2],
+            [0, 1, 2],
+            [1, 2, 1],
+            4,
+        ),
+        (
+            [2, 2, 3, 6, 5],
+            [2, 2, 1, 1, 1],
+            [1, 1, 1],
+            [0, 0, 0],
+            [1, 1, 1],
+            1,
+        ),
+    ]
+}
+
+/// (x shape NCHW, w shape, stride, padding, dilation, groups)
+type Case2 = (
+    [usize; 4],
+    [usize; 4],
+    [usize; 2],
+    [usize; 2],
+    [usize; 2],
+    usize,
+);
+
+fn cases_2d() -> Vec<Case2> {
+    vec![
+        ([2, 3, 7, 7], [4, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1),
+        ([1, 4, 9, 8], [4, 2, 3, 3], [2, 2], [1, 1], [1, 1], 2),
+        ([1, 2, 9, 9], [3, 2, 3, 3], [1, 1], [2, 2], [2, 2], 1),
+        ([1, 2, 8, 7], [2, 2, 3, 2], [2, 2], [1, 0], [1, 1], 1),
+        ([1, 3, 9, 8], [3, 1, 3, 3], [2, 1], [1, 2], [1, 2], 3),
+        ([2, 2, 5, 6], [3, 2, 1, 1], [1, 1], [0, 0], [1, 1], 1),
+        ([1, 2, 11, 10], [2, 2, 3, 3], [3, 3], [1, 1], [1, 1], 1),
+    ]
+}
+
+fn x_and_w(rng: &mut Rng, xs: &[usize], ws: &[usize], dtype: DType) -> Result<(Tensor, Tensor)> {
+    Ok((rng.randn(xs, dtype, &DEV)?, rng.randn(ws, dtype, &DEV)?))
+}
+
+#[test]
+fn conv3d_matches_direct_definition() -> Result<()> {
+    let mut rng = Rng::new(1);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+        for (xs, ws, s, p, d, g) in cases_3d() {
+            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
+            let geo = ConvGeometry {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            };
+            let y = conv3d(&x, &w, &geo)?;
+            let want = direct_conv3d(&x, &w, s, p, d, g)?;
+            let err = max_abs_diff(&y, &want)?;
+            assert!(
+                err < tol,
+                "{dtype:?} x{xs:?} w{ws:?} s{s:?} p{p:?} d{d:?} g{g}: {err}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conv2d_matches_direct_definition() -> Result<()> {
+    let mut rng = Rng::new(2);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+        for (xs, ws, s, p, d, g) in cases_2d() {
+            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
+            let geo = ConvGeometry {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            };
+            let y = conv2d(&x, &w, &geo)?;
+            let want = direct_conv3d(
+                &x.unsqueeze(2)?,
+                &w.unsqueeze(2)?,
+                [1, s[0], s[1]],
+                [0, p[0], p[1]],
+                [1, d[0], d[1]],
+                g,
+            )?
+            .squeeze(2)?;
+            let err = max_abs_diff(&y, &want)?;
+            assert!(
+                err < tol,
+                "{dtype:?} x{xs:?} w{ws:?} s{s:?} p{p:?} d{d:?} g{g}: {err}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conv_gradients_match_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(3);
+    for (i, (xs, ws, s, p, d, g)) in cases_3d().into_iter().enumerate() {
+        let (x, w) = x_and_w(&mut rng, &xs, &ws, DType::F64)?;
+        let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+        let geo = ConvGeometry {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+        };
+        let loss = || probe_loss(&conv3d(x.as_tensor(), w.as_tensor(), &geo)?, 10 + i as u64);
+        check_grads(loss, &[("x", &x), ("w", &w)], 1e-5, 1e-6, 40)
+            .map_err(|e| e.context(format!("3d case {i}")))?;
+    }
+    for (i, (xs, ws, s, p, d, g)) in cases_2d().into_iter().enumerate() {
+        let (x, w) = x_and_w(&mut rng, &xs, &ws, DType::F64)?;
+        let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+        let geo = ConvGeometry {
+            stride: s,
+            padding: p,
+            dilation: d,
+            groups: g,
+        };
+        let loss = || probe_loss(&conv2d(x.as_tensor(), w.as_tensor(), &geo)?, 20 + i as u64);
+        check_grads(loss, &[("x", &x), ("w", &w)], 1e-5, 1e-6, 40)
+            .map_err(|e| e.context(format!("2d case {i}")))?;
+    }
+    Ok(())
+}
+
+const WS_MODES: [WeightMode; 3] = [WeightMode::Ws, WeightMode::WsUnbiased, WeightMode::WsStdEps];
+
+#[test]
+fn ws_matches_formulas() -> Result<()> {
+    let w = Rng::new(4).randn(&[3, 2, 3, 3], DType::F64, &DEV)?;
+    let rows: Vec<Vec<f64>> = w.reshape((3, 18))?.to_vec2()?;
+    let eps = 1e-5;
+    for mode in WS_MODES {
+        let (w_hat, _) = standardize(&w, mode, eps)?;
+        assert!(w_hat.is_contiguous());
+        let got: Vec<Vec<f64>> = w_hat.reshape((3, 18))?.to_vec2()?;
+        for (row, got) in rows.iter().zip(&got) {
+            let n = row.len() as f64;
+            let mu = row.iter().sum::<f64>() / n;
+            let ss: f64 = row.iter().map(|v| (v - mu).powi(2)).sum();
+            let denom = match mode {
+                WeightMode::Ws => (ss / n + eps).sqrt(),
+                WeightMode::WsUnbiased => (ss / (n - 1.0) + eps).sqrt(),
+                _ => (ss / (n - 1.0)).sqrt() + eps,
+            };
+            for (v, g) in row.iter().zip(got) {
+                assert!(((v - mu) / denom - g).abs() < 1e-12, "{mode:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ws_layer<const D: usize>(
+    vm: &VarMap,
+    cin: usize,
+    cout: usize,
+    kernel: [usize; D],
+    geometry: ConvGeometry<D>,
+    mode: WeightMode,
+) -> Result<wsbcn_nn::Conv<D>>
+where
+    ConvGeometry<D>: wsbcn_nn::ConvOp,
+{
+    let vb = VarBuilder::from_varmap(vm, DType::F64, &DEV);
+    let cfg = ConvConfig {
+        kernel,
+        geometry,
+        bias: true,
+        mode,
+        ws_eps: 1e-5,
+    };
+    Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
+}
+
+fn var(vm: &VarMap, name: &str) -> Var {
+    vm.data().lock().unwrap()[name].clone()
+}
+
+#[test]
+fn ws_conv_gradients_match_finite_differences() -> Result<()> {
+    let mut rng = Rng::new(5);
+    for mode in WS_MODES {
+        let vm = VarMap::new();
+        let geo = ConvGeometry {
+            stride: [2, 1],
+            padding: [1, 1],
+            dilation: [1, 2],
+            groups: 2,
+        };
+        let layer = ws_layer(&vm, 4, 6, [3, 3], geo, mode)?;
+        let x = Var::from_tensor(&rng.randn(&[2, 4, 7, 8], DType::F64, &DEV)?)?;
+        let loss = || probe_loss(&layer.forward(x.as_tensor())?, 6);
+        let (w, b) = (var(&vm, "conv.weight"), var(&vm, "conv.bias"));
+        check_grads(
+            loss,
+            &[("x", &x), ("weight", &w), ("bias", &b)],
+            1e-5,
+            1e-6,
+            60,
+        )?;
+
+        let vm = VarMap::new();
+        let geo = ConvGeometry {
+            stride: [1, 2, 2],
+            padding: [1, 1, 1],
+            dilation: [2, 1, 1],
+            groups: 1,
+        };
+        let layer = ws_layer(&vm, 3, 4, [3, 3, 3], geo, mode)?;
+        let x = Var::from_tensor(&rng.randn(&[1, 3, 6, 6, 6], DType::F64, &DEV)?)?;
+        let loss = || probe_loss(&layer.forward(x.as_tensor())?, 7);
+        let w = var(&vm, "conv.weight");
+        check_grads(loss, &[("x", &x), ("weight", &w)], 1e-5, 1e-6, 60)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn fold_gives_the_same_output_as_ws() -> Result<()> {
+    let mut rng = Rng::new(6);
+    for mode in WS_MODES {
+        for dtype in [DType::F32, DType::F64] {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, dtype, &DEV);
+            let geo = ConvGeometry::uniform(1, 1, 1);
+            let cfg = ConvConfig {
+                kernel: [3, 3, 3],
+                geometry: geo,
+                bias: true,
+                mode,
+                ws_eps: 1e-5,
+            };
+            let layer = conv(8, 8, cfg, vb.pp("c"))?;
+            let folded = layer.fold()?;
+            assert_eq!(folded.mode(), WeightMode::Plain);
+            let x = rng.randn(&[2, 8, 4, 6, 6], dtype, &DEV)?;
+            let err = max_abs_diff(&layer.forward(&x)?, &folded.forward(&x)?)?;
+            assert!(err < 1e-5, "{mode:?} {dtype:?}: {err}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn ws_gradient_ratio_is_the_projection_bound() -> Result<()> {
+    // dL/dW = (1/sigma)(g - mean(g) - <W_hat, g>/I W_hat) for the biased
+    // variant: an orthogonal projection of g/sigma, so the ratio is <= 1.
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F64, &DEV);
+    let diagnostics = Diagnostics::default();
+    let cfg = ConvConfig {
+        kernel: [3, 3],
+        geometry: ConvGeometry::uniform(1, 1, 1),
+        bias: false,
+        mode: WeightMode::Ws,
+        ws_eps: 0.0,
+    };
+    let layer = conv(4, 5, cfg, vb.pp("c"))?.with_diagnostics(diagnostics.clone());
+    let x = Rng::new(7).randn(&[2, 4, 6, 6], DType::F64, &DEV)?;
+    diagnostics.set_enabled(true);
+    let y = layer.forward(&x)?;
+    let grads = probe_loss(&y.relu()?, 8)?.backward()?;
+    let ratios = diagnostics.ws_grad_ratios(&grads)?;
+    assert_eq!(ratios.len(), 1);
+    let r = ratios[0].ratio;
+
+    // The same ratio by hand from dL/dW_hat: project each row explicitly.
+    let w = layer.weight();
+    let (w_hat, sigma) = standardize(w, WeightMode::Ws, 0.0)?;
+    let w_hat_var = Var::from_tensor(&w_hat.detach())?;
+    let y2 = conv2d(&x, w_hat_var.as_tensor(), &ConvGeometry::uniform(1, 1, 1))?;
+    let g: Vec<Vec<f64>> = probe_loss(&y2.relu()?, 8)?
+        .backward()?
+        .get(w_hat_var.as_tensor())
+        .unwrap()
+        .reshape((5, 36))?
+        .to_vec2()?;
+    let wh: Vec<Vec<f64>> = w_hat.reshape((5, 36))?.to_vec2()?;
+    let sig: Vec<f64> = sigma.flatten_all()?.to_vec1()?;
+    let (mut full, mut proj) = (0.0, 0.0);
+    for i in 0..5 {
+        let n = 36.0;
+        let mean_g = g[i].iter().sum::<f64>() / n;
+        let dot: f64 = g[i].iter().zip(&wh[i]).map(|(a, b)| a * b).sum::<f64>() / n;
+        for j in 0..36 {
+            let d = (g[i][j] - mean_g - dot * wh[i][j]) / sig[i];
+            full += d * d;
+            proj += (g[i][j] / sig[i]).powi(2);
+        }
+    }
+    let want = (full / proj).sqrt();
+    assert!((r - want).abs() < 1e-9, "ratio {r} vs hand {want}");
+    assert!(r <= 1.0 + 1e-12 && r > 0.0);
+    Ok(())
+}
+
+#[test]
+fn conv_rejects_bad_shapes_naming_the_layer() -> Result<()> {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
+    let layer = conv(4, 8, ConvConfig::new([3, 3]), vb.pp("backbone.conv1"))?;
+    let err = layer
+        .forward(&Tensor::zeros((1, 3, 8, 8), DType::F32, &DEV)?)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("backbone.conv1") && err.contains("[1, 3, 8, 8]"),
+        "{err}"
+    );
+    let err = layer
+        .forward(&Tensor::zeros((4, 8, 8), DType::F32, &DEV)?)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("backbone.conv1") && err.contains("[4, 8, 8]"),
+        "{err}"
+    );
+    let bad = ConvConfig {
+        geometry: ConvGeometry::default().with_groups(3),
+        ..ConvConfig::new([3, 3])
+    };
+    let err = conv(4, 8, bad, vb.pp("g")).unwrap_err().to_string();
+    assert!(
+        err.contains("groups (3) must divide in_channels (4)"),
+        "{err}"
+    );
+    let unbiased_1x1 = ConvConfig {
+        mode: WeightMode::WsUnbiased,
+        ..ConvConfig::new([1, 1])
+    };
+    let err = conv(1, 4, unbiased_1x1, vb.pp("u"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fan-in"), "{err}");
+    Ok(())
+}
