@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
-    conv, conv2d, conv3d, standardize, ConvConfig, ConvGeometry, Diagnostics, WeightMode,
+    conv, conv2d, conv3d, standardize, standardize_composite, ConvConfig, ConvGeometry,
+    Diagnostics, WeightMode,
 };
 use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
@@ -198,13 +199,45 @@ fn conv_gradients_match_finite_differences() -> Result<()> {
 const WS_MODES: [WeightMode; 3] = [WeightMode::Ws, WeightMode::WsUnbiased, WeightMode::WsStdEps];
 
 #[test]
+fn fused_and_composite_ws_agree_in_value_and_gradient() -> Result<()> {
+    let mut rng = Rng::new(40);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+        for mode in WS_MODES {
+            for shape in [[8, 3, 3, 3], [4, 2, 1, 1]] {
+                let w = Var::from_tensor(&rng.randn(&shape, dtype, &DEV)?)?;
+                let g = rng.randn(&shape, dtype, &DEV)?;
+                let fused = standardize(w.as_tensor(), mode, 1e-5)?;
+                let gf = (&fused * &g)?.sum_all()?.backward()?;
+                let (composite, _) = standardize_composite(w.as_tensor(), mode, 1e-5)?;
+                let gc = (&composite * &g)?.sum_all()?.backward()?;
+                assert!(
+                    max_abs_diff(&fused, &composite)? < tol,
+                    "{mode:?} {dtype:?}"
+                );
+                let (a, b) = (
+                    gf.get(w.as_tensor()).unwrap(),
+                    gc.get(w.as_tensor()).unwrap(),
+                );
+                assert!(
+                    max_abs_diff(a, b)? < tol,
+                    "{mode:?} {dtype:?} {shape:?}: gradients differ"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn ws_matches_formulas() -> Result<()> {
     let w = Rng::new(4).randn(&[3, 2, 3, 3], DType::F64, &DEV)?;
     let rows: Vec<Vec<f64>> = w.reshape((3, 18))?.to_vec2()?;
     let eps = 1e-5;
     for mode in WS_MODES {
-        let (w_hat, _) = standardize(&w, mode, eps)?;
+        let w_hat = standardize(&w, mode, eps)?;
         assert!(w_hat.is_contiguous());
+        let (composite, _) = standardize_composite(&w, mode, eps)?;
+        assert!(max_abs_diff(&w_hat, &composite)? < 1e-12, "{mode:?}");
         let got: Vec<Vec<f64>> = w_hat.reshape((3, 18))?.to_vec2()?;
         for (row, got) in rows.iter().zip(&got) {
             let n = row.len() as f64;
@@ -339,7 +372,7 @@ fn ws_gradient_ratio_is_the_projection_bound() -> Result<()> {
 
     // The same ratio by hand from dL/dW_hat: project each row explicitly.
     let w = layer.weight();
-    let (w_hat, sigma) = standardize(w, WeightMode::Ws, 0.0)?;
+    let (w_hat, sigma) = standardize_composite(w, WeightMode::Ws, 0.0)?;
     let w_hat_var = Var::from_tensor(&w_hat.detach())?;
     let y2 = conv2d(&x, w_hat_var.as_tensor(), &ConvGeometry::uniform(1, 1, 1))?;
     let g: Vec<Vec<f64>> = probe_loss(&y2.relu()?, 8)?

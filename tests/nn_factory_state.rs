@@ -248,3 +248,26 @@ fn diagnostics_record_every_norm_layer_only_when_enabled() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn seeded_initialisation_is_reproducible_and_follows_the_hints() -> Result<()> {
+    let build = |seed| -> Result<VarMap> {
+        let vm = VarMap::new();
+        let vb = wsbcn_nn::seeded_var_builder(&vm, seed, DType::F32, &DEV);
+        let f = LayerFactory::from_spec("bn+ws")?;
+        Block::new(&f, vb)?;
+        Ok(vm)
+    };
+    let (a, b, c) = (build(7)?, build(7)?, build(8)?);
+    let get = |vm: &VarMap, n: &str| vm.data().lock().unwrap()[n].as_tensor().clone();
+    let w = get(&a, "conv1.weight");
+    assert_eq!(max_abs_diff(&w, &get(&b, "conv1.weight"))?, 0.0);
+    assert!(max_abs_diff(&w, &get(&c, "conv1.weight"))? > 0.0);
+    // Kaiming normal, fan-out, ReLU: std = sqrt(2 / (8 * 9)).
+    let v: Vec<f32> = w.flatten_all()?.to_vec1()?;
+    let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    let want = (2.0f32 / 72.0).sqrt();
+    assert!((std / want - 1.0).abs() < 0.1, "std {std} vs {want}");
+    assert_eq!(get(&a, "bn1.running_var").to_vec1::<f32>()?, vec![1.0; 8]);
+    Ok(())
+}

@@ -1,1 +1,201 @@
-fn main() {}
+//! Convolution benchmark of wsbcn-nn: plain vs WS conv2d, and the 3D conv
+//! next to PyTorch's in the same run.
+//!
+//! `cargo bench -p wsbcn-nn` prints a markdown table. Set
+//! `WSBCN_TORCH_PYTHON=/path/to/python` (a Python with torch) to time
+//! PyTorch on the same shapes in the same run; `WSBCN_BENCH_ITERS` sets the
+//! timed rounds (median reported, after two warm-up rounds; plain and WS
+//! alternate within each round).
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Instant;
+use wsbcn_nn::{conv, Conv, ConvConfig, ConvGeometry, ConvOp, WeightMode};
+
+/// Medians (ms) of `fs`, timed in turn within each round so that load on
+/// the machine hits every variant alike; two warm-up rounds first.
+fn interleaved_ms(iters: usize, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
+    let mut times = vec![Vec::with_capacity(iters); fs.len()];
+    for round in 0..iters + 2 {
+        for (f, t) in fs.iter_mut().zip(times.iter_mut()) {
+            let start = Instant::now();
+            f()?;
+            if round >= 2 {
+                t.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(|a, b| a.total_cmp(b));
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+struct Row {
+    name: &'static str,
+    variant: &'static str,
+    fwd: f64,
+    fwd_bwd: f64,
+    gflop: f64,
+}
+
+/// Times plain and WS versions of one conv on `x`, forward and
+/// forward+backward (gradients for `x` and the weight).
+fn time_pair<const D: usize>(
+    name: &'static str,
+    layers: [&Conv<D>; 2],
+    x: &Var,
+    iters: usize,
+) -> Result<[Row; 2]>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    let fwd = |l: &Conv<D>| l.forward(&x.as_tensor().detach()).map(|_| ());
+    let fwd_bwd = |l: &Conv<D>| l.forward(x.as_tensor())?.sum_all()?.backward().map(|_| ());
+    let [a, b] = layers;
+    let f = interleaved_ms(iters, &mut [&mut || fwd(a), &mut || fwd(b)])?;
+    let fb = interleaved_ms(iters, &mut [&mut || fwd_bwd(a), &mut || fwd_bwd(b)])?;
+    let y = a.forward(&x.as_tensor().detach())?;
+    // 2 flops per multiply-add, one forward.
+    let fan_in = a.weight().elem_count() / a.weight().dim(0)?;
+    let gflop = 2.0 * (y.elem_count() * fan_in) as f64 / 1e9;
+    let row = |variant, i: usize| Row {
+        name,
+        variant,
+        fwd: f[i],
+        fwd_bwd: fb[i],
+        gflop,
+    };
+    Ok([row("plain", 0), row("ws", 1)])
+}
+
+fn build<const D: usize>(
+    cin: usize,
+    cout: usize,
+    kernel: [usize; D],
+    mode: WeightMode,
+) -> Result<Conv<D>>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
+    let cfg = ConvConfig {
+        kernel,
+        geometry: ConvGeometry::uniform(1, 1, 1),
+        bias: false,
+        mode,
+        ws_eps: 1e-5,
+    };
+    Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
+}
+
+fn torch_times(iters: usize, cases: &[&str]) -> HashMap<String, (f64, f64)> {
+    let Ok(python) = std::env::var("WSBCN_TORCH_PYTHON") else {
+        return HashMap::new();
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_conv.py");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(threads.to_string())
+        .arg(iters.to_string())
+        .args(cases)
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o.stdout,
+        Ok(o) => {
+            eprintln!(
+                "PyTorch side failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return HashMap::new();
+        }
+        Err(e) => {
+            eprintln!("could not run {python}: {e}");
+            return HashMap::new();
+        }
+    };
+    String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.to_string(),
+                (f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?),
+            ))
+        })
+        .collect()
+}
+
+fn main() -> Result<()> {
+    let iters = std::env::var("WSBCN_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let dev = Device::Cpu;
+    let mut rows = vec![];
+
+    let x2 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 64, 56, 56), &dev)?)?;
+    let (p, w) = (
+        build(64, 64, [3, 3], WeightMode::Plain)?,
+        build(64, 64, [3, 3], WeightMode::Ws)?,
+    );
+    rows.extend(time_pair("conv2d_3x3_64_2x64x56x56", [&p, &w], &x2, iters)?);
+    let x3 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 64, 8, 28, 28), &dev)?)?;
+    let (p, w) = (
+        build(64, 64, [3, 3, 3], WeightMode::Plain)?,
+        build(64, 64, [3, 3, 3], WeightMode::Ws)?,
+    );
+    rows.extend(time_pair(
+        "conv3d_3x3x3_64_2x64x8x28x28",
+        [&p, &w],
+        &x3,
+        iters,
+    )?);
+    let torch = torch_times(
+        iters,
+        &["conv2d_3x3_64_2x64x56x56", "conv3d_3x3x3_64_2x64x8x28x28"],
+    );
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("wsbcn-nn conv benchmark, f32, CPU, {threads} threads, median of {iters} runs (ms)\n");
+    println!("| case | variant | fwd ms | fwd+bwd ms | fwd GFLOP/s | PyTorch fwd ms | PyTorch fwd+bwd ms | speed vs PyTorch (fwd+bwd) |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let (tf, tfb, ratio) = match torch.get(r.name) {
+            Some((f, fb)) => (
+                format!("{f:.1}"),
+                format!("{fb:.1}"),
+                format!("{:.2}x", fb / r.fwd_bwd),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {tf} | {tfb} | {ratio} |",
+            r.name,
+            r.variant,
+            r.fwd,
+            r.fwd_bwd,
+            r.gflop / (r.fwd / 1e3)
+        );
+    }
+    for pair in rows.chunks(2) {
+        if let [plain, ws] = pair {
+            println!(
+                "\nWS overhead on {}: forward {:+.1}%, forward+backward {:+.1}%",
+                plain.name,
+                (ws.fwd / plain.fwd - 1.0) * 100.0,
+                (ws.fwd_bwd / plain.fwd_bwd - 1.0) * 100.0
+            );
+        }
+    }
+    if torch.is_empty() {
+        println!("\n(PyTorch columns empty: set WSBCN_TORCH_PYTHON to a Python with torch.)");
+    }
+    Ok(())
+}

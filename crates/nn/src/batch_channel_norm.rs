@@ -83,7 +83,10 @@ impl ModuleT for BatchChannelNorm {
 #[derive(Clone, Debug)]
 pub enum BatchStatistics {
     /// Plain BN with this momentum for the running averages.
-    Batch { momentum: f64 },
+    Batch {
+        /// PyTorch-convention momentum of the running averages.
+        momentum: f64,
+    },
     /// Estimated BN driven by this moving speed.
     Estimated(MovingSpeed),
 }

@@ -29,9 +29,14 @@ use candle_core::{Device, Tensor};
 /// and the number of groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry<const D: usize> {
+    /// Step between output positions, per axis.
     pub stride: [usize; D],
+    /// Zeros added on both sides, per axis.
     pub padding: [usize; D],
+    /// Spacing between kernel taps, per axis.
     pub dilation: [usize; D],
+    /// Channel groups: input and output channels are split into `groups`
+    /// independent convolutions.
     pub groups: usize,
 }
 

@@ -11,24 +11,42 @@ pub enum Error {
 
     /// A layer spec string (`"gn+ws"`, `"bcn-est+ws"`) could not be parsed.
     #[error("layer spec `{spec}`: {msg}")]
-    Spec { spec: String, msg: String },
+    Spec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        msg: String,
+    },
 
     /// A layer was configured with inconsistent numbers.
     #[error("{layer}: {msg}")]
-    Config { layer: String, msg: String },
+    Config {
+        /// The layer's name (its `VarBuilder` path).
+        layer: String,
+        /// What is inconsistent, with the numbers.
+        msg: String,
+    },
 
     /// A layer was given an input of the wrong rank or channel count.
     #[error("{layer}: expected input {expected}, got shape {got:?}")]
     Shape {
+        /// The layer's name (its `VarBuilder` path).
         layer: String,
+        /// The accepted shapes, in words.
         expected: String,
+        /// The shape it got.
         got: Vec<usize>,
     },
 
     /// Batch statistics requested where they are undefined
     /// (one value per channel in training).
     #[error("{layer}: {msg}")]
-    Statistics { layer: String, msg: String },
+    Statistics {
+        /// The layer's name (its `VarBuilder` path).
+        layer: String,
+        /// Why the statistics are undefined, with the input shape.
+        msg: String,
+    },
 }
 
 impl Error {

@@ -21,7 +21,8 @@ use crate::diagnostics::{Diagnostics, SingularityThresholds};
 use crate::estimated_batch_norm::MovingSpeed;
 use crate::group_norm::{group_norm, instance_norm, layer_norm};
 use crate::norm::{Norm, NormLayer};
-use crate::ws_conv::{conv, Conv, ConvConfig, ConvOp, WeightMode};
+use crate::weight_standardization::WeightMode;
+use crate::ws_conv::{conv, Conv, ConvConfig, ConvOp};
 use crate::{Error, Result};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,9 @@ impl NormKind {
 /// A parsed spec: which norm, which conv weight mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
+    /// The normalization.
     pub norm: NormKind,
+    /// The conv weight mode.
     pub conv: WeightMode,
 }
 

@@ -12,12 +12,16 @@
 //! * [`LayerFactory`]: a spec string such as `"bcn-est+ws"` picks every
 //!   layer of a model;
 //! * [`Diagnostics`]: elimination-singularity fractions and WS gradient
-//!   ratios for the experiments' figures.
+//!   ratios for the experiments' figures;
+//! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
+//!   seed its CPU generator).
 //!
 //! Running statistics and estimates are variables in the model's `VarMap`
 //! (named `running_mean`, `running_var` as in PyTorch), so
 //! `VarMap::save`/`load` round-trips them with the weights; they never get
 //! gradients.
+
+#![warn(missing_docs)]
 
 pub mod batch_channel_norm;
 pub mod batch_norm;
@@ -29,6 +33,8 @@ pub mod factory;
 pub mod group_norm;
 pub mod input;
 pub mod norm;
+pub mod seeded_init;
+pub mod weight_standardization;
 pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
@@ -42,4 +48,6 @@ pub use estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingS
 pub use factory::{LayerFactory, LayerSpec, NormConfig, NormKind};
 pub use group_norm::{group_norm, group_standardize, instance_norm, layer_norm, GroupNorm};
 pub use norm::{Norm, NormLayer};
-pub use ws_conv::{conv, standardize, Conv, Conv2d, Conv3d, ConvConfig, ConvOp, WeightMode};
+pub use seeded_init::seeded_var_builder;
+pub use weight_standardization::{standardize, standardize_composite, WeightMode};
+pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp};

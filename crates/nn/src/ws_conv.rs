@@ -4,101 +4,17 @@
 //! Weight Standardization" (arXiv 1903.10520); official code
 //! `joe-siyuan-qiao/WeightStandardization` and `.../Batch-Channel-Normalization`.
 //!
-//! For a kernel `W: (O, C/g, k...)` and each output channel `i`, over its
-//! `I = C/g * prod(k)` fan-in elements:
-//!
-//! ```text
-//! mu_i   = mean_j W[i, j]
-//! ws          (default, timm-like):  W_hat = (W - mu) / sqrt(var_b + eps),  var_b = mean (W - mu)^2
-//! ws-unbiased (official BCN code):   W_hat = (W - mu) / sqrt(var_u + eps),  var_u = sum (W - mu)^2 / (I - 1)
-//! ws-std-eps  (first release, mmcv): W_hat = (W - mu) / (sqrt(var_u) + eps)
-//! ```
-//!
-//! The convolution uses the contiguous `W_hat`; gradients flow through `mu`
-//! and the variance. [`Conv::fold`] bakes `W_hat` into a plain conv for
-//! inference.
+//! With a WS [`WeightMode`] the layer convolves with the standardized kernel
+//! `W_hat` of [`crate::weight_standardization`] (contiguous, gradients
+//! through the mean and variance). [`Conv::fold`] bakes `W_hat` into a plain
+//! conv for inference.
 
 use crate::conv_fn::{conv2d, conv3d, ConvGeometry};
 use crate::diagnostics::Diagnostics;
+use crate::weight_standardization::{standardize, standardize_composite, WeightMode};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor, Var};
 use candle_nn::{init, Init, VarBuilder};
-use serde::{Deserialize, Serialize};
-
-/// How a conv layer turns its parameter `W` into the kernel it convolves with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WeightMode {
-    /// The kernel is `W` itself.
-    #[default]
-    Plain,
-    /// WS with the biased variance, eps inside the sqrt (the suite's default).
-    Ws,
-    /// WS with the unbiased variance, eps inside the sqrt (official BCN code).
-    WsUnbiased,
-    /// WS as `(W - mu) / (std_unbiased + eps)` (first release, mmcv `ConvWS`).
-    WsStdEps,
-}
-
-impl WeightMode {
-    /// Every mode with its config name.
-    pub const ALL: [(&'static str, WeightMode); 4] = [
-        ("plain", WeightMode::Plain),
-        ("ws", WeightMode::Ws),
-        ("ws-unbiased", WeightMode::WsUnbiased),
-        ("ws-std-eps", WeightMode::WsStdEps),
-    ];
-
-    /// The config name of this mode (`"ws-unbiased"`).
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, m)| *m == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("plain")
-    }
-
-    /// True for the three WS variants.
-    pub fn is_ws(self) -> bool {
-        self != WeightMode::Plain
-    }
-}
-
-/// Standardizes `w: (O, ...)` per output channel. Returns `(W_hat, sigma)`
-/// with `W_hat` contiguous and shaped like `w`, and `sigma: (O, 1)` the
-/// divisor of each row. `Plain` is rejected: there is nothing to standardize.
-pub fn standardize(w: &Tensor, mode: WeightMode, eps: f64) -> Result<(Tensor, Tensor)> {
-    let o = w.dim(0)?;
-    let fan_in = w.elem_count() / o.max(1);
-    let flat = w.reshape((o, fan_in))?;
-    let centered = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
-    let sum_sq = centered.sqr()?.sum_keepdim(1)?;
-    let unbiased = || {
-        if fan_in < 2 {
-            return Err(Error::config(
-                "weight standardization",
-                format!("{} needs a fan-in of at least 2, got {fan_in}", mode.name()),
-            ));
-        }
-        Ok(sum_sq.affine(1.0 / (fan_in - 1) as f64, 0.0)?)
-    };
-    let sigma = match mode {
-        WeightMode::Plain => {
-            return Err(Error::config(
-                "weight standardization",
-                "mode `plain` has no standardization",
-            ))
-        }
-        WeightMode::Ws => sum_sq.affine(1.0 / fan_in as f64, eps)?.sqrt()?,
-        WeightMode::WsUnbiased => unbiased()?.affine(1.0, eps)?.sqrt()?,
-        WeightMode::WsStdEps => unbiased()?.sqrt()?.affine(1.0, eps)?,
-    };
-    let w_hat = centered
-        .broadcast_div(&sigma)?
-        .reshape(w.shape())?
-        .contiguous()?;
-    Ok((w_hat, sigma))
-}
 
 /// The `D`-dimensional convolution primitive behind a [`Conv`] layer.
 pub trait ConvOp {
@@ -219,15 +135,10 @@ where
 
     /// The kernel the layer convolves with: `W` or the contiguous `W_hat`.
     pub fn kernel(&self) -> Result<Tensor> {
-        Ok(self.kernel_and_sigma()?.0)
-    }
-
-    fn kernel_and_sigma(&self) -> Result<(Tensor, Option<Tensor>)> {
         if self.mode.is_ws() {
-            let (w_hat, sigma) = standardize(&self.weight, self.mode, self.ws_eps)?;
-            Ok((w_hat, Some(sigma)))
+            standardize(&self.weight, self.mode, self.ws_eps)
         } else {
-            Ok((self.weight.clone(), None))
+            Ok(self.weight.clone())
         }
     }
 
@@ -243,8 +154,9 @@ where
     }
 
     fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
-        let (mut kernel, sigma) = self.kernel_and_sigma()?;
-        if let (Some(sigma), true) = (sigma, self.diagnostics.is_enabled()) {
+        let mut kernel = self.kernel()?;
+        if self.mode.is_ws() && self.diagnostics.is_enabled() {
+            let (_, sigma) = standardize_composite(&self.weight.detach(), self.mode, self.ws_eps)?;
             // candle keeps gradients of variables only, so dL/dW_hat is read
             // from a zero variable added to W_hat: its gradient is dL/dW_hat.
             let tap = Var::zeros(kernel.shape(), kernel.dtype(), kernel.device())?;
