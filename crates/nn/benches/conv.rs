@@ -5,7 +5,8 @@
 //! `WSBCN_TORCH_PYTHON=/path/to/python` (a Python with torch) to time
 //! PyTorch on the same shapes in the same run; `WSBCN_BENCH_ITERS` sets the
 //! timed rounds (median reported, after two warm-up rounds; plain and WS
-//! alternate within each round).
+//! alternate within each round, in
+//! alternating order).
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -19,11 +20,18 @@ use wsbcn_nn::{conv, Conv, ConvConfig, ConvGeometry, ConvOp, WeightMode};
 fn interleaved_ms(iters: usize, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Result<Vec<f64>> {
     let mut times = vec![Vec::with_capacity(iters); fs.len()];
     for round in 0..iters + 2 {
-        for (f, t) in fs.iter_mut().zip(times.iter_mut()) {
+        // Alternate the order too: the variant timed second pays for the
+        // first one's freed memory, a bias of a few percent here.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..fs.len()).collect()
+        } else {
+            (0..fs.len()).rev().collect()
+        };
+        for i in order {
             let start = Instant::now();
-            f()?;
+            fs[i]()?;
             if round >= 2 {
-                t.push(start.elapsed().as_secs_f64() * 1e3);
+                times[i].push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
     }
