@@ -4,43 +4,14 @@
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use std::collections::HashMap;
 use wsbcn_nn::{
     conv, estimated_batch_norm, ConvConfig, ConvGeometry, ConvOp, LayerFactory, MovingSpeed,
     NormConfig, WeightMode,
 };
-use wsbcn_tests::max_abs_diff;
+use wsbcn_tests::{max_abs_diff, Fixture};
 
 const DEV: Device = Device::Cpu;
 const TOL: f64 = 1e-5;
-
-struct Fixture(HashMap<String, Tensor>);
-
-impl Fixture {
-    fn load() -> Self {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/nn_reference.safetensors"
-        );
-        Self(candle_core::safetensors::load(path, &DEV).expect("reading the reference fixture"))
-    }
-
-    fn get(&self, key: &str) -> &Tensor {
-        self.0
-            .get(key)
-            .unwrap_or_else(|| panic!("fixture has no `{key}`"))
-    }
-
-    fn with_prefix(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v: Vec<_> = self
-            .0
-            .iter()
-            .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-}
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     let got = got.reshape(want.shape())?;
@@ -91,7 +62,7 @@ where
 
 #[test]
 fn ws_and_plain_convs_match_pytorch() -> Result<()> {
-    let fx = Fixture::load();
+    let fx = Fixture::nn();
     let geo2 = |s, p, d, g| ConvGeometry::<2> {
         stride: s,
         padding: p,
@@ -114,7 +85,7 @@ fn ws_and_plain_convs_match_pytorch() -> Result<()> {
 
 #[test]
 fn norms_match_pytorch_in_train_and_eval() -> Result<()> {
-    let fx = Fixture::load();
+    let fx = Fixture::nn();
     let mut checked = 0;
     for kind in ["bn", "gn", "ln", "in", "bcn", "bcn-est"] {
         for tag in ["4d", "5d"] {
@@ -166,7 +137,7 @@ fn norms_match_pytorch_in_train_and_eval() -> Result<()> {
 
 #[test]
 fn estimated_bn_matches_pytorch_over_steps_with_changing_r() -> Result<()> {
-    let fx = Fixture::load();
+    let fx = Fixture::nn();
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &DEV);
     let speed = MovingSpeed::new(0.0);

@@ -3,6 +3,7 @@
 //! implementations to test fast paths against.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
+use std::collections::HashMap;
 
 /// A tiny deterministic generator (SplitMix64), so fixtures and checks do
 /// not depend on candle's unseeded CPU RNG.
@@ -172,4 +173,45 @@ pub fn direct_conv3d(
         }
     }
     Tensor::from_vec(y, (n, o, to, ho, wo), x.device())?.to_dtype(x.dtype())
+}
+
+/// A reference fixture written by one of the scripts in `tests/fixtures/`.
+pub struct Fixture(HashMap<String, Tensor>);
+
+impl Fixture {
+    fn load(name: &str) -> Self {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let map = candle_core::safetensors::load(&path, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("reading the reference fixture {path}: {e}"));
+        Self(map)
+    }
+
+    /// `nn_reference.safetensors` (`make_nn_reference.py`).
+    pub fn nn() -> Self {
+        Self::load("nn_reference.safetensors")
+    }
+
+    /// `train_reference.safetensors` (`make_train_reference.py`).
+    pub fn train() -> Self {
+        Self::load("train_reference.safetensors")
+    }
+
+    /// The tensor stored under `key`; panics naming the key if absent.
+    pub fn get(&self, key: &str) -> &Tensor {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("fixture has no `{key}`"))
+    }
+
+    /// Every `(name, tensor)` whose key starts with `prefix`, the prefix
+    /// stripped, sorted by name.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
 }

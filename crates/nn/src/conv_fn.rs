@@ -145,7 +145,12 @@ impl<const D: usize> ConvGeometry<D> {
 }
 
 /// Indices `o * stride + offset` for `o in 0..len`, as a `u32` tensor.
-fn strided_indices(len: usize, stride: usize, offset: usize, device: &Device) -> Result<Tensor> {
+pub(crate) fn strided_indices(
+    len: usize,
+    stride: usize,
+    offset: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let idx: Vec<u32> = (0..len).map(|o| (o * stride + offset) as u32).collect();
     Ok(Tensor::from_vec(idx, len, device)?)
 }

@@ -13,6 +13,8 @@
 //!   layer of a model;
 //! * [`Diagnostics`]: elimination-singularity fractions and WS gradient
 //!   ratios for the experiments' figures;
+//! * [`resize_bilinear`], [`max_pool`], [`adaptive_avg_pool`]: the spatial
+//!   ops models need, with backward passes (candle lacks or limits them);
 //! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
 //!   seed its CPU generator).
 //!
@@ -23,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
 pub mod conv_fn;
@@ -33,6 +36,8 @@ pub mod factory;
 pub mod group_norm;
 pub mod input;
 pub mod norm;
+pub mod pool;
+pub mod resize;
 pub mod seeded_init;
 pub mod weight_standardization;
 pub mod ws_conv;
@@ -48,6 +53,8 @@ pub use estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingS
 pub use factory::{LayerFactory, LayerSpec, NormConfig, NormKind};
 pub use group_norm::{group_norm, group_standardize, instance_norm, layer_norm, GroupNorm};
 pub use norm::{Norm, NormLayer};
+pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
+pub use resize::{interpolation_matrix, resize_bilinear};
 pub use seeded_init::seeded_var_builder;
 pub use weight_standardization::{standardize, standardize_composite, WeightMode};
 pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp};

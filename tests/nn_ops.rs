@@ -1,0 +1,121 @@
+//! Spatial ops of the layers crate: bilinear resize, max pooling with
+//! padding, adaptive and global average pooling. Values and gradients
+//! against PyTorch (`fixtures/train_reference.safetensors`, written by
+//! `fixtures/make_train_reference.py`) and finite differences.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use wsbcn_nn::{adaptive_avg_pool, global_avg_pool, max_pool, resize_bilinear};
+use wsbcn_tests::{check_grads, max_abs_diff, probe_loss, Fixture, Rng};
+
+const DEV: Device = Device::Cpu;
+
+/// Replays a fixture case `prefix` through `f`: output and input gradient.
+fn replay(
+    fx: &Fixture,
+    prefix: &str,
+    f: impl Fn(&Tensor) -> wsbcn_nn::Result<Tensor>,
+) -> Result<()> {
+    let x = Var::from_tensor(fx.get(&format!("{prefix}.x")))?;
+    let y = f(x.as_tensor())?;
+    let err = max_abs_diff(&y, fx.get(&format!("{prefix}.y")))?;
+    assert!(err < 1e-10, "{prefix}.y: {err:e}");
+    let grads = (y * fx.get(&format!("{prefix}.r")))?
+        .sum_all()?
+        .backward()?;
+    let err = max_abs_diff(
+        grads.get(x.as_tensor()).unwrap(),
+        fx.get(&format!("{prefix}.grad_x")),
+    )?;
+    assert!(err < 1e-10, "{prefix}.grad_x: {err:e}");
+    Ok(())
+}
+
+#[test]
+fn resize_matches_pytorch_in_both_modes() -> Result<()> {
+    let fx = Fixture::train();
+    for i in 0..4 {
+        for (tag, ac) in [("ac", true), ("noac", false)] {
+            let p = format!("resize.{i}.{tag}");
+            let size: Vec<i64> = fx.get(&format!("{p}.size")).to_vec1()?;
+            replay(&fx, &p, |x| {
+                resize_bilinear(x, (size[0] as usize, size[1] as usize), ac)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn pooling_matches_pytorch() -> Result<()> {
+    let fx = Fixture::train();
+    replay(&fx, "maxpool2d", |x| max_pool(x, [3, 3], [2, 2], [1, 1]))?;
+    replay(&fx, "maxpool3d_a", |x| {
+        max_pool(x, [1, 3, 3], [1, 2, 2], [0, 1, 1])
+    })?;
+    replay(&fx, "maxpool3d_b", |x| {
+        max_pool(x, [3, 3, 3], [2, 2, 2], [1, 1, 1])
+    })?;
+    replay(&fx, "adaptive2d", |x| adaptive_avg_pool(x, [3, 4]))?;
+    replay(&fx, "adaptive3d", |x| adaptive_avg_pool(x, [2, 3, 3]))?;
+    Ok(())
+}
+
+#[test]
+fn spatial_ops_have_correct_gradients() -> Result<()> {
+    let mut rng = Rng::new(31);
+    let x4 = Var::from_tensor(&rng.randn(&[1, 2, 5, 6], DType::F64, &DEV)?)?;
+    let x5 = Var::from_tensor(&rng.randn(&[1, 2, 3, 5, 4], DType::F64, &DEV)?)?;
+    let cases: Vec<(&str, &Var, Box<dyn Fn(&Tensor) -> wsbcn_nn::Result<Tensor>>)> = vec![
+        (
+            "resize up ac",
+            &x4,
+            Box::new(|x| resize_bilinear(x, (9, 7), true)),
+        ),
+        (
+            "resize down",
+            &x4,
+            Box::new(|x| resize_bilinear(x, (3, 4), false)),
+        ),
+        (
+            "max 2d",
+            &x4,
+            Box::new(|x| max_pool(x, [3, 3], [2, 2], [1, 1])),
+        ),
+        (
+            "max 3d",
+            &x5,
+            Box::new(|x| max_pool(x, [3, 2, 3], [1, 2, 2], [1, 0, 1])),
+        ),
+        (
+            "adaptive 3d",
+            &x5,
+            Box::new(|x| adaptive_avg_pool(x, [2, 2, 3])),
+        ),
+        ("global", &x5, Box::new(global_avg_pool)),
+    ];
+    for (name, x, f) in cases {
+        let loss = || probe_loss(&f(x.as_tensor())?, 3);
+        check_grads(loss, &[("x", x)], 1e-6, 1e-6, 60).map_err(|e| e.context(name))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn global_pool_keeps_axes_and_bad_geometry_is_an_error() -> Result<()> {
+    let x = Tensor::arange(0f32, 24., &DEV)?.reshape((1, 2, 3, 4))?;
+    let y = global_avg_pool(&x)?;
+    assert_eq!(y.dims(), [1, 2, 1, 1]);
+    assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![5.5, 17.5]);
+    let err = max_pool(&x, [3, 3], [2, 2], [2, 2])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("padding"), "{err}");
+    let err = resize_bilinear(&x.flatten_all()?, (2, 2), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("resize_bilinear") && err.contains("[24]"),
+        "{err}"
+    );
+    Ok(())
+}
