@@ -60,12 +60,14 @@ fn pooling_matches_pytorch() -> Result<()> {
     Ok(())
 }
 
+type SpatialOp = dyn Fn(&Tensor) -> wsbcn_nn::Result<Tensor>;
+
 #[test]
 fn spatial_ops_have_correct_gradients() -> Result<()> {
     let mut rng = Rng::new(31);
     let x4 = Var::from_tensor(&rng.randn(&[1, 2, 5, 6], DType::F64, &DEV)?)?;
     let x5 = Var::from_tensor(&rng.randn(&[1, 2, 3, 5, 4], DType::F64, &DEV)?)?;
-    let cases: Vec<(&str, &Var, Box<dyn Fn(&Tensor) -> wsbcn_nn::Result<Tensor>>)> = vec![
+    let cases: Vec<(&str, &Var, Box<SpatialOp>)> = vec![
         (
             "resize up ac",
             &x4,
