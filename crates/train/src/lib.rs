@@ -1,1 +1,27 @@
+//! The shared training engine of wsbcn: losses, SGD with parameter groups,
+//! learning-rate and moving-speed schedules, gradient clipping and
+//! accumulation, background data loading, checkpoints that resume exactly,
+//! HDF5 run logs, typed TOML configs, and the [`Trainer`] loop that the
+//! segmentation and video tasks plug into through [`Task`].
+#![warn(missing_docs)]
 
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod loader;
+pub mod loss;
+pub mod optim;
+pub mod progress;
+pub mod run_log;
+pub mod schedule;
+pub mod trainer;
+
+pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
+pub use config::{load_config, parse_config, to_toml, Validate};
+pub use error::{Error, Result};
+pub use loader::{Batches, Dataset, Loader, LoaderConfig};
+pub use loss::{cross_entropy, pixel_cross_entropy};
+pub use optim::{clip_grad_norm, global_norm, param_groups, Grads, ParamGroup, Sgd, SgdConfig};
+pub use run_log::RunLog;
+pub use schedule::{Decay, MovingSpeedSchedule, ScheduleConfig};
+pub use trainer::{RunSummary, Task, TrainConfig, Trainer};

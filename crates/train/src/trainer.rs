@@ -1,0 +1,373 @@
+//! The training loop that every task plugs into.
+//!
+//! A [`Task`] supplies the model (its `VarMap` and, if built from one, its
+//! layer factory), the loss of a micro-batch, and an evaluator; a
+//! [`Loader`] supplies the batches. [`Trainer::run`] then does, per step:
+//! set the learning rate and the estimated-BN moving speed, forward and
+//! backward over `accumulate` micro-batches (their mean gradient), clip,
+//! SGD step, log, and at intervals evaluate, flush the run log and write a
+//! checkpoint. A run directory holds `run.h5` and `checkpoints/`; running
+//! again on the same directory resumes from its newest checkpoint and gives
+//! the same loss sequence as a run that was never stopped.
+
+use crate::checkpoint::{
+    latest_checkpoint, load_checkpoint, restore_model, save_checkpoint, TrainState,
+};
+use crate::config::{within, Validate};
+use crate::loader::{Dataset, Loader, LoaderConfig};
+use crate::optim::{
+    accumulate, clip_grad_norm, global_norm, param_groups, scale, Grads, Sgd, SgdConfig,
+};
+use crate::progress::Progress;
+use crate::run_log::RunLog;
+use crate::schedule::{MovingSpeedSchedule, ScheduleConfig};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wsbcn_nn::LayerFactory;
+
+/// What a task plugs into the engine.
+pub trait Task {
+    /// One sample of the task's data set.
+    type Sample: Send + 'static;
+
+    /// The model's variables: weights, running statistics and estimates.
+    fn varmap(&self) -> &VarMap;
+
+    /// The layer factory the model was built from, if any: the engine sets
+    /// its estimated-BN moving speed each step and reads its diagnostics.
+    fn layers(&self) -> Option<&LayerFactory> {
+        None
+    }
+
+    /// The scalar training loss of one micro-batch (model in train mode).
+    fn loss(&mut self, batch: Vec<Self::Sample>) -> Result<Tensor>;
+
+    /// Evaluates the model in eval mode: named metrics (e.g. `miou`, `top1`).
+    fn evaluate(&mut self) -> Result<Vec<(String, f64)>>;
+}
+
+/// The engine's config section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps of the run.
+    pub steps: u64,
+    /// Micro-batches per optimizer step (gradient accumulation): the
+    /// optimizer batch grows, the normalization batch does not.
+    pub accumulate: u64,
+    /// Steps between evaluations (0: only at the end).
+    pub eval_interval: u64,
+    /// Steps between checkpoints (0: only at the end).
+    pub checkpoint_interval: u64,
+    /// Checkpoints kept on disk.
+    pub keep_checkpoints: usize,
+    /// Steps between progress lines when output is not a terminal.
+    pub log_interval: u64,
+    /// Steps between diagnostics (singularity fractions, WS ratios); 0: never.
+    pub diag_interval: u64,
+    /// Seed of data order, augmentation and initialisation.
+    pub seed: u64,
+    /// Clip gradients to this global norm.
+    pub clip_grad_norm: Option<f64>,
+    /// Data loading.
+    pub data: LoaderConfig,
+    /// The optimizer.
+    pub optim: SgdConfig,
+    /// The learning-rate schedule.
+    pub schedule: ScheduleConfig,
+    /// The estimated-BN moving speed.
+    pub moving_speed: MovingSpeedSchedule,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            accumulate: 1,
+            eval_interval: 0,
+            checkpoint_interval: 0,
+            keep_checkpoints: 2,
+            log_interval: 20,
+            diag_interval: 0,
+            seed: 0,
+            clip_grad_norm: None,
+            data: LoaderConfig::default(),
+            optim: SgdConfig::default(),
+            schedule: ScheduleConfig::default(),
+            moving_speed: MovingSpeedSchedule::default(),
+        }
+    }
+}
+
+impl Validate for TrainConfig {
+    fn validate(&self) -> std::result::Result<(), (String, String)> {
+        let bad = |k: &str, m: String| Err((k.to_string(), m));
+        if self.steps == 0 {
+            return bad("steps", "must be at least 1".into());
+        }
+        if self.accumulate == 0 {
+            return bad("accumulate", "must be at least 1".into());
+        }
+        if self.keep_checkpoints == 0 {
+            return bad("keep_checkpoints", "must be at least 1".into());
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if c.is_nan() || c <= 0.0 {
+                return bad("clip_grad_norm", format!("must be > 0, got {c}"));
+            }
+        }
+        if self.data.batch_size == 0 {
+            return bad("data.batch_size", "must be at least 1".into());
+        }
+        within("optim", self.optim.validate())?;
+        within("schedule", self.schedule.validate())
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Steps completed.
+    pub steps: u64,
+    /// The step the run resumed from, if it resumed.
+    pub resumed_from: Option<u64>,
+    /// The final evaluation.
+    pub metrics: Vec<(String, f64)>,
+    /// The run log.
+    pub log: PathBuf,
+}
+
+/// Runs tasks under one config in one run directory.
+pub struct Trainer {
+    config: TrainConfig,
+    dir: PathBuf,
+    attrs: BTreeMap<String, String>,
+    plain_progress: bool,
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn finite_or_diverged(value: f64, step: u64, what: &str, last: &Option<PathBuf>) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::Diverged {
+            step,
+            what: format!("{what} is {value}"),
+            checkpoint: last.clone(),
+        })
+    }
+}
+
+fn mean_named(prefix: &str, values: impl Iterator<Item = (String, f64)>) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = values.map(|(l, v)| (format!("{prefix}.{l}"), v)).collect();
+    if !out.is_empty() {
+        let mean = out.iter().map(|(_, v)| v).sum::<f64>() / out.len() as f64;
+        out.push((format!("{prefix}.mean"), mean));
+    }
+    out
+}
+
+impl Trainer {
+    /// A trainer writing into run directory `dir`.
+    pub fn new(config: TrainConfig, dir: &Path) -> Self {
+        Self {
+            config,
+            dir: dir.to_path_buf(),
+            attrs: BTreeMap::new(),
+            plain_progress: false,
+        }
+    }
+
+    /// Adds a root attribute to the run log (the resolved config, a task name).
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.attrs.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// Forces plain progress lines even on a terminal.
+    pub fn plain_progress(mut self, plain: bool) -> Self {
+        self.plain_progress = plain;
+        self
+    }
+
+    /// The run log's path.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("run.h5")
+    }
+
+    /// The checkpoint directory.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.dir.join("checkpoints")
+    }
+
+    /// Trains `task` on `data` to `config.steps`, resuming from the newest
+    /// checkpoint in the run directory if there is one.
+    pub fn run<T, D>(&self, task: &mut T, data: &Loader<D>) -> Result<RunSummary>
+    where
+        T: Task,
+        D: Dataset<Sample = T::Sample>,
+    {
+        let cfg = &self.config;
+        let mut sgd = Sgd::new(param_groups(task.varmap(), &cfg.optim), &cfg.optim);
+        let (mut step, mut batch, mut last_ckpt, resumed_from, mut log) =
+            match latest_checkpoint(&self.checkpoint_dir())? {
+                Some(path) => {
+                    let device = task
+                        .varmap()
+                        .all_vars()
+                        .first()
+                        .map_or(Device::Cpu, |v| v.device().clone());
+                    let ckpt = load_checkpoint(&path, &device)?;
+                    if ckpt.state.seed != cfg.seed {
+                        return Err(Error::Checkpoint {
+                            path,
+                            msg: format!(
+                                "written with seed {}, the config says {}: use a new run directory",
+                                ckpt.state.seed, cfg.seed
+                            ),
+                        });
+                    }
+                    restore_model(&ckpt, task.varmap())?;
+                    sgd.load_state(ckpt.optim)?;
+                    let mut log = if self.log_path().exists() {
+                        RunLog::read(&self.log_path())?
+                    } else {
+                        RunLog::new(&self.log_path(), BTreeMap::new())
+                    };
+                    log.truncate(ckpt.state.step);
+                    let s = ckpt.state;
+                    (s.step, s.batches, Some(path), Some(s.step), log)
+                }
+                None => (
+                    0,
+                    0,
+                    None,
+                    None,
+                    RunLog::new(&self.log_path(), BTreeMap::new()),
+                ),
+            };
+        for (k, v) in &self.attrs {
+            log.set_attr(k, v.clone());
+        }
+        log.set_attr("seed", cfg.seed.to_string());
+        log.set_attr("crate_version", env!("CARGO_PKG_VERSION"));
+        log.set_attr("git_commit", git_commit());
+        log.set_attr("train_config", crate::config::to_toml(cfg)?);
+
+        let progress = Progress::new(step, cfg.steps, cfg.log_interval, self.plain_progress);
+        if let Some(s) = resumed_from {
+            progress.println(&format!("resuming from step {s} ({})", self.dir.display()));
+        }
+        let mut batches = data.iter_from(batch);
+        let mut metrics = vec![];
+        let result = (|| -> Result<()> {
+            while step < cfg.steps {
+                let started = Instant::now();
+                let lr = cfg.schedule.lr(cfg.optim.lr, step, cfg.steps);
+                let diag = cfg.diag_interval > 0 && step % cfg.diag_interval == 0;
+                let mut row = vec![("lr".to_string(), lr)];
+                if let Some(f) = task.layers() {
+                    let r = cfg.moving_speed.r(lr);
+                    f.moving_speed().set(r)?;
+                    f.diagnostics().set_enabled(diag);
+                    row.push(("moving_speed".into(), r));
+                }
+                let (mut total, mut loss_sum, mut samples) = (Grads::new(), 0.0, 0usize);
+                for micro in 0..cfg.accumulate {
+                    let samples_of_batch = batches
+                        .next()
+                        .unwrap_or_else(|| Err(Error::Data("the loader ended".into())))?;
+                    batch += 1;
+                    samples += samples_of_batch.len();
+                    let loss = task.loss(samples_of_batch)?;
+                    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    loss_sum += finite_or_diverged(value, step, "the loss", &last_ckpt)?;
+                    let store = loss.backward()?;
+                    if let (Some(f), true) = (task.layers(), diag && micro + 1 == cfg.accumulate) {
+                        let ratios = f.diagnostics().ws_grad_ratios(&store)?;
+                        row.extend(mean_named(
+                            "ws_grad_ratio",
+                            ratios.into_iter().map(|r| (r.layer, r.ratio)),
+                        ));
+                        let sing = f.diagnostics().take_singularity();
+                        row.extend(mean_named(
+                            "singularity",
+                            sing.into_iter().map(|r| (r.layer, r.fraction)),
+                        ));
+                        f.diagnostics().set_enabled(false);
+                    }
+                    accumulate(&mut total, sgd.grads(&store))?;
+                }
+                if cfg.accumulate > 1 {
+                    scale(&mut total, 1.0 / cfg.accumulate as f64)?;
+                }
+                let norm = match cfg.clip_grad_norm {
+                    Some(max) => clip_grad_norm(&mut total, max)?,
+                    None => global_norm(&total)?,
+                };
+                finite_or_diverged(norm, step, "the gradient norm", &last_ckpt)?;
+                sgd.step(&total, lr)?;
+                let loss = loss_sum / cfg.accumulate as f64;
+                let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                row.extend([
+                    ("loss".to_string(), loss),
+                    ("grad_norm".to_string(), norm),
+                    ("samples_per_s".to_string(), rate),
+                ]);
+                log.log_step(step, &row);
+                step += 1;
+                progress.update(step, loss, lr, rate);
+                let last = step == cfg.steps;
+                if last || (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) {
+                    metrics = task.evaluate()?;
+                    log.log_eval(step, &metrics);
+                    let line: Vec<String> =
+                        metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+                    progress.println(&format!("eval after step {step}: {}", line.join(", ")));
+                    log.flush()?;
+                }
+                if last || (cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0) {
+                    let state = TrainState {
+                        step,
+                        batches: batch,
+                        seed: cfg.seed,
+                    };
+                    log.flush()?;
+                    last_ckpt = Some(save_checkpoint(
+                        &self.checkpoint_dir(),
+                        task.varmap(),
+                        sgd.state(),
+                        &state,
+                        cfg.keep_checkpoints,
+                    )?);
+                }
+            }
+            Ok(())
+        })();
+        progress.finish();
+        if let Err(e) = result {
+            log.flush()?;
+            return Err(e);
+        }
+        Ok(RunSummary {
+            steps: step,
+            resumed_from,
+            metrics,
+            log: self.log_path(),
+        })
+    }
+}
