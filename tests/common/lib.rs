@@ -2,6 +2,8 @@
 //! tensors, finite-difference gradient checks, and direct reference
 //! implementations to test fast paths against.
 
+pub mod toy;
+
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::collections::HashMap;
 

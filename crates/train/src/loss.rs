@@ -74,7 +74,9 @@ pub fn pixel_cross_entropy(
         .to_dtype(DType::F64)?
         .to_scalar::<f64>()?;
     if denom == 0.0 {
-        return Ok((logits.sum_all()? * 0.0)?);
+        // A product with zeros, not `* 0.0`: candle prunes a zero affine
+        // from the graph, and the caller expects zero gradients, not none.
+        return Ok((logits * logits.zeros_like()?)?.sum_all()?);
     }
     Ok(((log_p * pixel_w)?.sum_all()? * (-1.0 / denom))?)
 }

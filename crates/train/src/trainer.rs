@@ -148,6 +148,7 @@ pub struct Trainer {
     dir: PathBuf,
     attrs: BTreeMap<String, String>,
     plain_progress: bool,
+    stop_after: Option<u64>,
 }
 
 fn git_commit() -> String {
@@ -189,7 +190,15 @@ impl Trainer {
             dir: dir.to_path_buf(),
             attrs: BTreeMap::new(),
             plain_progress: false,
+            stop_after: None,
         }
+    }
+
+    /// Stops once `step` steps are done (with a checkpoint there), e.g. to
+    /// split a long run into sessions; running again resumes it.
+    pub fn stop_after(mut self, step: u64) -> Self {
+        self.stop_after = Some(step);
+        self
     }
 
     /// Adds a root attribute to the run log (the resolved config, a task name).
@@ -274,8 +283,9 @@ impl Trainer {
         }
         let mut batches = data.iter_from(batch);
         let mut metrics = vec![];
+        let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
         let result = (|| -> Result<()> {
-            while step < cfg.steps {
+            while step < stop {
                 let started = Instant::now();
                 let lr = cfg.schedule.lr(cfg.optim.lr, step, cfg.steps);
                 let diag = cfg.diag_interval > 0 && step % cfg.diag_interval == 0;
@@ -340,7 +350,8 @@ impl Trainer {
                     progress.println(&format!("eval after step {step}: {}", line.join(", ")));
                     log.flush()?;
                 }
-                if last || (cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0) {
+                let periodic = cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0;
+                if last || step == stop || periodic {
                     let state = TrainState {
                         step,
                         batches: batch,
