@@ -278,6 +278,14 @@ impl Trainer {
         log.set_attr("train_config", crate::config::to_toml(cfg)?);
 
         let progress = Progress::new(step, cfg.steps, cfg.log_interval, self.plain_progress);
+        let resolved = log
+            .attr("config")
+            .or(log.attr("train_config"))
+            .unwrap_or_default();
+        progress.println(&format!(
+            "resolved config ({}):\n{resolved}",
+            self.dir.display()
+        ));
         if let Some(s) = resumed_from {
             progress.println(&format!("resuming from step {s} ({})", self.dir.display()));
         }
