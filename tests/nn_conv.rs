@@ -4,8 +4,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
-    conv, conv2d, conv3d, standardize, standardize_composite, ConvConfig, ConvGeometry,
-    Diagnostics, WeightMode,
+    conv, conv2d, conv2d_generic, conv3d, conv3d_generic, standardize, standardize_composite,
+    ConvConfig, ConvGeometry, Diagnostics, WeightMode,
 };
 use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
@@ -159,6 +159,60 @@ fn conv2d_matches_direct_definition() -> Result<()> {
                 err < tol,
                 "{dtype:?} x{xs:?} w{ws:?} s{s:?} p{p:?} d{d:?} g{g}: {err}"
             );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cpu_op_and_generic_path_agree_in_value_and_gradients() -> Result<()> {
+    // On the CPU conv2d/conv3d run the vol2col + GEMM op; the candle-op
+    // path (every other device) must give the same values and gradients.
+    let mut rng = Rng::new(30);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-3)] {
+        for (xs, ws, s, p, d, g) in cases_3d() {
+            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
+            let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+            let geo = ConvGeometry {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            };
+            let fast = conv3d(x.as_tensor(), w.as_tensor(), &geo)?;
+            let slow = conv3d_generic(x.as_tensor(), w.as_tensor(), &geo)?;
+            assert!(max_abs_diff(&fast, &slow)? < tol);
+            let gf = probe_loss(&fast, 1)?.backward()?;
+            let gs = probe_loss(&slow, 1)?.backward()?;
+            for v in [&x, &w] {
+                let err = max_abs_diff(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gs.get(v.as_tensor()).unwrap(),
+                )?;
+                assert!(err < tol, "3d {xs:?} {ws:?}: gradient differs by {err}");
+            }
+        }
+        for (xs, ws, s, p, d, g) in cases_2d() {
+            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
+            let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+            let geo = ConvGeometry {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            };
+            let fast = conv2d(x.as_tensor(), w.as_tensor(), &geo)?;
+            let slow = conv2d_generic(x.as_tensor(), w.as_tensor(), &geo)?;
+            assert!(max_abs_diff(&fast, &slow)? < tol);
+            let gf = probe_loss(&fast, 2)?.backward()?;
+            let gs = probe_loss(&slow, 2)?.backward()?;
+            for v in [&x, &w] {
+                let err = max_abs_diff(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gs.get(v.as_tensor()).unwrap(),
+                )?;
+                assert!(err < tol, "2d {xs:?} {ws:?}: gradient differs by {err}");
+            }
         }
     }
     Ok(())

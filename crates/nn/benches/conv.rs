@@ -1,5 +1,5 @@
-//! Convolution benchmark of wsbcn-nn: plain vs WS conv2d, and the 3D conv
-//! next to PyTorch's in the same run.
+//! Convolution benchmark of wsbcn-nn: the CPU conv op plain and with WS,
+//! candle's own convolution, and PyTorch's, in the same run, 2D and 3D.
 //!
 //! `cargo bench -p wsbcn-nn` prints a markdown table. Set
 //! `WSBCN_TORCH_PYTHON=/path/to/python` (a Python with torch) to time
@@ -13,7 +13,9 @@ use candle_nn::{VarBuilder, VarMap};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_nn::{conv, Conv, ConvConfig, ConvGeometry, ConvOp, WeightMode};
+use wsbcn_nn::{
+    conv, conv2d_generic, conv3d_generic, Conv, ConvConfig, ConvGeometry, ConvOp, WeightMode,
+};
 
 /// Medians (ms) of `fs`, timed in turn within each round so that load on
 /// the machine hits every variant alike; two warm-up rounds first.
@@ -52,34 +54,60 @@ struct Row {
     gflop: f64,
 }
 
-/// Times plain and WS versions of one conv on `x`, forward and
-/// forward+backward (gradients for `x` and the weight).
-fn time_pair<const D: usize>(
+type ConvFn<'a> = Box<dyn Fn(&Tensor) -> Result<Tensor> + 'a>;
+
+/// Times each variant of one conv on `x`, forward and forward+backward
+/// (gradients for `x` and the weight).
+fn time_variants(
     name: &'static str,
-    layers: [&Conv<D>; 2],
+    variants: Vec<(&'static str, ConvFn)>,
     x: &Var,
+    gflop: f64,
     iters: usize,
-) -> Result<[Row; 2]>
+) -> Result<Vec<Row>> {
+    let mut fwd: Vec<Box<dyn FnMut() -> Result<()> + '_>> = vec![];
+    let mut fwd_bwd: Vec<Box<dyn FnMut() -> Result<()> + '_>> = vec![];
+    for (_, f) in &variants {
+        fwd.push(Box::new(move || f(&x.as_tensor().detach()).map(|_| ())));
+        fwd_bwd.push(Box::new(move || {
+            f(x.as_tensor())?.sum_all()?.backward().map(|_| ())
+        }));
+    }
+    let f = interleaved_ms(
+        iters,
+        &mut fwd
+            .iter_mut()
+            .map(|b| b.as_mut() as &mut dyn FnMut() -> Result<()>)
+            .collect::<Vec<_>>(),
+    )?;
+    let fb = interleaved_ms(
+        iters,
+        &mut fwd_bwd
+            .iter_mut()
+            .map(|b| b.as_mut() as &mut dyn FnMut() -> Result<()>)
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(variants
+        .iter()
+        .enumerate()
+        .map(|(i, (variant, _))| Row {
+            name,
+            variant,
+            fwd: f[i],
+            fwd_bwd: fb[i],
+            gflop,
+        })
+        .collect())
+}
+
+/// GFLOP of one forward: 2 per multiply-add.
+fn forward_gflop<const D: usize>(layer: &Conv<D>, x: &Tensor) -> Result<f64>
 where
     ConvGeometry<D>: ConvOp,
 {
-    let fwd = |l: &Conv<D>| l.forward(&x.as_tensor().detach()).map(|_| ());
-    let fwd_bwd = |l: &Conv<D>| l.forward(x.as_tensor())?.sum_all()?.backward().map(|_| ());
-    let [a, b] = layers;
-    let f = interleaved_ms(iters, &mut [&mut || fwd(a), &mut || fwd(b)])?;
-    let fb = interleaved_ms(iters, &mut [&mut || fwd_bwd(a), &mut || fwd_bwd(b)])?;
-    let y = a.forward(&x.as_tensor().detach())?;
-    // 2 flops per multiply-add, one forward.
-    let fan_in = a.weight().elem_count() / a.weight().dim(0)?;
-    let gflop = 2.0 * (y.elem_count() * fan_in) as f64 / 1e9;
-    let row = |variant, i: usize| Row {
-        name,
-        variant,
-        fwd: f[i],
-        fwd_bwd: fb[i],
-        gflop,
-    };
-    Ok([row("plain", 0), row("ws", 1)])
+    let y = layer.forward(&x.detach())?;
+    let fan_in = layer.weight().elem_count() / layer.weight().dim(0)?;
+    Ok(2.0 * (y.elem_count() * fan_in) as f64 / 1e9)
 }
 
 fn build<const D: usize>(
@@ -153,16 +181,44 @@ fn main() -> Result<()> {
         build(64, 64, [3, 3], WeightMode::Plain)?,
         build(64, 64, [3, 3], WeightMode::Ws)?,
     );
-    rows.extend(time_pair("conv2d_3x3_64_2x64x56x56", [&p, &w], &x2, iters)?);
+    let geo2 = *p.geometry();
+    let gflop = forward_gflop(&p, x2.as_tensor())?;
+    let variants: Vec<(&'static str, ConvFn)> = vec![
+        ("plain", Box::new(|x| p.forward(x))),
+        ("ws", Box::new(|x| w.forward(x))),
+        (
+            "candle conv2d",
+            Box::new(|x| Ok(conv2d_generic(x, p.weight(), &geo2)?)),
+        ),
+    ];
+    rows.extend(time_variants(
+        "conv2d_3x3_64_2x64x56x56",
+        variants,
+        &x2,
+        gflop,
+        iters,
+    )?);
+
     let x3 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 64, 8, 28, 28), &dev)?)?;
     let (p, w) = (
         build(64, 64, [3, 3, 3], WeightMode::Plain)?,
         build(64, 64, [3, 3, 3], WeightMode::Ws)?,
     );
-    rows.extend(time_pair(
+    let geo3 = *p.geometry();
+    let gflop = forward_gflop(&p, x3.as_tensor())?;
+    let variants: Vec<(&'static str, ConvFn)> = vec![
+        ("plain", Box::new(|x| p.forward(x))),
+        ("ws", Box::new(|x| w.forward(x))),
+        (
+            "candle conv2d over taps",
+            Box::new(|x| Ok(conv3d_generic(x, p.weight(), &geo3)?)),
+        ),
+    ];
+    rows.extend(time_variants(
         "conv3d_3x3x3_64_2x64x8x28x28",
-        [&p, &w],
+        variants,
         &x3,
+        gflop,
         iters,
     )?);
     let torch = torch_times(
@@ -192,8 +248,13 @@ fn main() -> Result<()> {
             r.gflop / (r.fwd / 1e3)
         );
     }
-    for pair in rows.chunks(2) {
-        if let [plain, ws] = pair {
+    for case in rows.chunks(3) {
+        if let [plain, ws, candle] = case {
+            println!(
+                "\n{}: the CPU op is {:.1}x faster than candle's conv forward+backward",
+                plain.name,
+                candle.fwd_bwd / plain.fwd_bwd
+            );
             println!(
                 "\nWS overhead on {}: forward {:+.1}%, forward+backward {:+.1}%",
                 plain.name,

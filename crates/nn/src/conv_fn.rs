@@ -19,10 +19,14 @@
 //!   `y[n, :, t] = sum_k conv2d(X_k[n, t], w[:, :, k])`.
 //!
 //! Both paths are differentiable with candle's autograd (`index_select`,
-//! `stack`, `conv2d` and `matmul` all have backward passes).
+//! `stack`, `conv2d` and `matmul` all have backward passes). They are the
+//! `*_generic` functions, used on every device but the CPU; on the CPU, in
+//! f32 and f64, [`conv2d`] and [`conv3d`] run the op of
+//! [`crate::cpu_conv`] instead (vol2col + GEMM with its own backward pass).
 
+use crate::cpu_conv::{CpuConv, Geometry};
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// Geometry of a `D`-dimensional convolution: per-axis stride, padding and
 /// dilation (ordered like the kernel's spatial dims: `(h, w)` or `(t, h, w)`),
@@ -155,8 +159,74 @@ pub(crate) fn strided_indices(
     Ok(Tensor::from_vec(idx, len, device)?)
 }
 
+/// Whether the CPU op of [`crate::cpu_conv`] handles these tensors.
+fn use_cpu_op(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == w.dtype() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Runs the CPU op on contiguous inputs.
+fn cpu_conv(x: &Tensor, w: &Tensor, geometry: Geometry) -> Result<Tensor> {
+    Ok(x.contiguous()?
+        .apply_op2(&w.contiguous()?, CpuConv(geometry))?)
+}
+
 /// 2D convolution `x: (N, C, H, W)`, `w: (O, C/g, kh, kw)` -> `(N, O, Ho, Wo)`.
 pub fn conv2d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<2>) -> Result<Tensor> {
+    let out = geo.check("conv2d", x, w)?;
+    if !use_cpu_op(x, w) {
+        return conv2d_generic(x, w, geo);
+    }
+    let (n, c, h, wi) = x.dims4()?;
+    let (o, _, kh, kw) = w.dims4()?;
+    cpu_conv(
+        x,
+        w,
+        Geometry {
+            n,
+            c,
+            o,
+            groups: geo.groups,
+            input: [1, h, wi],
+            kernel: [1, kh, kw],
+            stride: [1, geo.stride[0], geo.stride[1]],
+            padding: [0, geo.padding[0], geo.padding[1]],
+            dilation: [1, geo.dilation[0], geo.dilation[1]],
+            output: [1, out[0], out[1]],
+            is_2d: true,
+        },
+    )
+}
+
+/// 3D convolution `x: (N, C, T, H, W)`, `w: (O, C/g, kt, kh, kw)` ->
+/// `(N, O, To, Ho, Wo)`, contiguous.
+pub fn conv3d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
+    let out = geo.check("conv3d", x, w)?;
+    if !use_cpu_op(x, w) {
+        return conv3d_generic(x, w, geo);
+    }
+    let (n, c, t, h, wi) = x.dims5()?;
+    let (o, _, kt, kh, kw) = w.dims5()?;
+    cpu_conv(
+        x,
+        w,
+        Geometry {
+            n,
+            c,
+            o,
+            groups: geo.groups,
+            input: [t, h, wi],
+            kernel: [kt, kh, kw],
+            stride: geo.stride,
+            padding: geo.padding,
+            dilation: geo.dilation,
+            output: out,
+            is_2d: false,
+        },
+    )
+}
+
+/// [`conv2d`] from candle ops, for any device.
+pub fn conv2d_generic(x: &Tensor, w: &Tensor, geo: &ConvGeometry<2>) -> Result<Tensor> {
     let out = geo.check("conv2d", x, w)?;
     let (_, _, h, wi) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
@@ -207,9 +277,9 @@ fn im2col_conv2d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<2>, out: [usize; 2])
     Ok(y.reshape((n, o, out[0], out[1]))?)
 }
 
-/// 3D convolution `x: (N, C, T, H, W)`, `w: (O, C/g, kt, kh, kw)` ->
-/// `(N, O, To, Ho, Wo)`, contiguous.
-pub fn conv3d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
+/// [`conv3d`] from candle ops (temporal taps folded into a 2D conv), for
+/// any device.
+pub fn conv3d_generic(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
     let out = geo.check("conv3d", x, w)?;
     let (n, c, _, h, wi) = x.dims5()?;
     let (o, cg, kt, kh, kw) = w.dims5()?;
@@ -246,7 +316,7 @@ pub fn conv3d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
         dilation: [geo.dilation[1], geo.dilation[2]],
         groups: g,
     };
-    let y = conv2d(&x2, &w2, &geo2)?;
+    let y = conv2d_generic(&x2, &w2, &geo2)?;
     let (ho, wo) = (out[1], out[2]);
     Ok(y.reshape((n, to, o, ho, wo))?
         .transpose(1, 2)?

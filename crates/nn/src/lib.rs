@@ -29,6 +29,7 @@ pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
 pub mod conv_fn;
+mod cpu_conv;
 pub mod diagnostics;
 pub mod error;
 pub mod estimated_batch_norm;
@@ -44,7 +45,7 @@ pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
 pub use batch_norm::{batch_norm, BatchNorm};
-pub use conv_fn::{conv2d, conv3d, ConvGeometry};
+pub use conv_fn::{conv2d, conv2d_generic, conv3d, conv3d_generic, ConvGeometry};
 pub use diagnostics::{
     singularity_fraction, Diagnostics, SingularityRecord, SingularityThresholds, WsGradRatio,
 };
