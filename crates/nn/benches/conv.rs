@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
 use wsbcn_nn::{
-    conv, conv2d_generic, conv3d_generic, Conv, ConvConfig, ConvGeometry, ConvOp, WeightMode,
+    conv, conv2d_generic, conv3d_generic, standardize, Conv, ConvConfig, ConvGeometry, ConvOp,
+    WeightMode,
 };
 
 /// Medians (ms) of `fs`, timed in turn within each round so that load on
@@ -246,6 +247,36 @@ fn main() -> Result<()> {
             r.fwd,
             r.fwd_bwd,
             r.gflop / (r.fwd / 1e3)
+        );
+    }
+    // The cost of WS itself, timed alone: the standardization of each
+    // kernel, forward and backward. The plain/WS rows above differ by this
+    // plus the machine's noise.
+    for (name, dims, fwd_bwd) in [
+        (
+            "conv2d_3x3_64_2x64x56x56",
+            vec![64, 64, 3, 3],
+            rows[0].fwd_bwd,
+        ),
+        (
+            "conv3d_3x3x3_64_2x64x8x28x28",
+            vec![64, 64, 3, 3, 3],
+            rows[3].fwd_bwd,
+        ),
+    ] {
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, dims, &dev)?)?;
+        let g = Tensor::randn(0f32, 1.0, w.shape(), &dev)?;
+        let t = interleaved_ms(
+            iters * 4,
+            &mut [&mut || {
+                let w_hat = standardize(w.as_tensor(), WeightMode::Ws, 1e-5)
+                    .map_err(candle_core::Error::wrap)?;
+                (w_hat * &g)?.sum_all()?.backward().map(|_| ())
+            }],
+        )?[0];
+        println!(
+            "\nWS alone on {name}'s kernel: {t:.3} ms forward+backward, {:.2}% of the plain conv's forward+backward",
+            100.0 * t / fwd_bwd
         );
     }
     for case in rows.chunks(3) {
