@@ -11,207 +11,195 @@ use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
 const DEV: Device = Device::Cpu;
 
-/// (x shape NCTHW, w shape, stride, padding, dilation, groups)
-type Case3 = (
-    [usize; 5],
-    [usize; 5],
-    [usize; 3],
-    [usize; 3],
-    [usize; 3],
-    usize,
-);
+/// One convolution case: input and kernel shapes (rank 4 or 5) and the
+/// per-axis stride, padding, dilation, and groups.
+struct Case {
+    x: Vec<usize>,
+    w: Vec<usize>,
+    stride: Vec<usize>,
+    padding: Vec<usize>,
+    dilation: Vec<usize>,
+    groups: usize,
+}
 
-fn cases_3d() -> Vec<Case3> {
+fn case(x: &[usize], w: &[usize], s: &[usize], p: &[usize], d: &[usize], groups: usize) -> Case {
+    Case {
+        x: x.to_vec(),
+        w: w.to_vec(),
+        stride: s.to_vec(),
+        padding: p.to_vec(),
+        dilation: d.to_vec(),
+        groups,
+    }
+}
+
+fn geometry<const D: usize>(c: &Case) -> ConvGeometry<D> {
+    let arr = |v: &[usize]| std::array::from_fn(|i| v[i]);
+    ConvGeometry {
+        stride: arr(&c.stride),
+        padding: arr(&c.padding),
+        dilation: arr(&c.dilation),
+        groups: c.groups,
+    }
+}
+
+impl Case {
+    /// The convolution under test: the CPU op, or the generic candle-op path.
+    fn conv(&self, x: &Tensor, w: &Tensor, generic: bool) -> wsbcn_nn::Result<Tensor> {
+        match (self.stride.len(), generic) {
+            (2, false) => conv2d(x, w, &geometry(self)),
+            (2, true) => conv2d_generic(x, w, &geometry(self)),
+            (_, false) => conv3d(x, w, &geometry(self)),
+            (_, true) => conv3d_generic(x, w, &geometry(self)),
+        }
+    }
+
+    /// The direct definition; a 2D case gets a unit time axis.
+    fn direct(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        if self.stride.len() == 3 {
+            let arr = |v: &[usize]| [v[0], v[1], v[2]];
+            return direct_conv3d(
+                x,
+                w,
+                arr(&self.stride),
+                arr(&self.padding),
+                arr(&self.dilation),
+                self.groups,
+            );
+        }
+        let lift = |v: &[usize], t| [t, v[0], v[1]];
+        direct_conv3d(
+            &x.unsqueeze(2)?,
+            &w.unsqueeze(2)?,
+            lift(&self.stride, 1),
+            lift(&self.padding, 0),
+            lift(&self.dilation, 1),
+            self.groups,
+        )?
+        .squeeze(2)
+    }
+
+    fn tensors(&self, rng: &mut Rng, dtype: DType) -> Result<(Var, Var)> {
+        Ok((
+            Var::from_tensor(&rng.randn(&self.x, dtype, &DEV)?)?,
+            Var::from_tensor(&rng.randn(&self.w, dtype, &DEV)?)?,
+        ))
+    }
+}
+
+/// 3D and 2D cases over every stride/padding/dilation/groups combination the
+/// models use, and asymmetric ones.
+fn cases() -> Vec<Case> {
     vec![
-        (
-            [2, 3, 5, 6, 7],
-            [4, 3, 3, 3, 3],
-            [1, 1, 1],
-            [1, 1, 1],
-            [1, 1, 1],
+        case(
+            &[2, 3, 5, 6, 7],
+            &[4, 3, 3, 3, 3],
+            &[1, 1, 1],
+            &[1, 1, 1],
+            &[1, 1, 1],
             1,
         ),
-        (
-            [1, 4, 6, 7, 6],
-            [6, 2, 3, 3, 3],
-            [2, 2, 1],
-            [1, 0, 1],
-            [1, 1, 1],
+        case(
+            &[1, 4, 6, 7, 6],
+            &[6, 2, 3, 3, 3],
+            &[2, 2, 1],
+            &[1, 0, 1],
+            &[1, 1, 1],
             2,
         ),
-        (
-            [2, 2, 7, 8, 8],
-            [3, 2, 2, 3, 3],
-            [1, 2, 2],
-            [1, 2, 2],
-            [2, 2, 2],
+        case(
+            &[2, 2, 7, 8, 8],
+            &[3, 2, 2, 3, 3],
+            &[1, 2, 2],
+            &[1, 2, 2],
+            &[2, 2, 2],
             1,
         ),
-        (
-            [1, 3, 4, 9, 9],
-            [3, 3, 1, 3, 3],
-            [1, 2, 2],
-            [0, 1, 1],
-            [1, 1, 1],
+        case(
+            &[1, 3, 4, 9, 9],
+            &[3, 3, 1, 3, 3],
+            &[1, 2, 2],
+            &[0, 1, 1],
+            &[1, 1, 1],
             1,
         ),
-        (
-            [1, 3, 5, 5, 5],
-            [3, 3, 3, 1, 1],
-            [2, 1, 1],
-            [1, 0, 0],
-            [1, 1, 1],
+        case(
+            &[1, 3, 5, 5, 5],
+            &[3, 3, 3, 1, 1],
+            &[2, 1, 1],
+            &[1, 0, 0],
+            &[1, 1, 1],
             1,
         ),
-        (
-            [1, 4, 4, 7, 9],
-            [4, 1, 1, 3, 3],
-            [1, 1, 2],
-            [0, 1, 2],
-            [1, 2, 1],
+        case(
+            &[1, 4, 4, 7, 9],
+            &[4, 1, 1, 3, 3],
+            &[1, 1, 2],
+            &[0, 1, 2],
+            &[1, 2, 1],
             4,
         ),
-        (
-            [2, 2, 3, 6, 5],
-            [2, 2, 1, 1, 1],
-            [1, 1, 1],
-            [0, 0, 0],
-            [1, 1, 1],
+        case(
+            &[2, 2, 3, 6, 5],
+            &[2, 2, 1, 1, 1],
+            &[1, 1, 1],
+            &[0, 0, 0],
+            &[1, 1, 1],
             1,
         ),
+        case(&[2, 3, 7, 7], &[4, 3, 3, 3], &[1, 1], &[1, 1], &[1, 1], 1),
+        case(&[1, 4, 9, 8], &[4, 2, 3, 3], &[2, 2], &[1, 1], &[1, 1], 2),
+        case(&[1, 2, 9, 9], &[3, 2, 3, 3], &[1, 1], &[2, 2], &[2, 2], 1),
+        case(&[1, 2, 8, 7], &[2, 2, 3, 2], &[2, 2], &[1, 0], &[1, 1], 1),
+        case(&[1, 3, 9, 8], &[3, 1, 3, 3], &[2, 1], &[1, 2], &[1, 2], 3),
+        case(&[2, 2, 5, 6], &[3, 2, 1, 1], &[1, 1], &[0, 0], &[1, 1], 1),
+        case(&[1, 2, 11, 10], &[2, 2, 3, 3], &[3, 3], &[1, 1], &[1, 1], 1),
     ]
-}
-
-/// (x shape NCHW, w shape, stride, padding, dilation, groups)
-type Case2 = (
-    [usize; 4],
-    [usize; 4],
-    [usize; 2],
-    [usize; 2],
-    [usize; 2],
-    usize,
-);
-
-fn cases_2d() -> Vec<Case2> {
-    vec![
-        ([2, 3, 7, 7], [4, 3, 3, 3], [1, 1], [1, 1], [1, 1], 1),
-        ([1, 4, 9, 8], [4, 2, 3, 3], [2, 2], [1, 1], [1, 1], 2),
-        ([1, 2, 9, 9], [3, 2, 3, 3], [1, 1], [2, 2], [2, 2], 1),
-        ([1, 2, 8, 7], [2, 2, 3, 2], [2, 2], [1, 0], [1, 1], 1),
-        ([1, 3, 9, 8], [3, 1, 3, 3], [2, 1], [1, 2], [1, 2], 3),
-        ([2, 2, 5, 6], [3, 2, 1, 1], [1, 1], [0, 0], [1, 1], 1),
-        ([1, 2, 11, 10], [2, 2, 3, 3], [3, 3], [1, 1], [1, 1], 1),
-    ]
-}
-
-fn x_and_w(rng: &mut Rng, xs: &[usize], ws: &[usize], dtype: DType) -> Result<(Tensor, Tensor)> {
-    Ok((rng.randn(xs, dtype, &DEV)?, rng.randn(ws, dtype, &DEV)?))
 }
 
 #[test]
-fn conv3d_matches_direct_definition() -> Result<()> {
+fn conv_matches_direct_definition_on_both_paths() -> Result<()> {
     let mut rng = Rng::new(1);
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
-        for (xs, ws, s, p, d, g) in cases_3d() {
-            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
-            let geo = ConvGeometry {
-                stride: s,
-                padding: p,
-                dilation: d,
-                groups: g,
-            };
-            let y = conv3d(&x, &w, &geo)?;
-            let want = direct_conv3d(&x, &w, s, p, d, g)?;
-            let err = max_abs_diff(&y, &want)?;
-            assert!(
-                err < tol,
-                "{dtype:?} x{xs:?} w{ws:?} s{s:?} p{p:?} d{d:?} g{g}: {err}"
-            );
-        }
-    }
-    Ok(())
-}
-
-#[test]
-fn conv2d_matches_direct_definition() -> Result<()> {
-    let mut rng = Rng::new(2);
-    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
-        for (xs, ws, s, p, d, g) in cases_2d() {
-            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
-            let geo = ConvGeometry {
-                stride: s,
-                padding: p,
-                dilation: d,
-                groups: g,
-            };
-            let y = conv2d(&x, &w, &geo)?;
-            let want = direct_conv3d(
-                &x.unsqueeze(2)?,
-                &w.unsqueeze(2)?,
-                [1, s[0], s[1]],
-                [0, p[0], p[1]],
-                [1, d[0], d[1]],
-                g,
-            )?
-            .squeeze(2)?;
-            let err = max_abs_diff(&y, &want)?;
-            assert!(
-                err < tol,
-                "{dtype:?} x{xs:?} w{ws:?} s{s:?} p{p:?} d{d:?} g{g}: {err}"
-            );
-        }
-    }
-    Ok(())
-}
-
-#[test]
-fn cpu_op_and_generic_path_agree_in_value_and_gradients() -> Result<()> {
-    // On the CPU conv2d/conv3d run the vol2col + GEMM op; the candle-op
-    // path (every other device) must give the same values and gradients.
-    let mut rng = Rng::new(30);
-    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-3)] {
-        for (xs, ws, s, p, d, g) in cases_3d() {
-            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
-            let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-            let geo = ConvGeometry {
-                stride: s,
-                padding: p,
-                dilation: d,
-                groups: g,
-            };
-            let fast = conv3d(x.as_tensor(), w.as_tensor(), &geo)?;
-            let slow = conv3d_generic(x.as_tensor(), w.as_tensor(), &geo)?;
-            assert!(max_abs_diff(&fast, &slow)? < tol);
-            let gf = probe_loss(&fast, 1)?.backward()?;
-            let gs = probe_loss(&slow, 1)?.backward()?;
-            for v in [&x, &w] {
-                let err = max_abs_diff(
-                    gf.get(v.as_tensor()).unwrap(),
-                    gs.get(v.as_tensor()).unwrap(),
-                )?;
-                assert!(err < tol, "3d {xs:?} {ws:?}: gradient differs by {err}");
+        for c in cases() {
+            let (x, w) = c.tensors(&mut rng, dtype)?;
+            let want = c.direct(x.as_tensor(), w.as_tensor())?;
+            for generic in [false, true] {
+                let y = c.conv(x.as_tensor(), w.as_tensor(), generic)?;
+                let err = max_abs_diff(&y, &want)?;
+                assert!(
+                    err < tol,
+                    "{dtype:?} x{:?} w{:?} generic={generic}: {err}",
+                    c.x,
+                    c.w
+                );
             }
         }
-        for (xs, ws, s, p, d, g) in cases_2d() {
-            let (x, w) = x_and_w(&mut rng, &xs, &ws, dtype)?;
-            let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-            let geo = ConvGeometry {
-                stride: s,
-                padding: p,
-                dilation: d,
-                groups: g,
-            };
-            let fast = conv2d(x.as_tensor(), w.as_tensor(), &geo)?;
-            let slow = conv2d_generic(x.as_tensor(), w.as_tensor(), &geo)?;
-            assert!(max_abs_diff(&fast, &slow)? < tol);
-            let gf = probe_loss(&fast, 2)?.backward()?;
-            let gs = probe_loss(&slow, 2)?.backward()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cpu_op_and_generic_path_agree_in_gradients() -> Result<()> {
+    // On the CPU conv2d/conv3d run the vol2col + GEMM op; the candle-op
+    // path (every other device) must give the same gradients.
+    let mut rng = Rng::new(30);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-3)] {
+        for c in cases() {
+            let (x, w) = c.tensors(&mut rng, dtype)?;
+            let gf = probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), false)?, 1)?.backward()?;
+            let gs = probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), true)?, 1)?.backward()?;
             for v in [&x, &w] {
                 let err = max_abs_diff(
                     gf.get(v.as_tensor()).unwrap(),
                     gs.get(v.as_tensor()).unwrap(),
                 )?;
-                assert!(err < tol, "2d {xs:?} {ws:?}: gradient differs by {err}");
+                assert!(
+                    err < tol,
+                    "x{:?} w{:?}: gradient differs by {err}",
+                    c.x,
+                    c.w
+                );
             }
         }
     }
@@ -221,31 +209,11 @@ fn cpu_op_and_generic_path_agree_in_value_and_gradients() -> Result<()> {
 #[test]
 fn conv_gradients_match_finite_differences() -> Result<()> {
     let mut rng = Rng::new(3);
-    for (i, (xs, ws, s, p, d, g)) in cases_3d().into_iter().enumerate() {
-        let (x, w) = x_and_w(&mut rng, &xs, &ws, DType::F64)?;
-        let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-        let geo = ConvGeometry {
-            stride: s,
-            padding: p,
-            dilation: d,
-            groups: g,
-        };
-        let loss = || probe_loss(&conv3d(x.as_tensor(), w.as_tensor(), &geo)?, 10 + i as u64);
+    for (i, c) in cases().into_iter().enumerate() {
+        let (x, w) = c.tensors(&mut rng, DType::F64)?;
+        let loss = || probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), false)?, 10 + i as u64);
         check_grads(loss, &[("x", &x), ("w", &w)], 1e-5, 1e-6, 40)
-            .map_err(|e| e.context(format!("3d case {i}")))?;
-    }
-    for (i, (xs, ws, s, p, d, g)) in cases_2d().into_iter().enumerate() {
-        let (x, w) = x_and_w(&mut rng, &xs, &ws, DType::F64)?;
-        let (x, w) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-        let geo = ConvGeometry {
-            stride: s,
-            padding: p,
-            dilation: d,
-            groups: g,
-        };
-        let loss = || probe_loss(&conv2d(x.as_tensor(), w.as_tensor(), &geo)?, 20 + i as u64);
-        check_grads(loss, &[("x", &x), ("w", &w)], 1e-5, 1e-6, 40)
-            .map_err(|e| e.context(format!("2d case {i}")))?;
+            .map_err(|e| e.context(format!("case {i}")))?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@
 //! `cols` directly (no copy). Column building and col2vol are split over
 //! channels on rayon's threads, the GEMMs use candle's thread count.
 
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -235,24 +236,23 @@ fn matmul<T: WithDType>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool) {
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("cpu conv: inputs must be contiguous"),
-    }
-}
-
 /// Evaluates `$body` with `$a`, `$b` bound to the two inputs' contiguous
 /// f32 (or f64) slices, wrapping the resulting `Vec` back into a storage.
 macro_rules! dispatch {
     ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
         match ($s1, $s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                let ($a, $b): (&[f32], &[f32]) = (contiguous($s1, $l1)?, contiguous($s2, $l2)?);
+                let ($a, $b): (&[f32], &[f32]) = (
+                    contiguous("cpu conv", $s1, $l1)?,
+                    contiguous("cpu conv", $s2, $l2)?,
+                );
                 CpuStorage::F32($body)
             }
             (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                let ($a, $b): (&[f64], &[f64]) = (contiguous($s1, $l1)?, contiguous($s2, $l2)?);
+                let ($a, $b): (&[f64], &[f64]) = (
+                    contiguous("cpu conv", $s1, $l1)?,
+                    contiguous("cpu conv", $s2, $l2)?,
+                );
                 CpuStorage::F64($body)
             }
             _ => candle_core::bail!("cpu conv: f32 or f64 inputs of one dtype expected"),

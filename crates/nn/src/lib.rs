@@ -30,6 +30,7 @@ pub mod batch_channel_norm;
 pub mod batch_norm;
 pub mod conv_fn;
 mod cpu_conv;
+mod cpu_slice;
 pub mod diagnostics;
 pub mod error;
 pub mod estimated_batch_norm;

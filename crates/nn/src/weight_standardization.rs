@@ -27,6 +27,7 @@
 //! [`standardize_composite`], built from candle ops; the tests hold the two
 //! to each other.
 
+use crate::cpu_slice::contiguous;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use serde::{Deserialize, Serialize};
@@ -137,13 +138,6 @@ fn row_stats(row: &[f64], mode: WeightMode, eps: f64) -> (f64, f64, f64) {
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("weight standardization needs a contiguous kernel"),
-    }
-}
-
 /// The fused forward: `W_hat` row by row.
 struct Standardize {
     mode: WeightMode,
@@ -172,8 +166,12 @@ impl CustomOp1 for Standardize {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let o = l.dims()[0];
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(contiguous::<f32>(s, l)?, o)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(contiguous::<f64>(s, l)?, o)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.run(contiguous::<f32>("weight standardization", s, l)?, o))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(self.run(contiguous::<f64>("weight standardization", s, l)?, o))
+            }
             _ => candle_core::bail!("fused weight standardization supports f32 and f64"),
         };
         Ok((out, l.shape().clone()))
@@ -232,12 +230,16 @@ impl CustomOp2 for StandardizeGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let o = l1.dims()[0];
         let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?, o))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?, o))
-            }
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.run(
+                contiguous::<f32>("weight standardization", s1, l1)?,
+                contiguous::<f32>("weight standardization", s2, l2)?,
+                o,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.run(
+                contiguous::<f64>("weight standardization", s1, l1)?,
+                contiguous::<f64>("weight standardization", s2, l2)?,
+                o,
+            )),
             _ => candle_core::bail!("fused weight standardization supports f32 and f64"),
         };
         Ok((out, l1.shape().clone()))
