@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod fashion_mnist;
 pub mod loader;
 pub mod loss;
 pub mod optim;

@@ -1,0 +1,209 @@
+//! DeepLabV3: a dilated ResNet, ASPP, and a classifier, with torchvision's
+//! `deeplabv3_resnet*` parameter names (`backbone.*`, `classifier.*`,
+//! `aux_classifier.*`).
+//!
+//! ```text
+//! ASPP (classifier.0): convs.0  1x1 conv + norm + relu
+//!                      convs.1-3 3x3 atrous conv (rates r1, r2, r3) + norm + relu
+//!                      convs.4  image pooling: global avg pool, 1x1 conv + norm + relu, upsample
+//!                      project  concat (5 x C) -> 1x1 conv + norm + relu (+ dropout)
+//! classifier.1-2       3x3 conv + norm, relu;  classifier.4  1x1 conv to K classes (bias)
+//! aux_classifier       on stage 3: 3x3 conv (C3 -> C3/4) + norm + relu, 1x1 conv to K
+//! ```
+//!
+//! Logits are resized bilinearly (align_corners = false) to the input size.
+//! Every conv followed by a norm comes from the factory (WS when the spec
+//! says so); the two final 1x1 classifiers are plain convs with a bias.
+//!
+//! **Image pooling at batch 1.** That branch normalizes one value per
+//! channel per sample; with batch statistics (`bn`, `bcn`) and one sample
+//! the statistics are undefined and the norm layer refuses them. There the
+//! branch's norm uses its running statistics (as in evaluation) and leaves
+//! them unchanged, which is what a torchvision or mmsegmentation user gets
+//! from the usual workaround of freezing that norm; at batch 2 and more, and
+//! for every norm without batch statistics, the branch trains normally.
+
+use crate::resnet::{ResNet, ResNetConfig};
+use crate::{Error, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+use wsbcn_nn::{
+    conv, global_avg_pool, resize_bilinear, Conv2d, ConvConfig, ConvGeometry, LayerFactory, Norm,
+    NormKind,
+};
+
+/// The model section of a config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepLabConfig {
+    /// The backbone.
+    pub backbone: ResNetConfig,
+    /// Classes, background included (21 for VOC).
+    pub num_classes: usize,
+    /// Channels of ASPP and the head (256 in the paper).
+    pub aspp_channels: usize,
+    /// Rates of the three atrous ASPP branches.
+    pub aspp_rates: [usize; 3],
+    /// An auxiliary FCN head on stage 3.
+    pub aux_head: bool,
+    /// Weight of the auxiliary loss.
+    pub aux_weight: f64,
+}
+
+impl Default for DeepLabConfig {
+    fn default() -> Self {
+        Self {
+            backbone: ResNetConfig::default(),
+            num_classes: 21,
+            aspp_channels: 256,
+            aspp_rates: [6, 12, 18],
+            aux_head: false,
+            aux_weight: 0.4,
+        }
+    }
+}
+
+type ConvNorm = (Conv2d, Norm);
+
+fn conv_norm(
+    f: &LayerFactory,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    dilation: usize,
+    vb: VarBuilder,
+    norm_vb: VarBuilder,
+) -> Result<ConvNorm> {
+    let geo = ConvGeometry::uniform(1, dilation * (k / 2), dilation);
+    Ok((f.conv(cin, cout, [k, k], geo, vb)?, f.norm(cout, norm_vb)?))
+}
+
+fn apply(cn: &ConvNorm, x: &Tensor, train: bool) -> Result<Tensor> {
+    Ok(cn.1.forward_t(&cn.0.forward(x)?, train)?.relu()?)
+}
+
+/// Logits of a DeepLabV3 model and, when it has one, its auxiliary head.
+#[derive(Debug)]
+pub struct Output {
+    /// `(N, K, H, W)` at the input size.
+    pub logits: Tensor,
+    /// `(N, K, H, W)` of the auxiliary head.
+    pub aux: Option<Tensor>,
+}
+
+/// DeepLabV3 (see the module docs).
+#[derive(Debug)]
+pub struct DeepLabV3 {
+    backbone: ResNet,
+    branches: Vec<ConvNorm>,
+    pooling: ConvNorm,
+    project: ConvNorm,
+    head: ConvNorm,
+    classifier: Conv2d,
+    aux: Option<(ConvNorm, Conv2d)>,
+    pooling_has_batch_stats: bool,
+}
+
+impl DeepLabV3 {
+    /// Builds the model under `vb` with torchvision's names.
+    pub fn new(cfg: &DeepLabConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
+        if cfg.num_classes < 2 || cfg.aspp_channels == 0 {
+            return Err(Error::Config(format!(
+                "deeplab: {} classes and {} ASPP channels",
+                cfg.num_classes, cfg.aspp_channels
+            )));
+        }
+        let backbone = ResNet::new(&cfg.backbone, f, vb.pp("backbone"))?;
+        let (c3, c4) = cfg.backbone.out_channels()?;
+        let a = cfg.aspp_channels;
+        let aspp = vb.pp("classifier.0");
+        let b = |i: usize| aspp.pp(format!("convs.{i}"));
+        let mut branches = vec![conv_norm(f, c4, a, 1, 1, b(0).pp("0"), b(0).pp("1"))?];
+        for (i, &r) in cfg.aspp_rates.iter().enumerate() {
+            branches.push(conv_norm(
+                f,
+                c4,
+                a,
+                3,
+                r,
+                b(i + 1).pp("0"),
+                b(i + 1).pp("1"),
+            )?);
+        }
+        let pooling = conv_norm(f, c4, a, 1, 1, b(4).pp("1"), b(4).pp("2"))?;
+        let project = conv_norm(
+            f,
+            5 * a,
+            a,
+            1,
+            1,
+            aspp.pp("project.0"),
+            aspp.pp("project.1"),
+        )?;
+        let head = conv_norm(f, a, a, 3, 1, vb.pp("classifier.1"), vb.pp("classifier.2"))?;
+        let classifier = conv(
+            a,
+            cfg.num_classes,
+            ConvConfig::new([1, 1]),
+            vb.pp("classifier.4"),
+        )?;
+        let aux = if cfg.aux_head {
+            let mid = (c3 / 4).max(1);
+            let cn = conv_norm(
+                f,
+                c3,
+                mid,
+                3,
+                1,
+                vb.pp("aux_classifier.0"),
+                vb.pp("aux_classifier.1"),
+            )?;
+            let cls = conv(
+                mid,
+                cfg.num_classes,
+                ConvConfig::new([1, 1]),
+                vb.pp("aux_classifier.4"),
+            )?;
+            Some((cn, cls))
+        } else {
+            None
+        };
+        let pooling_has_batch_stats = matches!(f.spec().norm, NormKind::Bn | NormKind::Bcn);
+        Ok(Self {
+            backbone,
+            branches,
+            pooling,
+            project,
+            head,
+            classifier,
+            aux,
+            pooling_has_batch_stats,
+        })
+    }
+
+    /// Logits for `x: (N, 3, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Output> {
+        let (h, w) = (x.dim(2)?, x.dim(3)?);
+        let (c3, c4) = self.backbone.forward_t(x, train)?;
+        let mut outs = Vec::with_capacity(5);
+        for b in &self.branches {
+            outs.push(apply(b, &c4, train)?);
+        }
+        let pool_train = train && !(self.pooling_has_batch_stats && x.dim(0)? == 1);
+        let pooled = apply(&self.pooling, &global_avg_pool(&c4)?, pool_train)?;
+        outs.push(pooled.broadcast_as(outs[0].shape())?.contiguous()?);
+        let y = apply(&self.project, &Tensor::cat(&outs, 1)?, train)?;
+        let y = apply(&self.head, &y, train)?;
+        let logits = resize_bilinear(&self.classifier.forward(&y)?, (h, w), false)?;
+        let aux = match &self.aux {
+            Some((cn, cls)) => Some(resize_bilinear(
+                &cls.forward(&apply(cn, &c3, train)?)?,
+                (h, w),
+                false,
+            )?),
+            None => None,
+        };
+        Ok(Output { logits, aux })
+    }
+}

@@ -1,0 +1,197 @@
+//! Fashion-VOC: the suite's embedded segmentation data set, written in the
+//! VOCdevkit layout so that the real VOC loader reads it back.
+//!
+//! Each image composites a few real Fashion-MNIST garments, scaled and
+//! tinted, on a textured background (stripes, checks, gradients, noise).
+//! Classes: 0 background, `1 + c` for garment class `c` (10 garments). A
+//! garment's alpha is its Fashion-MNIST intensity, saturated; pixels with
+//! alpha above 0.6 take its class, pixels on its anti-aliased rim (alpha in
+//! 0.15-0.6) are labelled 255, like VOC's object boundaries. Train images
+//! use garments of the train split, val images those of the t10k split.
+//! Everything is a function of the seed.
+
+use crate::palette::{write_label, LabelMap};
+use crate::voc::IGNORE;
+use crate::{Error, Result};
+use image::{Rgb, RgbImage};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use wsbcn_train::fashion_mnist::{FashionMnist, Split, CLASSES};
+
+/// Class names of Fashion-VOC, background first.
+pub fn class_names() -> Vec<String> {
+    std::iter::once("background".to_string())
+        .chain(CLASSES.iter().map(|c| c.to_string()))
+        .collect()
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct FashionVocConfig {
+    /// Side of the square images.
+    pub size: u32,
+    /// Training images.
+    pub train: usize,
+    /// Validation images.
+    pub val: usize,
+    /// Garments per image, inclusive range.
+    pub garments: (usize, usize),
+    /// Seed of everything.
+    pub seed: u64,
+}
+
+impl Default for FashionVocConfig {
+    fn default() -> Self {
+        Self {
+            size: 96,
+            train: 1500,
+            val: 200,
+            garments: (2, 4),
+            seed: 0,
+        }
+    }
+}
+
+fn random_color(rng: &mut StdRng) -> [f32; 3] {
+    [rng.random(), rng.random(), rng.random()]
+}
+
+/// A textured background.
+fn background(size: u32, rng: &mut StdRng) -> Vec<[f32; 3]> {
+    let (a, b) = (random_color(rng), random_color(rng));
+    let kind = rng.random_range(0..4);
+    let period = rng.random_range(6.0..24.0f32);
+    let angle = rng.random_range(0.0..std::f32::consts::PI);
+    let (ca, sa) = (angle.cos(), angle.sin());
+    let n = size as usize;
+    (0..n * n)
+        .map(|i| {
+            let (x, y) = ((i % n) as f32, (i / n) as f32);
+            let t = match kind {
+                0 => (((x * ca + y * sa) / period).floor() as i64).rem_euclid(2) as f32,
+                1 => ((((x / period).floor() + (y / period).floor()) as i64).rem_euclid(2)) as f32,
+                2 => ((x * ca + y * sa) / (n as f32 * 1.5) + 0.3).clamp(0.0, 1.0),
+                _ => rng.random_range(0.0..1.0),
+            };
+            let mut px = [0.0; 3];
+            for c in 0..3 {
+                px[c] = a[c] * (1.0 - t) + b[c] * t;
+            }
+            px
+        })
+        .collect()
+}
+
+/// Bilinear sample of a 28x28 garment at fractional `(u, v)`, in `[0, 1]`.
+fn sample(garment: &[u8], u: f32, v: f32) -> f32 {
+    let side = FashionMnist::SIDE as f32;
+    if u < 0.0 || v < 0.0 || u > side - 1.0 || v > side - 1.0 {
+        return 0.0;
+    }
+    let (x0, y0) = (u.floor() as usize, v.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(27), (y0 + 1).min(27));
+    let (fx, fy) = (u - x0 as f32, v - y0 as f32);
+    let g = |x: usize, y: usize| garment[y * 28 + x] as f32 / 255.0;
+    (g(x0, y0) * (1.0 - fx) + g(x1, y0) * fx) * (1.0 - fy)
+        + (g(x0, y1) * (1.0 - fx) + g(x1, y1) * fx) * fy
+}
+
+/// One image and its labels.
+fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (RgbImage, LabelMap) {
+    let n = cfg.size as usize;
+    let mut px = background(cfg.size, rng);
+    let mut label = vec![0u8; n * n];
+    let count = rng.random_range(cfg.garments.0..=cfg.garments.1);
+    for _ in 0..count {
+        let idx = rng.random_range(0..data.len());
+        let garment = data.image(idx);
+        let class = data.labels[idx] + 1;
+        let scale = rng.random_range(1.0..2.2f32);
+        let extent = 28.0 * scale;
+        let x0 = rng.random_range(-extent * 0.2..(n as f32 - extent * 0.8));
+        let y0 = rng.random_range(-extent * 0.2..(n as f32 - extent * 0.8));
+        let tint = random_color(rng);
+        for y in 0..n {
+            for x in 0..n {
+                let (u, v) = ((x as f32 - x0) / scale, (y as f32 - y0) / scale);
+                let intensity = sample(garment, u, v);
+                let alpha = (intensity * 4.0).min(1.0);
+                if alpha <= 0.0 {
+                    continue;
+                }
+                let i = y * n + x;
+                for c in 0..3 {
+                    let shade = tint[c] * (0.35 + 0.65 * intensity);
+                    px[i][c] = px[i][c] * (1.0 - alpha) + shade * alpha;
+                }
+                if alpha > 0.6 {
+                    label[i] = class;
+                } else if alpha > 0.15 {
+                    label[i] = IGNORE;
+                }
+            }
+        }
+    }
+    let image = RgbImage::from_fn(cfg.size, cfg.size, |x, y| {
+        let p = px[y as usize * n + x as usize];
+        Rgb(p.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
+    });
+    (
+        image,
+        LabelMap {
+            width: n,
+            height: n,
+            data: label,
+        },
+    )
+}
+
+/// Writes Fashion-VOC under `out/VOCdevkit/VOC2012` from the IDX files in
+/// `mnist_dir`. Returns the `VOCdevkit` folder.
+pub fn generate(mnist_dir: &Path, out: &Path, cfg: &FashionVocConfig) -> Result<PathBuf> {
+    let root = out.join("VOCdevkit/VOC2012");
+    for d in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| Error::data(root.join(d), e))?;
+    }
+    let mut lists = vec![];
+    for (split, mnist_split, count, salt) in [
+        ("train", Split::Train, cfg.train, 1u64),
+        ("val", Split::Test, cfg.val, 2u64),
+    ] {
+        let data = FashionMnist::load(mnist_dir, mnist_split)?;
+        let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9).wrapping_add(salt));
+        let mut ids = Vec::with_capacity(count);
+        for i in 0..count {
+            let id = format!("{split}_{i:05}");
+            let (image, label) = compose(&data, cfg, &mut rng);
+            let ip = root.join("JPEGImages").join(format!("{id}.jpg"));
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&ip).map_err(|e| Error::data(&ip, e))?,
+            );
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, 95)
+                .encode_image(&image)
+                .map_err(|e| Error::data(&ip, e))?;
+            write_label(
+                &root.join("SegmentationClass").join(format!("{id}.png")),
+                &label,
+            )?;
+            ids.push(id);
+        }
+        lists.push((split, ids));
+    }
+    let mut all = vec![];
+    for (split, ids) in &lists {
+        write_list(&root, split, ids)?;
+        all.extend(ids.iter().cloned());
+    }
+    write_list(&root, "trainval", &all)?;
+    Ok(out.join("VOCdevkit"))
+}
+
+fn write_list(root: &Path, split: &str, ids: &[String]) -> Result<()> {
+    let p = root
+        .join("ImageSets/Segmentation")
+        .join(format!("{split}.txt"));
+    std::fs::write(&p, ids.join("\n") + "\n").map_err(|e| Error::data(&p, e))
+}

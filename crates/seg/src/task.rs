@@ -1,0 +1,325 @@
+//! The segmentation task the training engine runs: VOC-layout data, the
+//! DeepLabV3 model, per-pixel cross-entropy (plus the weighted auxiliary
+//! loss), and evaluation to mIoU on the validation split, on whole images
+//! or with a sliding window.
+
+use crate::augment::{eval_sample, train_sample, AugmentConfig, SegSample};
+use crate::deeplab::{DeepLabConfig, DeepLabV3};
+use crate::metrics::{ConfusionMatrix, SegMetrics};
+use crate::voc::{VocSplit, IGNORE};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wsbcn_nn::{seeded_var_builder, LayerFactory, NormConfig};
+use wsbcn_train::config::within;
+use wsbcn_train::{pixel_cross_entropy, Dataset, Task, TrainConfig, Validate};
+
+/// How evaluation covers an image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EvalMode {
+    /// One forward pass over the whole image.
+    Whole,
+    /// Windows of `window` pixels every `stride` pixels, logits averaged.
+    Slide {
+        /// Side of a window.
+        window: usize,
+        /// Step between windows.
+        stride: usize,
+    },
+}
+
+/// The data section of a config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegDataConfig {
+    /// The `VOCdevkit` folder (or its `VOC2012` folder).
+    pub root: PathBuf,
+    /// Training split (`train`, `train_aug`, ...).
+    pub train_split: String,
+    /// Validation split.
+    pub val_split: String,
+    /// Evaluate on at most this many validation images (0: all).
+    pub val_limit: usize,
+    /// Training augmentation and normalization.
+    pub augment: AugmentConfig,
+    /// Evaluation mode.
+    pub eval: EvalMode,
+}
+
+impl Default for SegDataConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data/VOCdevkit"),
+            train_split: "train_aug".into(),
+            val_split: "val".into(),
+            val_limit: 0,
+            augment: AugmentConfig::default(),
+            eval: EvalMode::Whole,
+        }
+    }
+}
+
+/// A whole segmentation config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegConfig {
+    /// The model.
+    pub model: DeepLabConfig,
+    /// Normalization and conv weight mode of every layer.
+    pub norm: NormConfig,
+    /// Data.
+    pub data: SegDataConfig,
+    /// The engine.
+    pub train: TrainConfig,
+}
+
+impl Validate for SegConfig {
+    fn validate(&self) -> std::result::Result<(), (String, String)> {
+        if let Err(e) = wsbcn_nn::LayerFactory::new(&self.norm) {
+            return Err(("norm".into(), e.to_string()));
+        }
+        if self.data.augment.crop == 0 {
+            return Err(("data.augment.crop".into(), "must be at least 1".into()));
+        }
+        if let EvalMode::Slide { window, stride } = self.data.eval {
+            if window == 0 || stride == 0 || stride > window {
+                return Err((
+                    "data.eval".into(),
+                    format!("window {window} and stride {stride}: need 0 < stride <= window"),
+                ));
+            }
+        }
+        within("train", self.train.validate())
+    }
+}
+
+/// The training split as a data set of augmented samples.
+pub struct VocTrainSet {
+    split: VocSplit,
+    augment: AugmentConfig,
+}
+
+impl VocTrainSet {
+    /// Training samples of `split`, augmented by `augment`.
+    pub fn new(split: VocSplit, augment: AugmentConfig) -> Self {
+        Self { split, augment }
+    }
+}
+
+impl Dataset for VocTrainSet {
+    type Sample = SegSample;
+
+    fn len(&self) -> usize {
+        self.split.len()
+    }
+
+    fn get(&self, index: usize, rng: &mut StdRng) -> wsbcn_train::Result<SegSample> {
+        let item = self.split.read(index)?;
+        Ok(train_sample(&item.image, &item.label, &self.augment, rng))
+    }
+}
+
+/// Stacks samples of one size into `(N, 3, H, W)` and `(N, H, W)` labels.
+pub fn collate(batch: &[SegSample], device: &Device) -> Result<(Tensor, Tensor)> {
+    let first = batch
+        .first()
+        .ok_or_else(|| Error::Config("empty batch".into()))?;
+    let (h, w) = (first.h, first.w);
+    if batch.iter().any(|s| (s.h, s.w) != (h, w)) {
+        return Err(Error::Config("a batch mixes sample sizes".into()));
+    }
+    let n = batch.len();
+    let pixels: Vec<f32> = batch.iter().flat_map(|s| s.image.iter().copied()).collect();
+    let labels: Vec<u32> = batch
+        .iter()
+        .flat_map(|s| s.label.iter().map(|&v| v as u32))
+        .collect();
+    Ok((
+        Tensor::from_vec(pixels, (n, 3, h, w), device)?,
+        Tensor::from_vec(labels, (n, h, w), device)?,
+    ))
+}
+
+/// The segmentation task (see the module docs).
+pub struct SegTask {
+    varmap: VarMap,
+    factory: LayerFactory,
+    model: DeepLabV3,
+    config: SegConfig,
+    val: VocSplit,
+    device: Device,
+    /// The metrics of the last evaluation.
+    pub last: Option<SegMetrics>,
+}
+
+impl SegTask {
+    /// Builds the model (initialised from the config's seed) and opens the
+    /// validation split.
+    pub fn new(config: &SegConfig, device: &Device) -> Result<Self> {
+        let factory = LayerFactory::new(&config.norm)?;
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, config.train.seed, DType::F32, device);
+        let model = DeepLabV3::new(&config.model, &factory, vb)?;
+        let val = VocSplit::open(
+            &config.data.root,
+            &config.data.val_split,
+            config.model.num_classes,
+        )?;
+        Ok(Self {
+            varmap,
+            factory,
+            model,
+            config: config.clone(),
+            val,
+            device: device.clone(),
+            last: None,
+        })
+    }
+
+    /// The training split as a data set.
+    pub fn train_set(&self) -> Result<Arc<VocTrainSet>> {
+        let split = VocSplit::open(
+            &self.config.data.root,
+            &self.config.data.train_split,
+            self.config.model.num_classes,
+        )?;
+        Ok(Arc::new(VocTrainSet::new(
+            split,
+            self.config.data.augment.clone(),
+        )))
+    }
+
+    /// The model.
+    pub fn model(&self) -> &DeepLabV3 {
+        &self.model
+    }
+
+    /// Logits `(K, H, W)` of one evaluation sample.
+    pub fn predict_logits(&self, sample: &SegSample) -> Result<Tensor> {
+        let x = Tensor::from_vec(
+            sample.image.clone(),
+            (1, 3, sample.h, sample.w),
+            &self.device,
+        )?;
+        match self.config.data.eval {
+            EvalMode::Whole => Ok(self.model.forward_t(&x, false)?.logits.squeeze(0)?),
+            EvalMode::Slide { window, stride } => self.slide(&x, window, stride),
+        }
+    }
+
+    fn slide(&self, x: &Tensor, window: usize, stride: usize) -> Result<Tensor> {
+        let (h, w) = (x.dim(2)?, x.dim(3)?);
+        // Pad small images to the window (with 0, the normalized mean).
+        let (ph, pw) = (h.max(window), w.max(window));
+        let xp = x
+            .pad_with_zeros(2, 0, ph - h)?
+            .pad_with_zeros(3, 0, pw - w)?;
+        let starts = |extent: usize| {
+            let mut s: Vec<usize> = (0..)
+                .map(|i| i * stride)
+                .take_while(|&o| o + window < extent)
+                .collect();
+            s.push(extent - window);
+            s
+        };
+        let k = self.config.model.num_classes;
+        let mut sum = vec![0f32; k * ph * pw];
+        let mut count = vec![0f32; ph * pw];
+        for &y0 in &starts(ph) {
+            for &x0 in &starts(pw) {
+                let crop = xp.narrow(2, y0, window)?.narrow(3, x0, window)?;
+                let logits: Vec<f32> = self
+                    .model
+                    .forward_t(&crop, false)?
+                    .logits
+                    .flatten_all()?
+                    .to_vec1()?;
+                for c in 0..k {
+                    for yy in 0..window {
+                        for xx in 0..window {
+                            sum[(c * ph + y0 + yy) * pw + x0 + xx] +=
+                                logits[(c * window + yy) * window + xx];
+                        }
+                    }
+                }
+                for yy in 0..window {
+                    for xx in 0..window {
+                        count[(y0 + yy) * pw + x0 + xx] += 1.0;
+                    }
+                }
+            }
+        }
+        for c in 0..k {
+            for i in 0..ph * pw {
+                sum[c * ph * pw + i] /= count[i];
+            }
+        }
+        Ok(Tensor::from_vec(sum, (k, ph, pw), &self.device)?
+            .narrow(1, 0, h)?
+            .narrow(2, 0, w)?)
+    }
+
+    /// The predicted class of every pixel of one evaluation sample.
+    pub fn predict(&self, sample: &SegSample) -> Result<Vec<u8>> {
+        let pred: Vec<u32> = self
+            .predict_logits(sample)?
+            .argmax(0)?
+            .flatten_all()?
+            .to_vec1()?;
+        Ok(pred.into_iter().map(|v| v as u8).collect())
+    }
+
+    /// Evaluates on the validation split (see [`SegDataConfig::val_limit`]).
+    pub fn evaluate_split(&self) -> Result<SegMetrics> {
+        let mut cm = ConfusionMatrix::new(self.config.model.num_classes);
+        let n = match self.config.data.val_limit {
+            0 => self.val.len(),
+            l => l.min(self.val.len()),
+        };
+        for i in 0..n {
+            let item = self.val.read(i)?;
+            let sample = eval_sample(&item.image, &item.label, &self.config.data.augment);
+            cm.add(&sample.label, &self.predict(&sample)?)?;
+        }
+        Ok(cm.metrics())
+    }
+}
+
+impl Task for SegTask {
+    type Sample = SegSample;
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn layers(&self) -> Option<&LayerFactory> {
+        Some(&self.factory)
+    }
+
+    fn loss(&mut self, batch: Vec<SegSample>) -> wsbcn_train::Result<Tensor> {
+        let (x, y) = collate(&batch, &self.device)?;
+        let out = self.model.forward_t(&x, true)?;
+        let mut loss = pixel_cross_entropy(&out.logits, &y, IGNORE as u32, None)?;
+        if let Some(aux) = &out.aux {
+            let aux_loss = pixel_cross_entropy(aux, &y, IGNORE as u32, None)?;
+            loss = (loss + (aux_loss * self.config.model.aux_weight)?)?;
+        }
+        Ok(loss)
+    }
+
+    fn evaluate(&mut self) -> wsbcn_train::Result<Vec<(String, f64)>> {
+        let m = self.evaluate_split()?;
+        let out = vec![
+            ("miou".to_string(), m.miou),
+            ("pixel_accuracy".to_string(), m.pixel_accuracy),
+            ("mean_class_accuracy".to_string(), m.mean_class_accuracy),
+        ];
+        self.last = Some(m);
+        Ok(out)
+    }
+}
