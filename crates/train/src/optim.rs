@@ -190,11 +190,14 @@ impl Sgd {
                 let Some(g) = grads.get(&p.name) else {
                     continue;
                 };
-                let w = p.var.as_tensor();
+                // Detached: the update must not join the autograd graph, or
+                // each momentum buffer would hold every earlier step alive.
+                let w = p.var.as_tensor().detach();
+                let g = g.detach();
                 let mut d = if group.weight_decay > 0.0 {
-                    (g + w.affine(group.weight_decay, 0.0)?)?
+                    (&g + w.affine(group.weight_decay, 0.0)?)?
                 } else {
-                    g.clone()
+                    g
                 };
                 if self.momentum > 0.0 {
                     let b = match self.buffers.get(&p.name) {
@@ -208,7 +211,7 @@ impl Sgd {
                     };
                     self.buffers.insert(p.name.clone(), b);
                 }
-                p.var.set(&(w - d.affine(lr, 0.0)?)?)?;
+                p.var.set(&(&w - d.affine(lr, 0.0)?)?)?;
             }
         }
         Ok(())

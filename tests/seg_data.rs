@@ -1,0 +1,272 @@
+//! Segmentation data: the VOC loader on a VOCdevkit tree written here, its
+//! errors, the training augmentation, and the Fashion-VOC generator on
+//! IDX files written here.
+
+use image::{Rgb, RgbImage};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
+use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
+use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
+use wsbcn_seg::voc::VocSplit;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wsbcn-seg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A 16x16 image of four flat 8x8 blocks and a label with classes 0, 3,
+/// 20 and an ignore band.
+fn item() -> (RgbImage, LabelMap) {
+    let colors = [
+        [200u8, 30, 30],
+        [30, 200, 30],
+        [30, 30, 200],
+        [128, 128, 128],
+    ];
+    let img = RgbImage::from_fn(16, 16, |x, y| Rgb(colors[(y / 8 * 2 + x / 8) as usize]));
+    let mut data = vec![0u8; 256];
+    for (i, v) in data.iter_mut().enumerate() {
+        let (x, y) = (i % 16, i / 16);
+        *v = if y == 7 {
+            255
+        } else if x < 8 {
+            3
+        } else {
+            20
+        };
+    }
+    (
+        img,
+        LabelMap {
+            width: 16,
+            height: 16,
+            data,
+        },
+    )
+}
+
+fn voc_tree(root: &Path, ids: &[&str]) {
+    let voc = root.join("VOCdevkit/VOC2012");
+    for d in [
+        "JPEGImages",
+        "SegmentationClass",
+        "SegmentationClassAug",
+        "ImageSets/Segmentation",
+    ] {
+        std::fs::create_dir_all(voc.join(d)).unwrap();
+    }
+    let (img, label) = item();
+    for id in ids {
+        img.save(voc.join(format!("JPEGImages/{id}.jpg"))).unwrap();
+        write_label(&voc.join(format!("SegmentationClass/{id}.png")), &label).unwrap();
+        image::GrayImage::from_raw(16, 16, label.data.clone())
+            .unwrap()
+            .save(voc.join(format!("SegmentationClassAug/{id}.png")))
+            .unwrap();
+    }
+    std::fs::write(voc.join("ImageSets/Segmentation/train.txt"), ids.join("\n")).unwrap();
+    std::fs::write(
+        voc.join("ImageSets/Segmentation/train_aug.txt"),
+        ids.join("\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn voc_loader_reads_labels_exactly_and_images_within_jpeg_rounding() {
+    let root = tmp("voc");
+    voc_tree(&root, &["2007_000032", "2007_000039"]);
+    let (img, label) = item();
+    for split in ["train", "train_aug"] {
+        for r in [root.join("VOCdevkit"), root.join("VOCdevkit/VOC2012")] {
+            let s = VocSplit::open(&r, split, 21).unwrap();
+            assert_eq!(s.ids(), ["2007_000032", "2007_000039"]);
+            let it = s.read(1).unwrap();
+            assert_eq!(
+                it.label, label,
+                "{split}: labels must be the stored indices"
+            );
+            assert!(it.label.data.contains(&255));
+            for (a, b) in it.image.pixels().zip(img.pixels()) {
+                for c in 0..3 {
+                    assert!((a[c] as i32 - b[c] as i32).abs() <= 2, "{a:?} vs {b:?}");
+                }
+            }
+        }
+    }
+    // The palette PNG carries the VOC colour map.
+    assert_eq!(voc_palette()[1], [128, 0, 0]);
+    assert_eq!(voc_palette()[255], [224, 224, 192]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bad_voc_data_gives_errors_naming_the_file() {
+    let root = tmp("bad");
+    voc_tree(&root, &["a", "b", "c", "d", "e"]);
+    let voc = root.join("VOCdevkit/VOC2012");
+    std::fs::remove_file(voc.join("JPEGImages/a.jpg")).unwrap();
+    std::fs::remove_file(voc.join("SegmentationClass/b.png")).unwrap();
+    RgbImage::new(16, 16)
+        .save(voc.join("SegmentationClass/c.png"))
+        .unwrap();
+    let small = LabelMap {
+        width: 8,
+        height: 16,
+        data: vec![0; 128],
+    };
+    write_label(&voc.join("SegmentationClass/d.png"), &small).unwrap();
+    let bad_class = LabelMap {
+        width: 16,
+        height: 16,
+        data: vec![30; 256],
+    };
+    write_label(&voc.join("SegmentationClass/e.png"), &bad_class).unwrap();
+    let s = VocSplit::open(&root.join("VOCdevkit"), "train", 21).unwrap();
+    let cases = [
+        ("a.jpg", "image missing"),
+        ("b.png", "label missing"),
+        ("c.png", "8-bit palette or greyscale PNG"),
+        ("d.png", "label is 8x16, its image 16x16"),
+        ("e.png", "class index 30 outside 0..21"),
+    ];
+    for (i, (file, msg)) in cases.iter().enumerate() {
+        let err = s.read(i).unwrap_err().to_string();
+        assert!(err.contains(file) && err.contains(msg), "{err}");
+    }
+    let err = VocSplit::open(&root.join("VOCdevkit"), "val", 21)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("val.txt") && err.contains("split list"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn palette_labels_round_trip_and_read_greyscale() {
+    let dir = tmp("palette");
+    let (_, label) = item();
+    let p = dir.join("l.png");
+    write_label(&p, &label).unwrap();
+    assert_eq!(read_label(&p).unwrap(), label);
+    let g = dir.join("g.png");
+    image::GrayImage::from_raw(16, 16, label.data.clone())
+        .unwrap()
+        .save(&g)
+        .unwrap();
+    assert_eq!(read_label(&g).unwrap(), label);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn training_augmentation_crops_pads_and_is_seeded() {
+    let (img, label) = item();
+    let cfg = AugmentConfig {
+        crop: 24,
+        scale_min: 0.5,
+        scale_max: 2.0,
+        ..AugmentConfig::default()
+    };
+    let a = train_sample(&img, &label, &cfg, &mut StdRng::seed_from_u64(5));
+    let b = train_sample(&img, &label, &cfg, &mut StdRng::seed_from_u64(5));
+    assert_eq!(a, b);
+    assert_eq!(
+        (a.h, a.w, a.image.len(), a.label.len()),
+        (24, 24, 3 * 576, 576)
+    );
+    // Labels stay in the source's set (nearest resize) plus the 255 padding.
+    assert!(a.label.iter().all(|v| [0, 3, 20, 255].contains(v)));
+    // Without scaling and with a larger crop: padding is 255 / 0.
+    let pad = AugmentConfig {
+        crop: 20,
+        scale_min: 1.0,
+        scale_max: 1.0,
+        flip: false,
+        ..AugmentConfig::default()
+    };
+    let s = train_sample(&img, &label, &pad, &mut StdRng::seed_from_u64(1));
+    assert_eq!(s.label[19], 255);
+    assert_eq!(s.image[19], 0.0);
+    assert_eq!(s.label[0], 3);
+    let mean_r = (200.0 / 255.0 - 0.485) / 0.229;
+    assert!((s.image[0] - mean_r).abs() < 0.05);
+    // Nearest resize: 2x upsampling repeats each label.
+    let up = resize_label(&label, 32, 32);
+    assert_eq!(up.data[0..2], [3, 3]);
+    assert_eq!(up.data[32 * 14], 255);
+}
+
+fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+    let mut bytes = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes.extend(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn fashion_voc_is_a_readable_deterministic_voc_tree() {
+    // Stand-in IDX files: each "garment" a filled rectangle.
+    let mnist = tmp("idx");
+    for (stem, n) in [("train", 20usize), ("t10k", 10)] {
+        let mut pixels = vec![0u8; n * 784];
+        for i in 0..n {
+            for y in 4..24 {
+                for x in 6..22 {
+                    pixels[i * 784 + y * 28 + x] = 200;
+                }
+            }
+        }
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        write_idx(
+            &mnist.join(format!("{stem}-images-idx3-ubyte")),
+            &[n as u32, 28, 28],
+            &pixels,
+        );
+        write_idx(
+            &mnist.join(format!("{stem}-labels-idx1-ubyte")),
+            &[n as u32],
+            &labels,
+        );
+    }
+    let cfg = FashionVocConfig {
+        size: 48,
+        train: 6,
+        val: 3,
+        garments: (1, 3),
+        seed: 4,
+    };
+    let (a, b) = (tmp("fva"), tmp("fvb"));
+    let root = generate(&mnist, &a, &cfg).unwrap();
+    generate(&mnist, &b, &cfg).unwrap();
+    for sub in [
+        "JPEGImages/train_00003.jpg",
+        "SegmentationClass/val_00002.png",
+    ] {
+        let fa = std::fs::read(a.join("VOCdevkit/VOC2012").join(sub)).unwrap();
+        let fb = std::fs::read(b.join("VOCdevkit/VOC2012").join(sub)).unwrap();
+        assert_eq!(fa, fb, "{sub} differs between runs with one seed");
+    }
+    let train = VocSplit::open(&root, "train", 11).unwrap();
+    let val = VocSplit::open(&root, "val", 11).unwrap();
+    assert_eq!((train.len(), val.len()), (6, 3));
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        seen.extend(train.read(i).unwrap().label.data);
+    }
+    assert!(
+        seen.contains(&0) && seen.contains(&255) && seen.iter().any(|&c| (1..=10).contains(&c)),
+        "{seen:?}"
+    );
+    assert_eq!(VocSplit::open(&root, "trainval", 11).unwrap().len(), 9);
+    for d in [mnist, a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

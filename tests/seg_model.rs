@@ -1,0 +1,199 @@
+//! DeepLabV3: torchvision-compatible names and shapes, output shapes at
+//! output stride 8 and 16 for every norm kind, batch-1 training steps, and
+//! the metrics against a hand-computed confusion matrix.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::BTreeMap;
+use wsbcn_nn::{LayerFactory, NormConfig};
+use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
+use wsbcn_seg::metrics::ConfusionMatrix;
+use wsbcn_seg::resnet::ResNetConfig;
+use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
+
+const DEV: Device = Device::Cpu;
+
+fn build(cfg: &DeepLabConfig, spec: &str, groups: usize) -> (VarMap, DeepLabV3) {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
+    let f = LayerFactory::new(&NormConfig {
+        spec: spec.into(),
+        groups,
+        ..NormConfig::default()
+    })
+    .unwrap();
+    let model = DeepLabV3::new(cfg, &f, vb).unwrap();
+    (vm, model)
+}
+
+#[test]
+fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
+    for (depth, want_params) in [(50, 42_004_074usize), (101, 60_996_202)] {
+        let path = format!(
+            "{}/fixtures/torchvision_deeplabv3_resnet{depth}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let want: BTreeMap<String, Vec<usize>> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (
+                    f[1].to_string(),
+                    f[2].split(',').map(|d| d.parse().unwrap()).collect(),
+                )
+            })
+            .collect();
+        let cfg = DeepLabConfig {
+            backbone: ResNetConfig {
+                depth,
+                output_stride: 8,
+                ..ResNetConfig::default()
+            },
+            aspp_rates: [12, 24, 36],
+            aux_head: true,
+            ..DeepLabConfig::default()
+        };
+        let (vm, _) = build(&cfg, "bn", 32);
+        let got: BTreeMap<String, Vec<usize>> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+            .collect();
+        assert_eq!(got.len(), want.len(), "resnet{depth}: variable count");
+        for (name, shape) in &want {
+            assert_eq!(got.get(name), Some(shape), "resnet{depth}: {name}");
+        }
+        let params: usize = param_groups(&vm, &SgdConfig::default())
+            .iter()
+            .flat_map(|g| g.params.iter())
+            .map(|p| p.var.elem_count())
+            .sum();
+        assert_eq!(
+            params, want_params,
+            "resnet{depth}: parameter count (torchvision's)"
+        );
+    }
+}
+
+fn tiny(os: usize, aux: bool) -> DeepLabConfig {
+    DeepLabConfig {
+        backbone: ResNetConfig {
+            depth: 18,
+            width: 0.25,
+            output_stride: os,
+            ..ResNetConfig::default()
+        },
+        num_classes: 5,
+        aspp_channels: 16,
+        aspp_rates: [1, 2, 3],
+        aux_head: aux,
+        ..DeepLabConfig::default()
+    }
+}
+
+const SPECS: [&str; 10] = [
+    "bn",
+    "gn",
+    "ln",
+    "in",
+    "bcn",
+    "bcn-est",
+    "none",
+    "gn+ws",
+    "bcn+ws",
+    "bcn-est+ws",
+];
+
+#[test]
+fn output_shapes_at_stride_8_and_16_for_every_norm() {
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 37, 45), &DEV).unwrap();
+    for os in [8, 16] {
+        for spec in SPECS {
+            let (_, model) = build(&tiny(os, true), spec, 4);
+            for train in [true, false] {
+                let out = model.forward_t(&x, train).unwrap();
+                assert_eq!(out.logits.dims(), [2, 5, 37, 45], "{spec} os{os}");
+                assert_eq!(out.aux.unwrap().dims(), [2, 5, 37, 45], "{spec} os{os} aux");
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_one_training_steps_are_finite_for_every_norm() {
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 33, 33), &DEV).unwrap();
+    let y = Tensor::from_vec(
+        (0..33 * 33)
+            .map(|i| (i % 7).min(4) as u32)
+            .collect::<Vec<_>>(),
+        (1, 33, 33),
+        &DEV,
+    )
+    .unwrap();
+    for spec in SPECS {
+        let (vm, model) = build(&tiny(16, false), spec, 4);
+        let cfg = SgdConfig {
+            lr: 0.01,
+            ..SgdConfig::default()
+        };
+        let mut sgd = Sgd::new(param_groups(&vm, &cfg), &cfg);
+        for step in 0..2 {
+            let loss =
+                pixel_cross_entropy(&model.forward_t(&x, true).unwrap().logits, &y, 255, None)
+                    .unwrap();
+            let v = loss.to_scalar::<f32>().unwrap();
+            assert!(v.is_finite(), "{spec} step {step}: loss {v}");
+            let grads = sgd.grads(&loss.backward().unwrap());
+            assert!(!grads.is_empty());
+            for (n, g) in &grads {
+                let s = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(s.is_finite(), "{spec}: gradient of {n} is not finite");
+            }
+            sgd.step(&grads, 0.01).unwrap();
+        }
+    }
+}
+
+#[test]
+fn metrics_equal_a_hand_computed_confusion_matrix() {
+    // 3 classes; ground truth / prediction over 10 pixels, two ignored.
+    let gt = [0u8, 0, 0, 1, 1, 1, 1, 255, 0, 255];
+    let pred = [0u8, 1, 0, 1, 1, 0, 1, 2, 0, 1];
+    let mut cm = ConfusionMatrix::new(3);
+    cm.add(&gt, &pred).unwrap();
+    // rows gt, cols pred: gt0 -> [3, 1, 0], gt1 -> [1, 3, 0], gt2 -> [0, 0, 0]
+    assert_eq!(
+        (
+            cm.count(0, 0),
+            cm.count(0, 1),
+            cm.count(1, 0),
+            cm.count(1, 1)
+        ),
+        (3, 1, 1, 3)
+    );
+    let m = cm.metrics();
+    // IoU0 = 3 / (4 + 4 - 3) = 0.6, IoU1 = 3 / 5 = 0.6, class 2 absent from both: excluded.
+    assert_eq!(m.iou, vec![Some(0.6), Some(0.6), None]);
+    assert!((m.miou - 0.6).abs() < 1e-12);
+    assert!((m.pixel_accuracy - 6.0 / 8.0).abs() < 1e-12);
+    assert!((m.mean_class_accuracy - 0.75).abs() < 1e-12);
+    // A class predicted but absent from the ground truth counts with IoU 0.
+    let mut cm2 = ConfusionMatrix::new(3);
+    cm2.add(&[0, 0], &[0, 2]).unwrap();
+    assert_eq!(cm2.metrics().iou, vec![Some(0.5), None, Some(0.0)]);
+    assert!(cm
+        .add(&[0, 7], &[0, 0])
+        .unwrap_err()
+        .to_string()
+        .contains("class 7"));
+}
