@@ -1,0 +1,81 @@
+"""PyTorch side of `cargo bench -p wsbcn-seg`: DeepLabV3-ResNet-50, output
+stride 16, one training step after another on random data; prints
+`images_per_s peak_rss_mb`.
+
+    python torch_deeplab.py THREADS STEPS SPEC      (SPEC: bn | gn+ws)
+
+The model is torchvision's resnet50 with the last stage dilated
+(replace_stride_with_dilation=[False, False, True]) and torchvision's
+DeepLabHead (ASPP rates 12, 24, 36 as torchvision uses them), 21 classes.
+For gn+ws, every BatchNorm becomes GroupNorm(32) and every conv followed by
+one standardizes its weight (biased variance, eps 1e-5).
+"""
+
+import resource
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+
+threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+
+class WSConv2d(nn.Conv2d):
+    def forward(self, x):
+        w = self.weight
+        flat = w.view(w.size(0), -1)
+        w = ((flat - flat.mean(1, keepdim=True)) / torch.sqrt(flat.var(1, unbiased=False, keepdim=True) + 1e-5)).view_as(w)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def to_gn_ws(module):
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, nn.GroupNorm(32, child.num_features))
+        elif isinstance(child, nn.Conv2d) and child.out_channels != 21:  # all but the classifier
+            ws = WSConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                          child.padding, child.dilation, child.groups, child.bias is not None)
+            setattr(module, name, ws)
+        else:
+            to_gn_ws(child)
+
+
+class DeepLab(nn.Module):
+    def __init__(self):
+        super().__init__()
+        r = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, False, True])
+        self.backbone = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4)
+        self.classifier = DeepLabHead(2048, 21)
+
+    def forward(self, x):
+        y = self.classifier(self.backbone(x))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+model = DeepLab()
+if spec == "gn+ws":
+    to_gn_ws(model)
+model.train()
+opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
+x = torch.randn(2, 3, 257, 257)
+y = torch.randint(0, 21, (2, 257, 257))
+
+
+def step():
+    opt.zero_grad()
+    F.cross_entropy(model(x), y, ignore_index=255).backward()
+    opt.step()
+
+
+step()
+t = time.perf_counter()
+for _ in range(steps):
+    step()
+rate = 2 * steps / (time.perf_counter() - t)
+print(f"{rate:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", flush=True)
