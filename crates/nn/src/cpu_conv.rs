@@ -110,13 +110,18 @@ fn vol2col<T: WithDType>(g: &Geometry, x: &[T], cols: &mut [T]) {
             let (h_lo, h_hi) = g.valid(1, j);
             let (w_lo, w_hi) = g.valid(2, k);
             dst.fill(T::zero());
+            // A tap that reads only padding on some axis (e.g. a dilation
+            // wider than the input) contributes nothing.
+            if t_lo >= t_hi || h_lo >= h_hi || w_lo >= w_hi {
+                return;
+            }
+            let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
             for ot in t_lo..t_hi {
                 let it = ot * g.stride[0] + i * g.dilation[0] - g.padding[0];
                 for oh in h_lo..h_hi {
                     let ihh = oh * g.stride[1] + j * g.dilation[1] - g.padding[1];
                     let s_row = (it * ih + ihh) * iw;
                     let d_row = (ot * ho + oh) * wo;
-                    let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
                     let out = &mut dst[d_row + w_lo..d_row + w_hi];
                     if g.stride[2] == 1 {
                         out.copy_from_slice(&src[s_row + iw0..s_row + iw0 + out.len()]);
@@ -147,13 +152,16 @@ fn col2vol<T: WithDType>(g: &Geometry, cols: &[T], dx: &mut [T]) {
                 let (t_lo, t_hi) = g.valid(0, i);
                 let (h_lo, h_hi) = g.valid(1, j);
                 let (w_lo, w_hi) = g.valid(2, k);
+                if t_lo >= t_hi || h_lo >= h_hi || w_lo >= w_hi {
+                    continue;
+                }
+                let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
                 for ot in t_lo..t_hi {
                     let it = ot * g.stride[0] + i * g.dilation[0] - g.padding[0];
                     for oh in h_lo..h_hi {
                         let ihh = oh * g.stride[1] + j * g.dilation[1] - g.padding[1];
                         let d_row = (it * ih + ihh) * iw;
                         let s_row = (ot * ho + oh) * wo;
-                        let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
                         for q in 0..w_hi - w_lo {
                             dst[d_row + iw0 + q * g.stride[2]] += src[s_row + w_lo + q];
                         }
