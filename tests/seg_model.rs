@@ -240,3 +240,64 @@ fn deeplab_fits_a_fixed_batch() {
         assert!(losses[39] < 0.3 * losses[0], "{spec}: {:?}", losses);
     }
 }
+
+#[test]
+fn pretrained_weights_load_by_name_and_mismatches_are_errors() {
+    let dir = std::env::temp_dir().join(format!("wsbcn-pretrained-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, _) = build(&tiny(16, true), "bn", 4);
+    // A state dict as torch saves it: our names plus num_batches_tracked.
+    let mut tensors: std::collections::HashMap<String, Tensor> = src
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    tensors.insert(
+        "backbone.bn1.num_batches_tracked".into(),
+        Tensor::new(&[7i64], &DEV).unwrap(),
+    );
+    let path = dir.join("w.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let (dst, _) = build(&tiny(16, true), "bn", 4);
+    let n = wsbcn_train::load_pretrained(&path, &dst, &[]).unwrap();
+    assert_eq!(n, dst.data().lock().unwrap().len());
+    for (name, v) in src.data().lock().unwrap().iter() {
+        let w = dst.data().lock().unwrap()[name].as_tensor().clone();
+        let d = (v.as_tensor() - w)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(d, 0.0, "{name}");
+    }
+    // A classifier for other classes: skipped by prefix, or an error naming it.
+    let (other, _) = build(
+        &DeepLabConfig {
+            num_classes: 7,
+            ..tiny(16, true)
+        },
+        "bn",
+        4,
+    );
+    let err = wsbcn_train::load_pretrained(&path, &other, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("classifier.4.weight") && err.contains("[5, 4, 1, 1]"),
+        "{err}"
+    );
+    let skip = vec!["classifier.4".to_string(), "aux_classifier.4".to_string()];
+    assert!(wsbcn_train::load_pretrained(&path, &other, &skip).is_ok());
+    // A GN model has no running statistics: the file's are unexpected.
+    let (gn, _) = build(&tiny(16, true), "gn", 4);
+    let err = wsbcn_train::load_pretrained(&path, &gn, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("running_mean"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

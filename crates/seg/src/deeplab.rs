@@ -49,6 +49,12 @@ pub struct DeepLabConfig {
     pub aux_head: bool,
     /// Weight of the auxiliary loss.
     pub aux_weight: f64,
+    /// Weights to start from: a safetensors file with this model's names
+    /// (e.g. torchvision's `deeplabv3_resnet*` or `resnet*` state dict
+    /// exported to safetensors; see `wsbcn_train::load_pretrained`).
+    pub pretrained: Option<std::path::PathBuf>,
+    /// Names under these prefixes are not loaded from `pretrained`.
+    pub pretrained_skip: Vec<String>,
 }
 
 impl Default for DeepLabConfig {
@@ -60,6 +66,8 @@ impl Default for DeepLabConfig {
             aspp_rates: [6, 12, 18],
             aux_head: false,
             aux_weight: 0.4,
+            pretrained: None,
+            pretrained_skip: vec![],
         }
     }
 }

@@ -2,7 +2,8 @@
 //! VOCdevkit layout so that the real VOC loader reads it back.
 //!
 //! Each image composites a few real Fashion-MNIST garments, scaled and
-//! tinted, on a textured background (stripes, checks, gradients, noise).
+//! tinted, on a textured background (stripes, checks, gradients, noise, in
+//! two colours of moderate contrast).
 //! Classes: 0 background, `1 + c` for garment class `c` (10 garments). A
 //! garment's alpha is its Fashion-MNIST intensity, saturated; pixels with
 //! alpha above 0.6 take its class, pixels on its anti-aliased rim (alpha in
@@ -57,9 +58,12 @@ fn random_color(rng: &mut StdRng) -> [f32; 3] {
     [rng.random(), rng.random(), rng.random()]
 }
 
-/// A textured background.
+/// A textured background: two colours a contrast apart, in stripes,
+/// checks, a gradient or noise.
 fn background(size: u32, rng: &mut StdRng) -> Vec<[f32; 3]> {
-    let (a, b) = (random_color(rng), random_color(rng));
+    let a = random_color(rng);
+    let contrast = rng.random_range(0.1..0.4f32);
+    let b = a.map(|v| if v > 0.5 { v - contrast } else { v + contrast });
     let kind = rng.random_range(0..4);
     let period = rng.random_range(6.0..24.0f32);
     let angle = rng.random_range(0.0..std::f32::consts::PI);

@@ -165,6 +165,9 @@ impl SegTask {
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, config.train.seed, DType::F32, device);
         let model = DeepLabV3::new(&config.model, &factory, vb)?;
+        if let Some(path) = &config.model.pretrained {
+            wsbcn_train::load_pretrained(path, &varmap, &config.model.pretrained_skip)?;
+        }
         let val = VocSplit::open(
             &config.data.root,
             &config.data.val_split,

@@ -173,3 +173,55 @@ pub fn restore_model(ckpt: &Checkpoint, varmap: &VarMap) -> Result<()> {
     }
     Ok(())
 }
+
+/// Loads weights saved by another framework (e.g. a torchvision state dict
+/// exported with `safetensors.torch.save_file`) into `varmap` by name.
+///
+/// Every variable of the model must be in the file with its shape (dtypes
+/// are converted); entries the model does not have are errors too, except
+/// PyTorch's `num_batches_tracked` counters and names under one of
+/// `skip_prefixes` (e.g. a classifier trained for other classes, which then
+/// keeps its initialisation). Returns how many variables were loaded.
+pub fn load_pretrained(path: &Path, varmap: &VarMap, skip_prefixes: &[String]) -> Result<usize> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let device = varmap
+        .all_vars()
+        .first()
+        .map_or(Device::Cpu, |v| v.device().clone());
+    let file =
+        candle_core::safetensors::load_buffer(&bytes, &device).map_err(|e| ckpt_err(path, e))?;
+    let skipped = |n: &str| skip_prefixes.iter().any(|p| n.starts_with(p.as_str()));
+    let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    let unexpected: Vec<&String> = file
+        .keys()
+        .filter(|n| !data.contains_key(*n) && !n.ends_with("num_batches_tracked") && !skipped(n))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(ckpt_err(
+            path,
+            format!("names the model does not have: {unexpected:?}"),
+        ));
+    }
+    let mut loaded = 0;
+    for (name, var) in data.iter() {
+        if skipped(name) {
+            continue;
+        }
+        let t = file
+            .get(name)
+            .ok_or_else(|| ckpt_err(path, format!("missing `{name}`")))?;
+        if t.dims() != var.dims() {
+            return Err(ckpt_err(
+                path,
+                format!(
+                    "`{name}` has shape {:?}, the model {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.set(&t.to_dtype(var.dtype())?)?;
+        loaded += 1;
+    }
+    Ok(loaded)
+}

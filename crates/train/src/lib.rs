@@ -17,7 +17,9 @@ pub mod run_log;
 pub mod schedule;
 pub mod trainer;
 
-pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
+pub use checkpoint::{
+    latest_checkpoint, load_checkpoint, load_pretrained, save_checkpoint, Checkpoint, TrainState,
+};
 pub use config::{load_config, parse_config, to_toml, Validate};
 pub use error::{Error, Result};
 pub use loader::{Batches, Dataset, Loader, LoaderConfig};
