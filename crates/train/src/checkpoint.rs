@@ -192,10 +192,11 @@ pub fn load_pretrained(path: &Path, varmap: &VarMap, skip_prefixes: &[String]) -
         candle_core::safetensors::load_buffer(&bytes, &device).map_err(|e| ckpt_err(path, e))?;
     let skipped = |n: &str| skip_prefixes.iter().any(|p| n.starts_with(p.as_str()));
     let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
-    let unexpected: Vec<&String> = file
+    let mut unexpected: Vec<&String> = file
         .keys()
         .filter(|n| !data.contains_key(*n) && !n.ends_with("num_batches_tracked") && !skipped(n))
         .collect();
+    unexpected.sort();
     if !unexpected.is_empty() {
         return Err(ckpt_err(
             path,
@@ -203,7 +204,10 @@ pub fn load_pretrained(path: &Path, varmap: &VarMap, skip_prefixes: &[String]) -
         ));
     }
     let mut loaded = 0;
-    for (name, var) in data.iter() {
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
         if skipped(name) {
             continue;
         }
