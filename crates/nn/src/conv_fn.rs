@@ -22,7 +22,7 @@
 //! `stack`, `conv2d` and `matmul` all have backward passes). They are the
 //! `*_generic` functions, used on every device but the CPU; on the CPU, in
 //! f32 and f64, [`conv2d`] and [`conv3d`] run the op of
-//! [`crate::cpu_conv`] instead (vol2col + GEMM with its own backward pass).
+//! the op of `cpu_conv.rs` instead (vol2col + GEMM with its own backward pass).
 
 use crate::cpu_conv::{CpuConv, Geometry};
 use crate::{Error, Result};
@@ -159,7 +159,7 @@ pub(crate) fn strided_indices(
     Ok(Tensor::from_vec(idx, len, device)?)
 }
 
-/// Whether the CPU op of [`crate::cpu_conv`] handles these tensors.
+/// Whether the CPU op (`cpu_conv.rs`) handles these tensors.
 fn use_cpu_op(x: &Tensor, w: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == w.dtype() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
