@@ -91,82 +91,77 @@ impl Geometry {
         let hi = ((extent - off + s as isize - 1) / s as isize).clamp(0, out);
         (lo.min(hi) as usize, hi as usize)
     }
+
+    /// The row segments that kernel tap `tap` (flat over `kt kh kw`) links:
+    /// calls `f(input_start, output_start, len)` for each, where input
+    /// `input_start + q sw` (in one channel's `T H W` volume) feeds output
+    /// `output_start + q` (in the tap's `To Ho Wo` row), `q < len`. A tap
+    /// that reads only padding on some axis (e.g. a dilation wider than the
+    /// input) has none.
+    fn tap_rows(&self, tap: usize, mut f: impl FnMut(usize, usize, usize)) {
+        let [_, kh, kw] = self.kernel;
+        let [_, ih, iw] = self.input;
+        let [_, ho, wo] = self.output;
+        let (i, j, k) = (tap / (kh * kw), tap / kw % kh, tap % kw);
+        let (t_lo, t_hi) = self.valid(0, i);
+        let (h_lo, h_hi) = self.valid(1, j);
+        let (w_lo, w_hi) = self.valid(2, k);
+        if t_lo >= t_hi || h_lo >= h_hi || w_lo >= w_hi {
+            return;
+        }
+        let iw0 = w_lo * self.stride[2] + k * self.dilation[2] - self.padding[2];
+        for ot in t_lo..t_hi {
+            let it = ot * self.stride[0] + i * self.dilation[0] - self.padding[0];
+            for oh in h_lo..h_hi {
+                let ihh = oh * self.stride[1] + j * self.dilation[1] - self.padding[1];
+                f(
+                    (it * ih + ihh) * iw + iw0,
+                    (ot * ho + oh) * wo + w_lo,
+                    w_hi - w_lo,
+                );
+            }
+        }
+    }
 }
 
 /// Fills `cols` (K x L, row-major) from one group's input `x` (C/g x T x H x W).
 fn vol2col<T: WithDType>(g: &Geometry, x: &[T], cols: &mut [T]) {
-    let [kt, kh, kw] = g.kernel;
-    let [_, ih, iw] = g.input;
-    let [_, ho, wo] = g.output;
-    let taps = kt * kh * kw;
-    let in_vol = g.in_volume();
+    let taps = g.kernel.iter().product::<usize>();
+    let (in_vol, sw) = (g.in_volume(), g.stride[2]);
     cols.par_chunks_mut(g.l())
         .enumerate()
         .for_each(|(row, dst)| {
             let (c, tap) = (row / taps, row % taps);
-            let (i, j, k) = (tap / (kh * kw), tap / kw % kh, tap % kw);
             let src = &x[c * in_vol..(c + 1) * in_vol];
-            let (t_lo, t_hi) = g.valid(0, i);
-            let (h_lo, h_hi) = g.valid(1, j);
-            let (w_lo, w_hi) = g.valid(2, k);
             dst.fill(T::zero());
-            // A tap that reads only padding on some axis (e.g. a dilation
-            // wider than the input) contributes nothing.
-            if t_lo >= t_hi || h_lo >= h_hi || w_lo >= w_hi {
-                return;
-            }
-            let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
-            for ot in t_lo..t_hi {
-                let it = ot * g.stride[0] + i * g.dilation[0] - g.padding[0];
-                for oh in h_lo..h_hi {
-                    let ihh = oh * g.stride[1] + j * g.dilation[1] - g.padding[1];
-                    let s_row = (it * ih + ihh) * iw;
-                    let d_row = (ot * ho + oh) * wo;
-                    let out = &mut dst[d_row + w_lo..d_row + w_hi];
-                    if g.stride[2] == 1 {
-                        out.copy_from_slice(&src[s_row + iw0..s_row + iw0 + out.len()]);
-                    } else {
-                        for (q, v) in out.iter_mut().enumerate() {
-                            *v = src[s_row + iw0 + q * g.stride[2]];
-                        }
+            g.tap_rows(tap, |si, di, len| {
+                let out = &mut dst[di..di + len];
+                if sw == 1 {
+                    out.copy_from_slice(&src[si..si + len]);
+                } else {
+                    for (q, v) in out.iter_mut().enumerate() {
+                        *v = src[si + q * sw];
                     }
                 }
-            }
+            });
         });
 }
 
 /// Adds the columns `cols` (K x L) back into one group's input gradient
 /// `dx` (C/g x T x H x W): the adjoint of [`vol2col`].
 fn col2vol<T: WithDType>(g: &Geometry, cols: &[T], dx: &mut [T]) {
-    let [kt, kh, kw] = g.kernel;
-    let [_, ih, iw] = g.input;
-    let [_, ho, wo] = g.output;
-    let taps = kt * kh * kw;
-    let l = g.l();
+    let taps = g.kernel.iter().product::<usize>();
+    let (l, sw) = (g.l(), g.stride[2]);
     dx.par_chunks_mut(g.in_volume())
         .enumerate()
         .for_each(|(c, dst)| {
             for tap in 0..taps {
-                let (i, j, k) = (tap / (kh * kw), tap / kw % kh, tap % kw);
                 let src = &cols[(c * taps + tap) * l..(c * taps + tap + 1) * l];
-                let (t_lo, t_hi) = g.valid(0, i);
-                let (h_lo, h_hi) = g.valid(1, j);
-                let (w_lo, w_hi) = g.valid(2, k);
-                if t_lo >= t_hi || h_lo >= h_hi || w_lo >= w_hi {
-                    continue;
-                }
-                let iw0 = w_lo * g.stride[2] + k * g.dilation[2] - g.padding[2];
-                for ot in t_lo..t_hi {
-                    let it = ot * g.stride[0] + i * g.dilation[0] - g.padding[0];
-                    for oh in h_lo..h_hi {
-                        let ihh = oh * g.stride[1] + j * g.dilation[1] - g.padding[1];
-                        let d_row = (it * ih + ihh) * iw;
-                        let s_row = (ot * ho + oh) * wo;
-                        for q in 0..w_hi - w_lo {
-                            dst[d_row + iw0 + q * g.stride[2]] += src[s_row + w_lo + q];
-                        }
+                g.tap_rows(tap, |si, di, len| {
+                    for q in 0..len {
+                        dst[si + q * sw] += src[di + q];
                     }
-                }
+                });
             }
         });
 }
