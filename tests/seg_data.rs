@@ -241,6 +241,7 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
         train: 6,
         val: 3,
         garments: (1, 3),
+        scale: (1.0, 1.5),
         seed: 4,
     };
     let (a, b) = (tmp("fva"), tmp("fvb"));

@@ -38,6 +38,8 @@ pub struct FashionVocConfig {
     pub val: usize,
     /// Garments per image, inclusive range.
     pub garments: (usize, usize),
+    /// Garment scale (28 px times this), range.
+    pub scale: (f32, f32),
     /// Seed of everything.
     pub seed: u64,
 }
@@ -49,6 +51,7 @@ impl Default for FashionVocConfig {
             train: 1500,
             val: 200,
             garments: (2, 4),
+            scale: (1.0, 2.2),
             seed: 0,
         }
     }
@@ -111,7 +114,7 @@ fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (Rg
         let idx = rng.random_range(0..data.len());
         let garment = data.image(idx);
         let class = data.labels[idx] + 1;
-        let scale = rng.random_range(1.0..2.2f32);
+        let scale = rng.random_range(cfg.scale.0..cfg.scale.1);
         let extent = 28.0 * scale;
         let x0 = rng.random_range(-extent * 0.2..(n as f32 - extent * 0.8));
         let y0 = rng.random_range(-extent * 0.2..(n as f32 - extent * 0.8));
