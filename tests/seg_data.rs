@@ -271,3 +271,63 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[test]
+fn sliding_window_with_one_window_equals_whole_image_evaluation() {
+    use candle_core::Device;
+    use wsbcn_seg::deeplab::DeepLabConfig;
+    use wsbcn_seg::resnet::ResNetConfig;
+    use wsbcn_seg::task::{EvalMode, SegConfig, SegTask};
+    let root = tmp("slide");
+    voc_tree(&root, &["a", "b"]);
+    let mut cfg = SegConfig {
+        model: DeepLabConfig {
+            backbone: ResNetConfig {
+                depth: 18,
+                width: 0.25,
+                output_stride: 8,
+                ..ResNetConfig::default()
+            },
+            aspp_channels: 16,
+            aspp_rates: [1, 2, 3],
+            ..DeepLabConfig::default()
+        },
+        ..SegConfig::default()
+    };
+    cfg.norm.spec = "gn".into();
+    cfg.norm.groups = 4;
+    cfg.data.root = root.join("VOCdevkit");
+    cfg.data.val_split = "train".into();
+    let whole = SegTask::new(&cfg, &Device::Cpu).unwrap();
+    cfg.data.eval = EvalMode::Slide {
+        window: 16,
+        stride: 16,
+    };
+    let slide = SegTask::new(&cfg, &Device::Cpu).unwrap();
+    // Same seed, one window covering the image: the same logits.
+    let (img, label) = item();
+    let sample = wsbcn_seg::augment::eval_sample(&img, &label, &cfg.data.augment);
+    let (a, b) = (
+        whole.predict_logits(&sample).unwrap(),
+        slide.predict_logits(&sample).unwrap(),
+    );
+    assert_eq!(a.dims(), [21, 16, 16]);
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+    // Overlapping windows cover every pixel and give a prediction per pixel.
+    cfg.data.eval = EvalMode::Slide {
+        window: 12,
+        stride: 5,
+    };
+    let overlap = SegTask::new(&cfg, &Device::Cpu).unwrap();
+    let m = overlap.evaluate_split().unwrap();
+    assert!((0.0..=1.0).contains(&m.pixel_accuracy) && m.iou.len() == 21);
+    let _ = std::fs::remove_dir_all(&root);
+}
