@@ -167,7 +167,7 @@ fn use_cpu_op(x: &Tensor, w: &Tensor) -> bool {
 /// Runs the CPU op on contiguous inputs.
 fn cpu_conv(x: &Tensor, w: &Tensor, geometry: Geometry) -> Result<Tensor> {
     Ok(x.contiguous()?
-        .apply_op2(&w.contiguous()?, CpuConv(geometry))?)
+        .apply_op2(&w.contiguous()?, CpuConv::forward(geometry))?)
 }
 
 /// 2D convolution `x: (N, C, H, W)`, `w: (O, C/g, kh, kw)` -> `(N, O, Ho, Wo)`.

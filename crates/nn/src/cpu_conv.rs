@@ -342,12 +342,41 @@ fn input_grad<T: WithDType>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
-/// The forward op: `(x, w) -> y`, with its backward pass.
-pub(crate) struct CpuConv(pub Geometry);
+/// Which computation a [`CpuConv`] op runs on its two inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// `(x, w) -> y`, differentiable.
+    Forward,
+    /// `(dy, w) -> dx`.
+    InputGrad,
+    /// `(x, dy) -> dw`.
+    WeightGrad,
+}
+
+/// The convolution op: the forward pass, and its two gradient passes used
+/// by the forward's backward.
+pub(crate) struct CpuConv {
+    geometry: Geometry,
+    pass: Pass,
+}
+
+impl CpuConv {
+    /// The differentiable forward op `(x, w) -> y`.
+    pub fn forward(geometry: Geometry) -> Self {
+        Self {
+            geometry,
+            pass: Pass::Forward,
+        }
+    }
+}
 
 impl CustomOp2 for CpuConv {
     fn name(&self) -> &'static str {
-        "cpu-conv"
+        match self.pass {
+            Pass::Forward => "cpu-conv",
+            Pass::InputGrad => "cpu-conv-input-grad",
+            Pass::WeightGrad => "cpu-conv-weight-grad",
+        }
     }
 
     fn cpu_fwd(
@@ -357,9 +386,21 @@ impl CustomOp2 for CpuConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = dispatch!(s1, l1, s2, l2, |x, w| forward(g, x, w));
-        Ok((out, g.shape(g.o, g.output)))
+        let g = &self.geometry;
+        Ok(match self.pass {
+            Pass::Forward => (
+                dispatch!(s1, l1, s2, l2, |x, w| forward(g, x, w)),
+                g.shape(g.o, g.output),
+            ),
+            Pass::InputGrad => (
+                dispatch!(s1, l1, s2, l2, |dy, w| input_grad(g, dy, w)),
+                g.shape(g.c, g.input),
+            ),
+            Pass::WeightGrad => (
+                dispatch!(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy)),
+                g.weight_shape(),
+            ),
+        })
     }
 
     fn bwd(
@@ -369,51 +410,16 @@ impl CustomOp2 for CpuConv {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.pass != Pass::Forward {
+            candle_core::bail!("{}: no second-order gradients", self.name());
+        }
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(w, &CpuConvInputGrad(self.0))?;
-        let dw = x.apply_op2_no_bwd(&dy, &CpuConvWeightGrad(self.0))?;
+        let pass = |pass| CpuConv {
+            geometry: self.geometry,
+            pass,
+        };
+        let dx = dy.apply_op2_no_bwd(w, &pass(Pass::InputGrad))?;
+        let dw = x.apply_op2_no_bwd(&dy, &pass(Pass::WeightGrad))?;
         Ok((Some(dx), Some(dw)))
-    }
-}
-
-/// `(dy, w) -> dx`.
-struct CpuConvInputGrad(Geometry);
-
-impl CustomOp2 for CpuConvInputGrad {
-    fn name(&self) -> &'static str {
-        "cpu-conv-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = dispatch!(s1, l1, s2, l2, |dy, w| input_grad(g, dy, w));
-        Ok((out, g.shape(g.c, g.input)))
-    }
-}
-
-/// `(x, dy) -> dw`.
-struct CpuConvWeightGrad(Geometry);
-
-impl CustomOp2 for CpuConvWeightGrad {
-    fn name(&self) -> &'static str {
-        "cpu-conv-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.0;
-        let out = dispatch!(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy));
-        Ok((out, g.weight_shape()))
     }
 }
