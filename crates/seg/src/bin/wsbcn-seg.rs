@@ -97,6 +97,20 @@ fn config_for(checkpoint: &Path, config: Option<&Path>, set: &[String]) -> Resul
     Ok(parse_config(text, &log_path.display().to_string(), set)?)
 }
 
+/// Class names for a table: VOC's for 21 classes, Fashion-VOC's for 11,
+/// otherwise none (the table shows indices).
+fn class_names(classes: usize) -> Vec<String> {
+    let fashion = wsbcn_seg::fashion_voc::class_names();
+    match classes {
+        21 => wsbcn_seg::voc::VOC_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        n if n == fashion.len() => fashion,
+        _ => vec![],
+    }
+}
+
 fn load_task(checkpoint: &Path, cfg: &SegConfig) -> Result<SegTask> {
     let task = SegTask::new(cfg, &Device::Cpu)?;
     let ckpt = load_checkpoint(checkpoint, &Device::Cpu)?;
@@ -134,16 +148,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{k} {v:.4}");
             }
             if let Some(m) = &task.last {
-                let names = wsbcn_seg::fashion_voc::class_names();
-                let names = if names.len() == m.iou.len() {
-                    names
-                } else {
-                    wsbcn_seg::voc::VOC_CLASSES
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect()
-                };
-                println!("{}", m.table(&names));
+                println!("{}", m.table(&class_names(m.iou.len())));
             }
             println!("run log: {}", summary.log.display());
         }
@@ -160,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
                 "miou {:.4}\npixel_accuracy {:.4}\nmean_class_accuracy {:.4}",
                 m.miou, m.pixel_accuracy, m.mean_class_accuracy
             );
+            println!("{}", m.table(&class_names(m.iou.len())));
             if let Some(dir) = save {
                 std::fs::create_dir_all(&dir).map_err(|e| Error::data(&dir, e))?;
                 let split =
