@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
     conv, conv2d, conv2d_generic, conv3d, conv3d_generic, standardize, standardize_composite,
-    ConvConfig, ConvGeometry, Diagnostics, WeightMode,
+    ConvConfig, ConvGeometry, Diagnostics, WeightInit, WeightMode,
 };
 use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
@@ -307,6 +307,7 @@ where
         bias: true,
         mode,
         ws_eps: 1e-5,
+        init: WeightInit::default(),
     };
     Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
 }
@@ -368,6 +369,7 @@ fn fold_gives_the_same_output_as_ws() -> Result<()> {
                 bias: true,
                 mode,
                 ws_eps: 1e-5,
+                init: WeightInit::default(),
             };
             let layer = conv(8, 8, cfg, vb.pp("c"))?;
             let folded = layer.fold()?;
@@ -393,6 +395,7 @@ fn ws_gradient_ratio_is_the_projection_bound() -> Result<()> {
         bias: false,
         mode: WeightMode::Ws,
         ws_eps: 0.0,
+        init: WeightInit::default(),
     };
     let layer = conv(4, 5, cfg, vb.pp("c"))?.with_diagnostics(diagnostics.clone());
     let x = Rng::new(7).randn(&[2, 4, 6, 6], DType::F64, &DEV)?;

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
     conv, estimated_batch_norm, ConvConfig, ConvGeometry, ConvOp, LayerFactory, MovingSpeed,
-    NormConfig, WeightMode,
+    NormConfig, WeightInit, WeightMode,
 };
 use wsbcn_tests::{max_abs_diff, Fixture};
 
@@ -44,6 +44,7 @@ where
             bias: true,
             mode,
             ws_eps: 1e-5,
+            init: WeightInit::default(),
         };
         let layer = conv(cin, cout, cfg, vb.pp("c"))?;
         let wv = set(&vm, "c.weight", w)?;

@@ -211,16 +211,18 @@ fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-#[test]
-fn fashion_voc_is_a_readable_deterministic_voc_tree() {
-    // Stand-in IDX files: each "garment" a filled rectangle.
-    let mnist = tmp("idx");
+/// Stand-in Fashion-MNIST IDX files under a new folder: garment `i` has
+/// class `i % 10` and is the rectangle x 6..22, y 4..24 at intensity 200,
+/// `hollow` ones black inside x 9..19, y 7..21.
+fn stand_in_mnist(name: &str, hollow: bool) -> PathBuf {
+    let mnist = tmp(name);
     for (stem, n) in [("train", 20usize), ("t10k", 10)] {
         let mut pixels = vec![0u8; n * 784];
         for i in 0..n {
             for y in 4..24 {
                 for x in 6..22 {
-                    pixels[i * 784 + y * 28 + x] = 200;
+                    let inside = (9..19).contains(&x) && (7..21).contains(&y);
+                    pixels[i * 784 + y * 28 + x] = if hollow && inside { 0 } else { 200 };
                 }
             }
         }
@@ -236,12 +238,19 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
             &labels,
         );
     }
+    mnist
+}
+
+#[test]
+fn fashion_voc_is_a_readable_deterministic_voc_tree() {
+    let mnist = stand_in_mnist("idx", false);
     let cfg = FashionVocConfig {
         size: 48,
         train: 6,
         val: 3,
         garments: (1, 3),
         scale: (1.0, 1.5),
+        max_overlap: 1.0,
         seed: 4,
     };
     let (a, b) = (tmp("fva"), tmp("fvb"));
@@ -268,6 +277,43 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
     );
     assert_eq!(VocSplit::open(&root, "trainval", 11).unwrap().len(), 9);
     for d in [mnist, a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
+    // One hollow garment per 28x28 image, at scale 1 and an offset of at
+    // most 5.6 px: image pixel (14, 14) lies in the garment's black inside,
+    // which belongs to the garment, not to the background.
+    let mnist = stand_in_mnist("idx-hollow", true);
+    let out = tmp("fv-hollow");
+    let cfg = FashionVocConfig {
+        size: 28,
+        train: 8,
+        val: 2,
+        garments: (1, 1),
+        scale: (1.0, 1.0),
+        max_overlap: 1.0,
+        seed: 1,
+    };
+    let root = generate(&mnist, &out, &cfg).unwrap();
+    let train = VocSplit::open(&root, "train", 11).unwrap();
+    for i in 0..train.len() {
+        let label = train.read(i).unwrap().label;
+        let centre = label.data[14 * 28 + 14];
+        assert!(
+            (1..=10).contains(&centre),
+            "image {i}: centre labelled {centre}"
+        );
+    }
+    let too_big = FashionVocConfig {
+        scale: (1.0, 2.0),
+        ..cfg
+    };
+    let err = generate(&mnist, &out, &too_big).unwrap_err().to_string();
+    assert!(err.contains("does not fit a 28 px image"), "{err}");
+    for d in [mnist, out] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 use wsbcn_nn::{
     conv, conv2d_generic, conv3d_generic, standardize, Conv, ConvConfig, ConvGeometry, ConvOp,
-    WeightMode,
+    WeightInit, WeightMode,
 };
 
 /// Medians (ms) of `fs`, timed in turn within each round so that load on
@@ -127,6 +127,7 @@ where
         bias: false,
         mode,
         ws_eps: 1e-5,
+        init: WeightInit::default(),
     };
     Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
 }

@@ -22,7 +22,7 @@ use crate::estimated_batch_norm::MovingSpeed;
 use crate::group_norm::{group_norm, instance_norm, layer_norm};
 use crate::norm::{Norm, NormLayer};
 use crate::weight_standardization::WeightMode;
-use crate::ws_conv::{conv, Conv, ConvConfig, ConvOp};
+use crate::ws_conv::{conv, Conv, ConvConfig, ConvOp, WeightInit};
 use crate::{Error, Result};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -286,6 +286,7 @@ impl LayerFactory {
             bias: self.spec.norm == NormKind::None,
             mode: self.spec.conv,
             ws_eps: self.config.ws_eps,
+            init: WeightInit::default(),
         };
         Ok(conv(in_channels, out_channels, config, vb)?.with_diagnostics(self.diagnostics.clone()))
     }

@@ -59,4 +59,4 @@ pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
 pub use resize::{interpolation_matrix, resize_bilinear};
 pub use seeded_init::seeded_var_builder;
 pub use weight_standardization::{standardize, standardize_composite, WeightMode};
-pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp};
+pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp, WeightInit};

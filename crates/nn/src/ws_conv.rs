@@ -14,7 +14,7 @@ use crate::diagnostics::Diagnostics;
 use crate::weight_standardization::{standardize, standardize_composite, WeightMode};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor, Var};
-use candle_nn::{init, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 /// The `D`-dimensional convolution primitive behind a [`Conv`] layer.
 pub trait ConvOp {
@@ -214,6 +214,20 @@ pub struct ConvConfig<const D: usize> {
     pub mode: WeightMode,
     /// eps of the WS variants.
     pub ws_eps: f64,
+    /// How `W` is drawn when the `VarBuilder` creates it.
+    pub init: WeightInit,
+}
+
+/// How [`conv`] draws a new weight.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum WeightInit {
+    /// Kaiming normal, fan-out, ReLU gain: `N(0, 2 / (O k))`, as
+    /// torchvision's ResNets initialise every conv.
+    #[default]
+    KaimingFanOut,
+    /// `N(0, std^2)`, as mmsegmentation initialises its classifier heads
+    /// (`std = 0.01`), so that the first logits are near zero.
+    Normal(f64),
 }
 
 impl<const D: usize> ConvConfig<D> {
@@ -225,14 +239,15 @@ impl<const D: usize> ConvConfig<D> {
             bias: true,
             mode: WeightMode::Plain,
             ws_eps: 1e-5,
+            init: WeightInit::KaimingFanOut,
         }
     }
 }
 
 /// Builds a [`Conv`] from a `VarBuilder`: parameters `weight` and (if
-/// `config.bias`) `bias`, named as in PyTorch. `W` is initialised with Kaiming
-/// normal (fan-out, ReLU) as torchvision's ResNets do; the bias uniformly in
-/// `+-1/sqrt(fan_in)` as PyTorch does.
+/// `config.bias`) `bias`, named as in PyTorch. `W` is drawn as
+/// `config.init` says; the bias uniformly in `+-1/sqrt(fan_in)` as PyTorch
+/// does.
 pub fn conv<const D: usize>(
     in_channels: usize,
     out_channels: usize,
@@ -248,20 +263,21 @@ where
         bias,
         mode,
         ws_eps,
+        init,
     } = config;
     let name = vb.prefix();
     geometry.validate(&name, in_channels, out_channels)?;
     let mut shape = vec![out_channels, in_channels / geometry.groups];
     shape.extend_from_slice(&kernel);
-    let weight = vb.get_with_hints(
-        shape,
-        "weight",
-        Init::Kaiming {
-            dist: init::NormalOrUniform::Normal,
-            fan: init::FanInOut::FanOut,
-            non_linearity: init::NonLinearity::ReLU,
+    let hint = match init {
+        WeightInit::KaimingFanOut => Init::Kaiming {
+            dist: candle_nn::init::NormalOrUniform::Normal,
+            fan: candle_nn::init::FanInOut::FanOut,
+            non_linearity: candle_nn::init::NonLinearity::ReLU,
         },
-    )?;
+        WeightInit::Normal(stdev) => Init::Randn { mean: 0.0, stdev },
+    };
+    let weight = vb.get_with_hints(shape, "weight", hint)?;
     let bias = if bias {
         let fan_in = (in_channels / geometry.groups) * kernel.iter().product::<usize>();
         let bound = 1.0 / (fan_in as f64).sqrt();

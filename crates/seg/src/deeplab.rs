@@ -13,7 +13,9 @@
 //!
 //! Logits are resized bilinearly (align_corners = false) to the input size.
 //! Every conv followed by a norm comes from the factory (WS when the spec
-//! says so); the two final 1x1 classifiers are plain convs with a bias.
+//! says so); the two final 1x1 classifiers are plain convs with a bias,
+//! initialised `N(0, 0.01^2)` as mmsegmentation's heads are (a Kaiming
+//! classifier starts with logits of std ~2 and a loss far above `ln K`).
 //!
 //! **Image pooling at batch 1.** That branch normalizes one value per
 //! channel per sample; with batch statistics (`bn`, `bcn`) and one sample
@@ -30,7 +32,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use wsbcn_nn::{
     conv, global_avg_pool, resize_bilinear, Conv2d, ConvConfig, ConvGeometry, LayerFactory, Norm,
-    NormKind,
+    NormKind, WeightInit,
 };
 
 /// The model section of a config.
@@ -85,6 +87,14 @@ fn conv_norm(
 ) -> Result<ConvNorm> {
     let geo = ConvGeometry::uniform(1, dilation * (k / 2), dilation);
     Ok((f.conv(cin, cout, [k, k], geo, vb)?, f.norm(cout, norm_vb)?))
+}
+
+/// A final 1x1 classifier: plain, with a bias, small initial weights.
+fn classifier_config() -> ConvConfig<2> {
+    ConvConfig {
+        init: WeightInit::Normal(0.01),
+        ..ConvConfig::new([1, 1])
+    }
 }
 
 fn apply(cn: &ConvNorm, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -153,7 +163,7 @@ impl DeepLabV3 {
         let classifier = conv(
             a,
             cfg.num_classes,
-            ConvConfig::new([1, 1]),
+            classifier_config(),
             vb.pp("classifier.4"),
         )?;
         let aux = if cfg.aux_head {
@@ -170,7 +180,7 @@ impl DeepLabV3 {
             let cls = conv(
                 mid,
                 cfg.num_classes,
-                ConvConfig::new([1, 1]),
+                classifier_config(),
                 vb.pp("aux_classifier.4"),
             )?;
             Some((cn, cls))

@@ -26,19 +26,45 @@ enum Command {
         /// Folder of the Fashion-MNIST IDX files.
         #[arg(long, default_value = DEBIAN_DIR)]
         mnist: PathBuf,
-        /// Image side in pixels.
-        #[arg(long, default_value_t = 96)]
-        size: u32,
-        /// Training images.
-        #[arg(long, default_value_t = 1500)]
-        train: usize,
-        /// Validation images.
-        #[arg(long, default_value_t = 200)]
-        val: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Image side in pixels [default: 96].
+        #[arg(long)]
+        size: Option<u32>,
+        /// Training images [default: 1500].
+        #[arg(long)]
+        train: Option<usize>,
+        /// Validation images [default: 200].
+        #[arg(long)]
+        val: Option<usize>,
+        /// Garments per image, `MIN,MAX` [default: 2,4].
+        #[arg(long, value_parser = pair::<usize>)]
+        garments: Option<(usize, usize)>,
+        /// Garment scale range, `MIN,MAX` (of 28 px) [default: 1,2.2].
+        #[arg(long, value_parser = pair::<f32>)]
+        scale: Option<(f32, f32)>,
+        /// Largest fraction of a garment's box an earlier one may cover [default: 1].
+        #[arg(long)]
+        max_overlap: Option<f32>,
+        /// Seed [default: 0].
+        #[arg(long)]
+        seed: Option<u64>,
     },
+}
+
+/// Parses `MIN,MAX`.
+fn pair<T: std::str::FromStr + PartialOrd>(s: &str) -> Result<(T, T), String> {
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<T>()
+            .map_err(|_| format!("`{v}` is not a number"))
+    };
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected MIN,MAX, got `{s}`"))?;
+    let (a, b) = (parse(a)?, parse(b)?);
+    if a > b {
+        return Err(format!("MIN is above MAX in `{s}`"));
+    }
+    Ok((a, b))
 }
 
 fn main() -> ExitCode {
@@ -50,18 +76,28 @@ fn main() -> ExitCode {
             size,
             train,
             val,
+            garments,
+            scale,
+            max_overlap,
             seed,
         } => {
+            let d = FashionVocConfig::default();
             let cfg = FashionVocConfig {
-                size,
-                train,
-                val,
-                seed,
-                ..FashionVocConfig::default()
+                size: size.unwrap_or(d.size),
+                train: train.unwrap_or(d.train),
+                val: val.unwrap_or(d.val),
+                garments: garments.unwrap_or(d.garments),
+                scale: scale.unwrap_or(d.scale),
+                max_overlap: max_overlap.unwrap_or(d.max_overlap),
+                seed: seed.unwrap_or(d.seed),
             };
             generate(&mnist, &out, &cfg).map(|root| {
                 println!(
-                    "wrote Fashion-VOC ({train} train, {val} val, {size}x{size}) to {}",
+                    "wrote Fashion-VOC ({} train, {} val, {}x{}) to {}",
+                    cfg.train,
+                    cfg.val,
+                    cfg.size,
+                    cfg.size,
                     root.display()
                 )
             })
