@@ -9,6 +9,7 @@ use wsbcn_nn::{LayerFactory, NormConfig};
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::ResNetConfig;
+use wsbcn_tests::{torchvision_variables, NORM_SPECS};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
 const DEV: Device = Device::Cpu;
@@ -29,22 +30,7 @@ fn build(cfg: &DeepLabConfig, spec: &str, groups: usize) -> (VarMap, DeepLabV3) 
 #[test]
 fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
     for (depth, want_params) in [(50, 42_004_074usize), (101, 60_996_202)] {
-        let path = format!(
-            "{}/fixtures/torchvision_deeplabv3_resnet{depth}.txt",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).unwrap();
-        let want: BTreeMap<String, Vec<usize>> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (
-                    f[1].to_string(),
-                    f[2].split(',').map(|d| d.parse().unwrap()).collect(),
-                )
-            })
-            .collect();
+        let want = torchvision_variables(&format!("torchvision_deeplabv3_resnet{depth}.txt"));
         let cfg = DeepLabConfig {
             backbone: ResNetConfig {
                 depth,
@@ -95,24 +81,11 @@ fn tiny(os: usize, aux: bool) -> DeepLabConfig {
     }
 }
 
-const SPECS: [&str; 10] = [
-    "bn",
-    "gn",
-    "ln",
-    "in",
-    "bcn",
-    "bcn-est",
-    "none",
-    "gn+ws",
-    "bcn+ws",
-    "bcn-est+ws",
-];
-
 #[test]
 fn output_shapes_at_stride_8_and_16_for_every_norm() {
     let x = Tensor::randn(0f32, 1.0, (2, 3, 37, 45), &DEV).unwrap();
     for os in [8, 16] {
-        for spec in SPECS {
+        for spec in NORM_SPECS {
             let (_, model) = build(&tiny(os, true), spec, 4);
             for train in [true, false] {
                 let out = model.forward_t(&x, train).unwrap();
@@ -134,7 +107,7 @@ fn batch_one_training_steps_are_finite_for_every_norm() {
         &DEV,
     )
     .unwrap();
-    for spec in SPECS {
+    for spec in NORM_SPECS {
         let (vm, model) = build(&tiny(16, false), spec, 4);
         let cfg = SgdConfig {
             lr: 0.01,

@@ -217,3 +217,35 @@ impl Fixture {
         v
     }
 }
+
+/// Every norm spec a model must build and train with.
+pub const NORM_SPECS: [&str; 10] = [
+    "bn",
+    "gn",
+    "ln",
+    "in",
+    "bcn",
+    "bcn-est",
+    "none",
+    "gn+ws",
+    "bcn+ws",
+    "bcn-est+ws",
+];
+
+/// Variable names and shapes of a torchvision model, from
+/// `fixtures/<file>` (written by `fixtures/make_torchvision_names.py`).
+pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let shape = match f[2] {
+                "" => vec![],
+                dims => dims.split(',').map(|d| d.parse().unwrap()).collect(),
+            };
+            (f[1].to_string(), shape)
+        })
+        .collect()
+}

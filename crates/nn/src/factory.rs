@@ -236,6 +236,15 @@ impl LayerFactory {
         &self.diagnostics
     }
 
+    /// What a normalized channel count must be a multiple of: the group
+    /// count for GN and BCN, 1 otherwise.
+    pub fn channel_multiple(&self) -> usize {
+        match self.spec.norm {
+            NormKind::Gn | NormKind::Bcn | NormKind::BcnEst => self.config.groups.max(1),
+            _ => 1,
+        }
+    }
+
     /// A normalization over `channels` channels, per the spec.
     pub fn norm(&self, channels: usize, vb: VarBuilder) -> Result<Norm> {
         let c = &self.config;

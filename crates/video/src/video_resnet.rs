@@ -1,0 +1,319 @@
+//! Video ResNets, layer for layer as torchvision's `r3d_18`, `mc3_18` and
+//! `r2plus1d_18` (same parameter names and shapes, so their weights exported
+//! to safetensors load into the BN variant), at depth 18 or 34 and with a
+//! width multiplier on every channel count.
+//!
+//! ```text
+//! stem      R3D, MC3: conv 3x7x7 (stride 1,2,2; pad 1,3,3) -> 64, norm, relu   stem.0, stem.1
+//!           R(2+1)D:  conv 1x7x7 (stride 1,2,2) -> 45, norm, relu,
+//!                     conv 3x1x1 -> 64, norm, relu                           stem.0,1,3,4
+//! layer1-4  basic blocks, 64/128/256/512 channels, stride 1/2/2/2:
+//!           conv1.0 conv, conv1.1 norm, relu; conv2.0 conv, conv2.1 norm;
+//!           + shortcut (downsample.0 1x1x1 conv, downsample.1 norm), relu
+//! head      global average pool over (T, H, W), fc (Linear)
+//! ```
+//!
+//! The block convs are, per architecture: R3D 3x3x3 (stride `s` on T, H and
+//! W); MC3 3x3x3 in layer1 and 1x3x3 (stride `1,s,s`) in layers 2-4 (mixed
+//! convolutions); R(2+1)D a 1x3x3 conv (stride `1,s,s`) to `M` channels,
+//! norm, relu, then a 3x1x1 conv (stride `s,1,1`), with
+//! `M = 27 Cin Cout / (9 Cin + 3 Cout)` (rounded down) so that the pair has
+//! the parameters of one 3x3x3 conv; its names are `conv1.0.0`, `conv1.0.1`,
+//! `conv1.0.3`. Shortcuts stride like their block (`1,s,s` in MC3).
+//! torchvision's R(2+1)D widths (45 in the stem, `M` = 144, 288, ...) are
+//! not multiples of 32: with a grouped norm (GN, BCN) those two widths are
+//! rounded up to a multiple of the group count
+//! ([`LayerFactory::channel_multiple`]); every other norm keeps them exact.
+//!
+//! Norm layers see the whole `(N, T, H, W)` extent of a channel, as
+//! BatchNorm3d does. Input `(N, 3, T, H, W)`, output logits `(N, classes)`.
+
+use crate::{Error, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+use wsbcn_nn::{global_avg_pool, Conv3d, ConvGeometry, LayerFactory, Norm};
+
+/// Which torchvision video ResNet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// 3x3x3 convolutions throughout (`r3d_18`).
+    R3d,
+    /// 3x3x3 in layer1, 1x3x3 after (`mc3_18`).
+    Mc3,
+    /// Every 3x3x3 factored into 1x3x3 then 3x1x1 (`r2plus1d_18`).
+    R2plus1d,
+}
+
+/// The model section of a video config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VideoResNetConfig {
+    /// The architecture.
+    pub arch: Arch,
+    /// 18 or 34.
+    pub depth: usize,
+    /// Multiplier on every channel count (1.0: torchvision's widths).
+    pub width: f64,
+    /// Classes of the final linear layer.
+    pub num_classes: usize,
+}
+
+impl Default for VideoResNetConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::R2plus1d,
+            depth: 18,
+            width: 1.0,
+            num_classes: 400,
+        }
+    }
+}
+
+impl VideoResNetConfig {
+    /// Channels of `base` scaled by the width, at least 1.
+    pub fn channels(&self, base: usize) -> usize {
+        ((base as f64 * self.width).round() as usize).max(1)
+    }
+
+    fn blocks(&self) -> Result<[usize; 4]> {
+        match self.depth {
+            18 => Ok([2, 2, 2, 2]),
+            34 => Ok([3, 4, 6, 3]),
+            d => Err(Error::Config(format!(
+                "video resnet depth {d}: expected 18 or 34"
+            ))),
+        }
+    }
+}
+
+/// `n` rounded up to a multiple of `m`.
+fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+/// A conv followed by its norm.
+#[derive(Debug)]
+struct ConvNorm {
+    conv: Conv3d,
+    norm: Norm,
+}
+
+impl ConvNorm {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        f: &LayerFactory,
+        cin: usize,
+        cout: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        vb_conv: VarBuilder,
+        vb_norm: VarBuilder,
+    ) -> Result<Self> {
+        let geometry = ConvGeometry {
+            stride,
+            padding: kernel.map(|k| k / 2),
+            ..ConvGeometry::default()
+        };
+        Ok(Self {
+            conv: f.conv(cin, cout, kernel, geometry, vb_conv)?,
+            norm: f.norm(cout, vb_norm)?,
+        })
+    }
+
+    /// `norm(conv(x))`, without the activation.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.norm.forward_t(&self.conv.forward(x)?, train)?)
+    }
+}
+
+/// A block's conv: one conv, or R(2+1)D's spatial then temporal pair, each
+/// followed by a norm, with a ReLU between the two.
+#[derive(Debug)]
+struct BlockConv(Vec<ConvNorm>);
+
+impl BlockConv {
+    /// `conv{i}.0` (conv) and `conv{i}.1` (its norm) under `vb`.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        f: &LayerFactory,
+        arch: Arch,
+        spatial_only: bool,
+        cin: usize,
+        cout: usize,
+        mid: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let s = stride;
+        let (c0, c1) = (vb.pp("0"), vb.pp("1"));
+        Ok(Self(match arch {
+            Arch::R2plus1d => vec![
+                ConvNorm::new(f, cin, mid, [1, 3, 3], [1, s, s], c0.pp("0"), c0.pp("1"))?,
+                ConvNorm::new(f, mid, cout, [3, 1, 1], [s, 1, 1], c0.pp("3"), c1)?,
+            ],
+            _ if spatial_only => {
+                vec![ConvNorm::new(f, cin, cout, [1, 3, 3], [1, s, s], c0, c1)?]
+            }
+            _ => vec![ConvNorm::new(f, cin, cout, [3, 3, 3], [s, s, s], c0, c1)?],
+        }))
+    }
+
+    /// The conv(s) and the final norm, without the final activation.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        for (i, cn) in self.0.iter().enumerate() {
+            if i > 0 {
+                y = y.relu()?;
+            }
+            y = cn.forward_t(&y, train)?;
+        }
+        Ok(y)
+    }
+}
+
+/// A basic residual block.
+#[derive(Debug)]
+struct Block {
+    conv1: BlockConv,
+    conv2: BlockConv,
+    downsample: Option<ConvNorm>,
+}
+
+impl Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.conv1.forward_t(x, train)?.relu()?;
+        let y = self.conv2.forward_t(&y, train)?;
+        let shortcut = match &self.downsample {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.clone(),
+        };
+        Ok((y + shortcut)?.relu()?)
+    }
+}
+
+/// R3D / MC3 / R(2+1)D (see the module docs).
+#[derive(Debug)]
+pub struct VideoResNet {
+    stem: Vec<ConvNorm>,
+    layers: Vec<Block>,
+    fc: Linear,
+}
+
+impl VideoResNet {
+    /// Builds the model with every conv and norm from `f`.
+    pub fn new(cfg: &VideoResNetConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
+        let blocks = cfg.blocks()?;
+        let c64 = cfg.channels(64);
+        let stem = match cfg.arch {
+            Arch::R2plus1d => {
+                let c45 = round_up(cfg.channels(45), f.channel_multiple());
+                vec![
+                    ConvNorm::new(
+                        f,
+                        3,
+                        c45,
+                        [1, 7, 7],
+                        [1, 2, 2],
+                        vb.pp("stem.0"),
+                        vb.pp("stem.1"),
+                    )?,
+                    ConvNorm::new(
+                        f,
+                        c45,
+                        c64,
+                        [3, 1, 1],
+                        [1, 1, 1],
+                        vb.pp("stem.3"),
+                        vb.pp("stem.4"),
+                    )?,
+                ]
+            }
+            Arch::R3d | Arch::Mc3 => vec![ConvNorm::new(
+                f,
+                3,
+                c64,
+                [3, 7, 7],
+                [1, 2, 2],
+                vb.pp("stem.0"),
+                vb.pp("stem.1"),
+            )?],
+        };
+        let mut layers = vec![];
+        let mut cin = c64;
+        for (stage, &count) in blocks.iter().enumerate() {
+            let planes = cfg.channels(64 << stage);
+            let spatial_only = cfg.arch == Arch::Mc3 && stage > 0;
+            for i in 0..count {
+                let vb = vb.pp(format!("layer{}.{i}", stage + 1));
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let mid = round_up(
+                    27 * cin * planes / (9 * cin + 3 * planes),
+                    f.channel_multiple(),
+                );
+                let conv1 = BlockConv::new(
+                    f,
+                    cfg.arch,
+                    spatial_only,
+                    cin,
+                    planes,
+                    mid,
+                    stride,
+                    vb.pp("conv1"),
+                )?;
+                let conv2 = BlockConv::new(
+                    f,
+                    cfg.arch,
+                    spatial_only,
+                    planes,
+                    planes,
+                    mid,
+                    1,
+                    vb.pp("conv2"),
+                )?;
+                let downsample = if stride != 1 || cin != planes {
+                    let t = if spatial_only { 1 } else { stride };
+                    Some(ConvNorm::new(
+                        f,
+                        cin,
+                        planes,
+                        [1, 1, 1],
+                        [t, stride, stride],
+                        vb.pp("downsample.0"),
+                        vb.pp("downsample.1"),
+                    )?)
+                } else {
+                    None
+                };
+                layers.push(Block {
+                    conv1,
+                    conv2,
+                    downsample,
+                });
+                cin = planes;
+            }
+        }
+        let fc = candle_nn::linear(cin, cfg.num_classes, vb.pp("fc"))?;
+        Ok(Self { stem, layers, fc })
+    }
+
+    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if x.rank() != 5 || x.dim(1)? != 3 {
+            return Err(Error::Config(format!(
+                "video resnet: expected clips (N, 3, T, H, W), got {:?}",
+                x.dims()
+            )));
+        }
+        let mut y = x.clone();
+        for cn in &self.stem {
+            y = cn.forward_t(&y, train)?.relu()?;
+        }
+        for block in &self.layers {
+            y = block.forward_t(&y, train)?;
+        }
+        let pooled = global_avg_pool(&y)?.flatten_from(1)?;
+        Ok(self.fc.forward(&pooled)?)
+    }
+}
