@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
 use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
+use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
+use wsbcn_train::load_config;
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("wsbcn-seg-{name}-{}", std::process::id()));
@@ -376,4 +378,31 @@ fn sliding_window_with_one_window_equals_whole_image_evaluation() {
     let m = overlap.evaluate_split().unwrap();
     assert!((0.0..=1.0).contains(&m.pixel_accuracy) && m.iou.len() == 21);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn every_segmentation_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/seg");
+    let mut names = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg: SegConfig =
+                load_config(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let want = name.rsplit_once(if name.starts_with("voc") {
+                "os16_"
+            } else {
+                "voc_"
+            });
+            let spec = want
+                .unwrap()
+                .1
+                .replace("_ws", "+ws")
+                .replace("_est", "-est");
+            assert_eq!(cfg.norm.spec, spec, "{name}");
+            names.push(name);
+        }
+    }
+    assert_eq!(names.len(), 11, "{names:?}");
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wsbcn_tests::toy::{Bars, ToyTask};
 use wsbcn_train::{
-    latest_checkpoint, parse_config, Decay, Error, Loader, LoaderConfig, RunLog, ScheduleConfig,
-    SgdConfig, TrainConfig, Trainer,
+    latest_checkpoint, load_config, parse_config, Decay, Error, Loader, LoaderConfig, RunLog,
+    ScheduleConfig, SgdConfig, TrainConfig, Trainer,
 };
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -396,4 +396,40 @@ fn config_errors_name_the_file_and_the_key() {
     )
     .unwrap();
     assert_eq!((ok.steps, ok.optim.lr, ok.data.workers), (10, 0.02, 0));
+}
+
+#[test]
+fn configs_inherit_from_base_files() {
+    let dir = tmp_dir("config-base");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "base.toml",
+        "steps = 10\n[optim]\nlr = 0.1\nmomentum = 0.5\n",
+    );
+    write(
+        "sub/more.toml",
+        "[optim]\nmomentum = 0.7\nweight_decay = 0.01\n",
+    );
+    write(
+        "child.toml",
+        "_base_ = [\"base.toml\", \"sub/more.toml\"]\n[optim]\nlr = 0.2\n",
+    );
+    let c: TrainConfig = load_config(&dir.join("child.toml"), &["steps=12".into()]).unwrap();
+    assert_eq!(
+        (c.steps, c.optim.lr, c.optim.momentum, c.optim.weight_decay),
+        (12, 0.2, 0.7, 0.01)
+    );
+    write("a.toml", "_base_ = \"b.toml\"\n");
+    write("b.toml", "_base_ = \"a.toml\"\n");
+    let err = load_config::<TrainConfig>(&dir.join("a.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cycle") && err.contains("_base_"), "{err}");
+    write("orphan.toml", "_base_ = \"missing.toml\"\n");
+    let err = load_config::<TrainConfig>(&dir.join("orphan.toml"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -30,6 +30,7 @@
 use crate::cpu_slice::contiguous;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How a conv layer turns its parameter `W` into the kernel it convolves with.
@@ -147,13 +148,18 @@ struct Standardize {
 impl Standardize {
     fn run<T: WithDType>(&self, w: &[T], o: usize) -> Vec<T> {
         let fan_in = w.len() / o;
-        let mut out = Vec::with_capacity(w.len());
-        let mut row = vec![0.0; fan_in];
-        for chunk in w.chunks(fan_in) {
-            row.iter_mut().zip(chunk).for_each(|(r, v)| *r = v.to_f64());
-            let (mean, s, _) = row_stats(&row, self.mode, self.eps);
-            out.extend(row.iter().map(|v| T::from_f64((v - mean) / s)));
-        }
+        let mut out = vec![T::zero(); w.len()];
+        out.par_chunks_mut(fan_in)
+            .zip(w.par_chunks(fan_in))
+            .for_each_init(Vec::new, |row, (dst, src)| {
+                row.clear();
+                row.extend(src.iter().map(|v| v.to_f64()));
+                let (mean, s, _) = row_stats(row, self.mode, self.eps);
+                let inv = 1.0 / s;
+                for (d, v) in dst.iter_mut().zip(row.iter()) {
+                    *d = T::from_f64((v - mean) * inv);
+                }
+            });
         out
     }
 }
@@ -196,22 +202,25 @@ struct StandardizeGrad {
 impl StandardizeGrad {
     fn run<T: WithDType>(&self, w: &[T], g: &[T], o: usize) -> Vec<T> {
         let fan_in = w.len() / o;
-        let mut out = Vec::with_capacity(w.len());
-        let mut row = vec![0.0; fan_in];
-        for (wc, gc) in w.chunks(fan_in).zip(g.chunks(fan_in)) {
-            row.iter_mut().zip(wc).for_each(|(r, v)| *r = v.to_f64());
-            let (mean, s, k) = row_stats(&row, self.mode, self.eps);
-            let mean_g = gc.iter().map(|v| v.to_f64()).sum::<f64>() / fan_in as f64;
-            let dot: f64 = row
-                .iter()
-                .zip(gc)
-                .map(|(v, g)| (v - mean) / s * g.to_f64())
-                .sum();
-            out.extend(row.iter().zip(gc).map(|(v, g)| {
-                let w_hat = (v - mean) / s;
-                T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) / s)
-            }));
-        }
+        let mut out = vec![T::zero(); w.len()];
+        out.par_chunks_mut(fan_in)
+            .zip(w.par_chunks(fan_in).zip(g.par_chunks(fan_in)))
+            .for_each_init(Vec::new, |row, (dst, (wc, gc))| {
+                row.clear();
+                row.extend(wc.iter().map(|v| v.to_f64()));
+                let (mean, s, k) = row_stats(row, self.mode, self.eps);
+                let inv = 1.0 / s;
+                let mean_g = gc.iter().map(|v| v.to_f64()).sum::<f64>() / fan_in as f64;
+                let dot: f64 = row
+                    .iter()
+                    .zip(gc)
+                    .map(|(v, g)| (v - mean) * inv * g.to_f64())
+                    .sum();
+                for ((d, v), g) in dst.iter_mut().zip(row.iter()).zip(gc) {
+                    let w_hat = (v - mean) * inv;
+                    *d = T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) * inv);
+                }
+            });
         out
     }
 }

@@ -1,12 +1,12 @@
 """The CPU-scale Fashion-VOC run in PyTorch, to tell how fast the task can be
-learned apart from this suite's code: ResNet-18 at half width, output
+learned apart from this suite's code: ResNet-18 (width multiplier `width`), output
 stride 8, ASPP (64 channels, rates 2, 4, 6, image pooling) + 3x3 head,
 GroupNorm(8) + weight standardization (or BN), SGD with momentum 0.9, weight
 decay 1e-4 on conv weights, 100 warmup steps then poly 0.9, the DeepLabv3
 augmentation; prints val mIoU and per-class IoU every 500 steps.
 
     python fashion_voc_torch.py root=data/fashion-voc/VOCdevkit/VOC2012 \
-        steps=2000 lr=0.02 bs=2 crop=96 smin=0.8 smax=1.25 spec=gn+ws head=aspp
+        steps=2000 lr=0.02 bs=2 crop=96 smin=0.8 smax=1.25 spec=gn+ws head=aspp width=0.5 aspp=64
 
 `head=linear` replaces ASPP and the 3x3 head by one 1x1 classifier.
 Needs torch and pillow; nothing in the suite runs it.
@@ -102,7 +102,7 @@ class ASPP(nn.Module):
         return self.project(torch.cat(outs, 1))
 
 
-C = [32, 64, 128, 256]
+C = [max(1, round(c * float(args.get("width", 0.5)))) for c in (64, 128, 256, 512)]
 backbone = nn.Sequential(
     Conv(3, C[0], 7, 2, 3, bias=False), norm(C[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
     Block(C[0], C[0], 1, 1), Block(C[0], C[0], 1, 1), Block(C[0], C[1], 2, 1), Block(C[1], C[1], 1, 1),
@@ -115,8 +115,9 @@ if args.get("head", "aspp") == "linear":
     classifier = nn.Conv2d(C[3], K, 1)
     model = nn.Sequential(backbone, classifier)
 else:
-    classifier = nn.Conv2d(64, K, 1)
-    model = nn.Sequential(backbone, ASPP(C[3]), cbr(64, 64, 3), classifier)
+    a = int(args.get("aspp", 64))
+    classifier = nn.Conv2d(a, K, 1)
+    model = nn.Sequential(backbone, ASPP(C[3], a), cbr(a, a, 3), classifier)
 nn.init.normal_(classifier.weight, 0, 0.01)
 decay = [p for p in model.parameters() if p.ndim > 1]
 no_decay = [p for p in model.parameters() if p.ndim <= 1]

@@ -2,8 +2,11 @@
 //! VOCdevkit layout so that the real VOC loader reads it back.
 //!
 //! Each image composites a few real Fashion-MNIST garments, scaled and
-//! tinted, on a textured background (stripes, checks, gradients, noise, in
-//! two colours of moderate contrast).
+//! tinted in light colours, on a dark textured background (stripes, checks,
+//! gradients, noise, in two colours): light garments on dark ground, as in
+//! Fashion-MNIST itself. (With any colour on any ground, a from-scratch
+//! model must also learn contrast-polarity invariance; in PyTorch that
+//! halved the mIoU reached in 2,000 steps, see the crate README.)
 //! Classes: 0 background, `1 + c` for garment class `c` (10 garments). A
 //! garment's alpha is its Fashion-MNIST intensity, saturated, and 1 inside
 //! its silhouette; pixels with alpha above 0.6 take its class, pixels on its anti-aliased rim (alpha in
@@ -77,27 +80,28 @@ impl FashionVocConfig {
 impl Default for FashionVocConfig {
     fn default() -> Self {
         Self {
-            size: 96,
-            train: 1500,
+            size: 64,
+            train: 3000,
             val: 200,
-            garments: (2, 4),
-            scale: (1.0, 2.2),
-            max_overlap: 1.0,
+            garments: (1, 3),
+            scale: (1.0, 1.6),
+            max_overlap: 0.2,
             seed: 0,
         }
     }
 }
 
-fn random_color(rng: &mut StdRng) -> [f32; 3] {
-    [rng.random(), rng.random(), rng.random()]
+/// A random colour with every channel in `lo..hi`.
+fn random_color(rng: &mut StdRng, lo: f32, hi: f32) -> [f32; 3] {
+    [(); 3].map(|_| rng.random_range(lo..hi))
 }
 
-/// A textured background: two colours a contrast apart, in stripes,
-/// checks, a gradient or noise.
+/// A textured background: two dark colours (channels below 0.5) up to 0.2
+/// apart, in stripes, checks, a gradient or noise.
 fn background(size: u32, rng: &mut StdRng) -> Vec<[f32; 3]> {
-    let a = random_color(rng);
-    let contrast = rng.random_range(0.1..0.4f32);
-    let b = a.map(|v| if v > 0.5 { v - contrast } else { v + contrast });
+    let a = random_color(rng, 0.0, 0.3);
+    let contrast = rng.random_range(0.05..0.2f32);
+    let b = a.map(|v| v + contrast);
     let kind = rng.random_range(0..4);
     let period = rng.random_range(6.0..24.0f32);
     let angle = rng.random_range(0.0..std::f32::consts::PI);
@@ -211,7 +215,7 @@ fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (Rg
         });
         let Some((x0, y0)) = place else { continue };
         placed.push((x0, y0, extent));
-        let tint = random_color(rng);
+        let tint = random_color(rng, 0.55, 1.0);
         for y in 0..n {
             for x in 0..n {
                 let (u, v) = ((x as f32 - x0) / scale, (y as f32 - y0) / scale);

@@ -5,6 +5,11 @@
 //! read as a TOML value, else as a string). Every error names the file and
 //! the dotted key: syntax errors, unknown keys, wrong types, and values out
 //! of range (checked by [`Validate`]).
+//!
+//! A file may inherit, as mmsegmentation configs do: `_base_ = "other.toml"`
+//! (or a list of files, later ones winning), relative to the file itself.
+//! The bases are merged table by table, then the file's own keys override
+//! theirs; `--set` overrides come last.
 
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -59,17 +64,21 @@ fn set_key(root: &mut toml::Table, spec: &str) -> Result<()> {
     Ok(())
 }
 
-/// Parses `text` (from `file`, for messages) with `overrides` applied.
-pub fn parse_config<T: DeserializeOwned + Validate>(
-    text: &str,
-    file: &str,
-    overrides: &[String],
-) -> Result<T> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Config {
+fn parse_table(text: &str, file: &str) -> Result<toml::Table> {
+    text.parse().map_err(|e: toml::de::Error| Error::Config {
         file: file.into(),
         key: "(syntax)".into(),
         msg: e.to_string().trim().replace('\n', " "),
-    })?;
+    })
+}
+
+/// Applies `overrides` to `table` (from `file`), then deserializes and
+/// validates it.
+fn finish<T: DeserializeOwned + Validate>(
+    mut table: toml::Table,
+    file: &str,
+    overrides: &[String],
+) -> Result<T> {
     for o in overrides {
         set_key(&mut table, o)?;
     }
@@ -87,10 +96,75 @@ pub fn parse_config<T: DeserializeOwned + Validate>(
     Ok(config)
 }
 
-/// Reads a config file with `overrides` applied (see the module docs).
-pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[String]) -> Result<T> {
+/// Parses `text` (from `file`, for messages) with `overrides` applied.
+/// `_base_` keys are not resolved here (there is no folder to resolve them
+/// in): use [`load_config`].
+pub fn parse_config<T: DeserializeOwned + Validate>(
+    text: &str,
+    file: &str,
+    overrides: &[String],
+) -> Result<T> {
+    finish(parse_table(text, file)?, file, overrides)
+}
+
+/// `over` merged into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The table of `path` with its `_base_` files merged in; `chain` holds the
+/// files being read, to refuse a cycle.
+fn resolve(path: &Path, chain: &mut Vec<std::path::PathBuf>) -> Result<toml::Table> {
+    let file = path.display().to_string();
+    let err = |msg: String| Error::Config {
+        file: file.clone(),
+        key: "_base_".into(),
+        msg,
+    };
+    let canonical = path.canonicalize().map_err(|e| Error::io(path, e))?;
+    if chain.contains(&canonical) {
+        return Err(err("the files inherit from each other in a cycle".into()));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_config(&text, &path.display().to_string(), overrides)
+    let mut table = parse_table(&text, &file)?;
+    let bases = match table.remove("_base_") {
+        None => vec![],
+        Some(toml::Value::String(s)) => vec![s],
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s),
+                other => Err(err(format!("expected file names, got {other}"))),
+            })
+            .collect::<Result<_>>()?,
+        Some(other) => return Err(err(format!("expected a file name or a list, got {other}"))),
+    };
+    if bases.is_empty() {
+        return Ok(table);
+    }
+    chain.push(canonical);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut merged = toml::Table::new();
+    for base in bases {
+        merge(&mut merged, resolve(&dir.join(base), chain)?);
+    }
+    chain.pop();
+    merge(&mut merged, table);
+    Ok(merged)
+}
+
+/// Reads a config file, its `_base_` files merged in, with `overrides`
+/// applied (see the module docs).
+pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[String]) -> Result<T> {
+    let table = resolve(path, &mut vec![])?;
+    finish(table, &path.display().to_string(), overrides)
 }
 
 /// The resolved config as TOML, for printing and for run logs.

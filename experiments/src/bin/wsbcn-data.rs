@@ -26,22 +26,22 @@ enum Command {
         /// Folder of the Fashion-MNIST IDX files.
         #[arg(long, default_value = DEBIAN_DIR)]
         mnist: PathBuf,
-        /// Image side in pixels [default: 96].
+        /// Image side in pixels [default: 64].
         #[arg(long)]
         size: Option<u32>,
-        /// Training images [default: 1500].
+        /// Training images [default: 3000].
         #[arg(long)]
         train: Option<usize>,
         /// Validation images [default: 200].
         #[arg(long)]
         val: Option<usize>,
-        /// Garments per image, `MIN,MAX` [default: 2,4].
+        /// Garments per image, `MIN,MAX` [default: 1,3].
         #[arg(long, value_parser = pair::<usize>)]
         garments: Option<(usize, usize)>,
-        /// Garment scale range, `MIN,MAX` (of 28 px) [default: 1,2.2].
+        /// Garment scale range, `MIN,MAX` (of 28 px) [default: 1,1.6].
         #[arg(long, value_parser = pair::<f32>)]
         scale: Option<(f32, f32)>,
-        /// Largest fraction of a garment's box an earlier one may cover [default: 1].
+        /// Largest fraction of a garment's box an earlier one may cover [default: 0.2].
         #[arg(long)]
         max_overlap: Option<f32>,
         /// Seed [default: 0].
