@@ -2,29 +2,20 @@
 //! output stride 8 and 16 for every norm kind, batch-1 training steps, and
 //! the metrics against a hand-computed confusion matrix.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use std::collections::BTreeMap;
-use wsbcn_nn::{LayerFactory, NormConfig};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::ResNetConfig;
-use wsbcn_tests::{torchvision_variables, NORM_SPECS};
+use wsbcn_tests::{
+    build_model, torchvision_variables, trainable_count, variable_shapes, NORM_SPECS,
+};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
 const DEV: Device = Device::Cpu;
 
 fn build(cfg: &DeepLabConfig, spec: &str, groups: usize) -> (VarMap, DeepLabV3) {
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
-    let f = LayerFactory::new(&NormConfig {
-        spec: spec.into(),
-        groups,
-        ..NormConfig::default()
-    })
-    .unwrap();
-    let model = DeepLabV3::new(cfg, &f, vb).unwrap();
-    (vm, model)
+    build_model(spec, groups, |f, vb| DeepLabV3::new(cfg, f, vb))
 }
 
 #[test]
@@ -42,22 +33,12 @@ fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
             ..DeepLabConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
-        let got: BTreeMap<String, Vec<usize>> = vm
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-            .collect();
+        let got = variable_shapes(&vm);
         assert_eq!(got.len(), want.len(), "resnet{depth}: variable count");
         for (name, shape) in &want {
             assert_eq!(got.get(name), Some(shape), "resnet{depth}: {name}");
         }
-        let params: usize = param_groups(&vm, &SgdConfig::default())
-            .iter()
-            .flat_map(|g| g.params.iter())
-            .map(|p| p.var.elem_count())
-            .sum();
+        let params = trainable_count(&vm);
         assert_eq!(
             params, want_params,
             "resnet{depth}: parameter count (torchvision's)"

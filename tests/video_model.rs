@@ -3,8 +3,10 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use wsbcn_nn::{LayerFactory, NormConfig};
-use wsbcn_tests::{torchvision_variables, NORM_SPECS};
+use wsbcn_nn::LayerFactory;
+use wsbcn_tests::{
+    build_model, torchvision_variables, trainable_count, variable_shapes, NORM_SPECS,
+};
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_resnet::{Arch, VideoResNet, VideoResNetConfig};
 
@@ -12,16 +14,7 @@ const DEV: Device = Device::Cpu;
 const ARCHS: [Arch; 3] = [Arch::R3d, Arch::Mc3, Arch::R2plus1d];
 
 fn build(cfg: &VideoResNetConfig, spec: &str, groups: usize) -> (VarMap, VideoResNet) {
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
-    let f = LayerFactory::new(&NormConfig {
-        spec: spec.into(),
-        groups,
-        ..NormConfig::default()
-    })
-    .unwrap();
-    let model = VideoResNet::new(cfg, &f, vb).unwrap();
-    (vm, model)
+    build_model(spec, groups, |f, vb| VideoResNet::new(cfg, f, vb))
 }
 
 #[test]
@@ -37,19 +30,9 @@ fn bn_variants_have_torchvision_names_shapes_and_parameter_counts() {
             ..VideoResNetConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
-        let got: std::collections::BTreeMap<String, Vec<usize>> = vm
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-            .collect();
+        let got = variable_shapes(&vm);
         assert_eq!(got, want, "{file}: variables");
-        let params: usize = param_groups(&vm, &SgdConfig::default())
-            .iter()
-            .flat_map(|g| g.params.iter())
-            .map(|p| p.var.elem_count())
-            .sum();
+        let params = trainable_count(&vm);
         assert_eq!(
             params, want_params,
             "{file}: parameter count (torchvision's)"

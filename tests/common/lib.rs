@@ -249,3 +249,40 @@ pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, V
         })
         .collect()
 }
+
+/// A model made by `make` on a fresh f32 CPU `VarMap`, with a factory for
+/// `spec` (GN and BCN with `groups` groups).
+pub fn build_model<M, E: std::fmt::Debug>(
+    spec: &str,
+    groups: usize,
+    make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
+) -> (candle_nn::VarMap, M) {
+    let vm = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let f = wsbcn_nn::LayerFactory::new(&wsbcn_nn::NormConfig {
+        spec: spec.into(),
+        groups,
+        ..wsbcn_nn::NormConfig::default()
+    })
+    .unwrap();
+    let model = make(&f, vb).unwrap();
+    (vm, model)
+}
+
+/// Every variable's name and shape.
+pub fn variable_shapes(vm: &candle_nn::VarMap) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let data = vm.data().lock().unwrap();
+    data.iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect()
+}
+
+/// How many values the optimizer trains (running statistics excluded).
+pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
+    let cfg = wsbcn_train::SgdConfig::default();
+    wsbcn_train::param_groups(vm, &cfg)
+        .iter()
+        .flat_map(|g| g.params.iter())
+        .map(|p| p.var.elem_count())
+        .sum()
+}
