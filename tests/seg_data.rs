@@ -315,6 +315,12 @@ fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
     };
     let err = generate(&mnist, &out, &too_big).unwrap_err().to_string();
     assert!(err.contains("does not fit a 28 px image"), "{err}");
+    let reversed = FashionVocConfig {
+        scale: (1.2, 1.0),
+        ..cfg
+    };
+    let err = generate(&mnist, &out, &reversed).unwrap_err().to_string();
+    assert!(err.contains("need 0 < MIN <= MAX"), "{err}");
     for d in [mnist, out] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -7,9 +7,7 @@ use candle_nn::VarMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::ResNetConfig;
-use wsbcn_tests::{
-    build_model, torchvision_variables, trainable_count, variable_shapes, NORM_SPECS,
-};
+use wsbcn_tests::{assert_torchvision_layout, build_model, NORM_SPECS};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
 const DEV: Device = Device::Cpu;
@@ -21,7 +19,6 @@ fn build(cfg: &DeepLabConfig, spec: &str, groups: usize) -> (VarMap, DeepLabV3) 
 #[test]
 fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
     for (depth, want_params) in [(50, 42_004_074usize), (101, 60_996_202)] {
-        let want = torchvision_variables(&format!("torchvision_deeplabv3_resnet{depth}.txt"));
         let cfg = DeepLabConfig {
             backbone: ResNetConfig {
                 depth,
@@ -33,16 +30,8 @@ fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
             ..DeepLabConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
-        let got = variable_shapes(&vm);
-        assert_eq!(got.len(), want.len(), "resnet{depth}: variable count");
-        for (name, shape) in &want {
-            assert_eq!(got.get(name), Some(shape), "resnet{depth}: {name}");
-        }
-        let params = trainable_count(&vm);
-        assert_eq!(
-            params, want_params,
-            "resnet{depth}: parameter count (torchvision's)"
-        );
+        let file = format!("torchvision_deeplabv3_resnet{depth}.txt");
+        assert_torchvision_layout(&vm, &file, want_params);
     }
 }
 

@@ -4,9 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
-use wsbcn_tests::{
-    build_model, torchvision_variables, trainable_count, variable_shapes, NORM_SPECS,
-};
+use wsbcn_tests::{assert_torchvision_layout, build_model, NORM_SPECS};
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_resnet::{Arch, VideoResNet, VideoResNetConfig};
 
@@ -24,19 +22,12 @@ fn bn_variants_have_torchvision_names_shapes_and_parameter_counts() {
         (Arch::Mc3, "mc3_18", 11_695_440),
         (Arch::R2plus1d, "r2plus1d_18", 31_505_325),
     ] {
-        let want = torchvision_variables(&format!("torchvision_video_{file}.txt"));
         let cfg = VideoResNetConfig {
             arch,
             ..VideoResNetConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
-        let got = variable_shapes(&vm);
-        assert_eq!(got, want, "{file}: variables");
-        let params = trainable_count(&vm);
-        assert_eq!(
-            params, want_params,
-            "{file}: parameter count (torchvision's)"
-        );
+        assert_torchvision_layout(&vm, &format!("torchvision_video_{file}.txt"), want_params);
     }
 }
 

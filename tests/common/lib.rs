@@ -234,7 +234,7 @@ pub const NORM_SPECS: [&str; 10] = [
 
 /// Variable names and shapes of a torchvision model, from
 /// `fixtures/<file>` (written by `fixtures/make_torchvision_names.py`).
-pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
     let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
@@ -269,16 +269,27 @@ pub fn build_model<M, E: std::fmt::Debug>(
     (vm, model)
 }
 
-/// Every variable's name and shape.
-pub fn variable_shapes(vm: &candle_nn::VarMap) -> std::collections::BTreeMap<String, Vec<usize>> {
-    let data = vm.data().lock().unwrap();
-    data.iter()
-        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-        .collect()
+/// Asserts that `vm` holds exactly the variables (names and shapes) of the
+/// torchvision model listed in `fixtures/<file>`, and that the optimizer
+/// trains `params` values, torchvision's parameter count.
+pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usize) {
+    let want = torchvision_variables(file);
+    let got: std::collections::BTreeMap<String, Vec<usize>> = {
+        let data = vm.data().lock().unwrap();
+        data.iter()
+            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+            .collect()
+    };
+    assert_eq!(got, want, "{file}: variables");
+    assert_eq!(
+        trainable_count(vm),
+        params,
+        "{file}: parameter count (torchvision's)"
+    );
 }
 
 /// How many values the optimizer trains (running statistics excluded).
-pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
+fn trainable_count(vm: &candle_nn::VarMap) -> usize {
     let cfg = wsbcn_train::SgdConfig::default();
     wsbcn_train::param_groups(vm, &cfg)
         .iter()

@@ -9,8 +9,9 @@
 //! halved the mIoU reached in 2,000 steps, see the crate README.)
 //! Classes: 0 background, `1 + c` for garment class `c` (10 garments). A
 //! garment's alpha is its Fashion-MNIST intensity, saturated, and 1 inside
-//! its silhouette; pixels with alpha above 0.6 take its class, pixels on its anti-aliased rim (alpha in
-//! 0.15-0.6) are labelled 255, like VOC's object boundaries. Train images
+//! its silhouette; pixels with alpha above 0.6 take its class, pixels on
+//! its anti-aliased rim (alpha in 0.15-0.6) are labelled 255, like VOC's
+//! object boundaries. Train images
 //! use garments of the train split, val images those of the t10k split.
 //! Everything is a function of the seed.
 
@@ -52,8 +53,8 @@ pub struct FashionVocConfig {
 
 impl FashionVocConfig {
     /// Checks that every garment fits: ranges ordered, scales positive, a
-    /// garment's box at most 1.6 times the image side (it is placed with up
-    /// to 20% of it outside).
+    /// garment's box under 5/3 of the image side (it is placed with up to
+    /// 20% of it outside on each side, so 60% of it must fit).
     pub fn validate(&self) -> Result<()> {
         let (s0, s1) = self.scale;
         let problem = if self.size == 0 {
