@@ -273,3 +273,45 @@ fn shape_mismatches_name_the_layer_and_both_shapes() -> Result<()> {
     }
     Ok(())
 }
+
+/// The fused CPU group norm equals the composite one from candle ops, value
+/// and gradients (x, weight, bias), in f64 and f32.
+#[test]
+fn fused_group_norm_matches_the_composite() -> Result<()> {
+    use wsbcn_nn::{group_norm_affine, group_norm_affine_composite};
+    let mut rng = Rng::new(5);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
+        for (shape, groups) in [([2, 8, 37], 4), ([1, 6, 5], 6), ([3, 4, 10], 1)] {
+            let c = shape[1];
+            let x = Var::from_tensor(&rng.randn(&shape, dtype, &DEV)?.affine(3.0, 1.0)?)?;
+            let w = Var::from_tensor(&rng.randn(&[c], dtype, &DEV)?.affine(0.5, 1.0)?)?;
+            let b = Var::from_tensor(&rng.randn(&[c], dtype, &DEV)?)?;
+            let probe = rng.randn(&shape, dtype, &DEV)?;
+            let mut results = vec![];
+            for fused in [true, false] {
+                let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), b.as_tensor());
+                let y = if fused {
+                    group_norm_affine(xt, groups, wt, bt, 1e-5)
+                } else {
+                    group_norm_affine_composite(xt, groups, wt, bt, 1e-5)
+                }
+                .map_err(candle_core::Error::wrap)?;
+                let grads = (&y * &probe)?.sum_all()?.backward()?;
+                let g = |v: &Var| grads.get(v.as_tensor()).cloned().expect("gradient");
+                results.push([y, g(&x), g(&w), g(&b)]);
+            }
+            for (what, (a, e)) in ["y", "dx", "dw", "db"]
+                .iter()
+                .zip(results[0].iter().zip(&results[1]))
+            {
+                let scale = e.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let diff = max_abs_diff(a, e)?;
+                assert!(
+                    diff <= tol * scale.max(1.0),
+                    "{dtype:?} {shape:?} groups {groups}: {what} differs by {diff}"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@
 
 use crate::batch_norm::{batch_norm, BatchNorm};
 use crate::estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingSpeed};
-use crate::group_norm::{check_groups, group_standardize};
+use crate::group_norm::{check_groups, group_norm_affine};
 use crate::input::channel_dims;
 use crate::Result;
 use candle_core::{ModuleT, Tensor};
@@ -65,10 +65,19 @@ impl BatchChannelNorm {
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (n, c, l) = channel_dims(&self.name, x, self.channels)?;
         let x1 = self.bn.forward_t(x, train)?.reshape((n, c, l))?;
-        let g = (1, self.groups, 1);
-        let y = group_standardize(&x1, self.groups, self.eps)?
-            .broadcast_mul(&self.weight.reshape(g)?)?
-            .broadcast_add(&self.bias.reshape(g)?)?;
+        let per_channel = |v: &Tensor| -> Result<Tensor> {
+            let g = (self.groups, 1);
+            Ok(v.reshape(g)?
+                .broadcast_as((self.groups, c / self.groups))?
+                .reshape(c)?)
+        };
+        let y = group_norm_affine(
+            &x1,
+            self.groups,
+            &per_channel(&self.weight)?,
+            &per_channel(&self.bias)?,
+            self.eps,
+        )?;
         Ok(y.reshape(x.shape())?)
     }
 }

@@ -12,7 +12,12 @@
 //! `G = 1` is LayerNorm over `(C, spatial)` as used in conv nets, `G = C` is
 //! InstanceNorm (here with a per-channel affine). Train and eval behave the
 //! same: no batch statistics, no state.
+//!
+//! On the CPU in f32/f64, [`group_norm_affine`] runs as one fused op forward
+//! and backward; elsewhere it is [`group_norm_affine_composite`], built from
+//! candle ops. The tests hold the two to each other.
 
+use crate::cpu_group_norm;
 use crate::input::{channel_dims, per_channel};
 use crate::{Error, Result};
 use candle_core::{ModuleT, Tensor};
@@ -26,6 +31,39 @@ pub fn group_standardize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> 
     let centered = xg.broadcast_sub(&xg.mean_keepdim(2)?)?;
     let std = centered.sqr()?.mean_keepdim(2)?.affine(1.0, eps)?.sqrt()?;
     Ok(centered.broadcast_div(&std)?)
+}
+
+/// `GN(x) weight[c] + bias[c]` for `x: (N, C, L)`, `weight, bias: (C,)`:
+/// the fused CPU op where it applies, else the composite.
+pub fn group_norm_affine(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if cpu_group_norm::supported(x) {
+        Ok(cpu_group_norm::group_norm_affine(
+            x, groups, weight, bias, eps,
+        )?)
+    } else {
+        group_norm_affine_composite(x, groups, weight, bias, eps)
+    }
+}
+
+/// [`group_norm_affine`] from candle ops, on any device and dtype.
+pub fn group_norm_affine_composite(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let (n, c, l) = x.dims3()?;
+    Ok(group_standardize(x, groups, eps)?
+        .reshape((n, c, l))?
+        .broadcast_mul(&per_channel(weight)?)?
+        .broadcast_add(&per_channel(bias)?)?)
 }
 
 /// Checks the group count against the channel count, naming the layer.
@@ -66,10 +104,7 @@ impl GroupNorm {
     fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, l) = channel_dims(&self.name, x, self.channels)?;
         let xv = x.reshape((n, c, l))?;
-        let y = group_standardize(&xv, self.groups, self.eps)?
-            .reshape((n, c, l))?
-            .broadcast_mul(&per_channel(&self.weight)?)?
-            .broadcast_add(&per_channel(&self.bias)?)?;
+        let y = group_norm_affine(&xv, self.groups, &self.weight, &self.bias, self.eps)?;
         Ok(y.reshape(x.shape())?)
     }
 }

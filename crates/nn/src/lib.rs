@@ -30,6 +30,7 @@ pub mod batch_channel_norm;
 pub mod batch_norm;
 pub mod conv_fn;
 mod cpu_conv;
+mod cpu_group_norm;
 mod cpu_slice;
 pub mod diagnostics;
 pub mod error;
@@ -53,7 +54,10 @@ pub use diagnostics::{
 pub use error::{Error, Result};
 pub use estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingSpeed};
 pub use factory::{LayerFactory, LayerSpec, NormConfig, NormKind};
-pub use group_norm::{group_norm, group_standardize, instance_norm, layer_norm, GroupNorm};
+pub use group_norm::{
+    group_norm, group_norm_affine, group_norm_affine_composite, group_standardize, instance_norm,
+    layer_norm, GroupNorm,
+};
 pub use norm::{Norm, NormLayer};
 pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
 pub use resize::{interpolation_matrix, resize_bilinear};

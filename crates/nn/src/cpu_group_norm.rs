@@ -1,0 +1,267 @@
+//! Group normalization with a per-channel affine as one CPU op, forward and
+//! backward each a pass over every `(sample, group)` block.
+//!
+//! Written by hand because candle builds GN from about ten elementwise ops
+//! forward and twenty backward, each a full pass over the activation with
+//! its own allocation; at CPU-training scale those small ops took more time
+//! than the convolutions. For `x: (N, C, L)`, `G` groups of `C/G` channels,
+//! block `(n, g)` of `M = C/G * L` elements, `w, b: (C,)`:
+//!
+//! ```text
+//! x_hat = (x - mean) r,   r = 1 / sqrt(var + eps)          (biased var over the block)
+//! y     = w[c] x_hat + b[c]
+//! dx    = r (w[c] dy - A/M - x_hat B/M),   A = sum w dy,  B = sum w dy x_hat   (per block)
+//! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
+//! ```
+
+use crate::cpu_slice::contiguous;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// `y = GN(x) w + b` for contiguous `x: (N, C, L)`, `w, b: (C,)` on the CPU,
+/// in f32 or f64.
+pub(crate) fn group_norm_affine(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        GroupNormOp { groups, eps },
+    )
+}
+
+/// Whether [`group_norm_affine`] handles tensors on this device and dtype.
+pub(crate) fn supported(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
+struct GroupNormOp {
+    groups: usize,
+    eps: f64,
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one block, accumulated in f64.
+fn block_stats<T: WithDType>(block: &[T], eps: f64) -> (f64, f64) {
+    let m = block.len() as f64;
+    let mean = block.iter().map(|v| v.to_f64()).sum::<f64>() / m;
+    let var = block
+        .iter()
+        .map(|v| {
+            let d = v.to_f64() - mean;
+            d * d
+        })
+        .sum::<f64>()
+        / m;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl GroupNormOp {
+    /// Channels per group and the block length `M`.
+    fn block(&self, c: usize, l: usize) -> (usize, usize) {
+        let cg = c / self.groups;
+        (cg, cg * l)
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], c: usize, l: usize) -> Vec<T> {
+        let (cg, m) = self.block(c, l);
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(m)
+            .zip(x.par_chunks(m))
+            .enumerate()
+            .for_each(|(blk, (yb, xb))| {
+                let (mean, r) = block_stats(xb, self.eps);
+                let c0 = (blk % self.groups) * cg;
+                for (j, (yc, xc)) in yb.chunks_mut(l).zip(xb.chunks(l)).enumerate() {
+                    let scale = w[c0 + j].to_f64() * r;
+                    let shift = b[c0 + j].to_f64() - mean * scale;
+                    for (o, v) in yc.iter_mut().zip(xc) {
+                        *o = T::from_f64(v.to_f64() * scale + shift);
+                    }
+                }
+            });
+        y
+    }
+
+    /// `[dx (N C L) | dw (C) | db (C)]` as one vector.
+    fn backward<T: WithDType>(&self, x: &[T], w: &[T], dy: &[T], c: usize, l: usize) -> Vec<T> {
+        let (cg, m) = self.block(c, l);
+        let mut out = vec![T::zero(); x.len() + 2 * c];
+        let (dx, _) = out.split_at_mut(x.len());
+        // Per block: the (dw, db) partial sums of its channels.
+        let partial: Vec<Vec<(f64, f64)>> = dx
+            .par_chunks_mut(m)
+            .zip(x.par_chunks(m).zip(dy.par_chunks(m)))
+            .enumerate()
+            .map(|(blk, (dxb, (xb, dyb)))| {
+                let (mean, r) = block_stats(xb, self.eps);
+                let c0 = (blk % self.groups) * cg;
+                let mut sums = Vec::with_capacity(cg);
+                let (mut a, mut bsum) = (0.0, 0.0);
+                for (j, (xc, dyc)) in xb.chunks(l).zip(dyb.chunks(l)).enumerate() {
+                    let (mut s_dy, mut s_dyx) = (0.0, 0.0);
+                    for (v, g) in xc.iter().zip(dyc) {
+                        let g = g.to_f64();
+                        s_dy += g;
+                        s_dyx += g * (v.to_f64() - mean) * r;
+                    }
+                    let wc = w[c0 + j].to_f64();
+                    a += wc * s_dy;
+                    bsum += wc * s_dyx;
+                    sums.push((s_dyx, s_dy));
+                }
+                let (a, bsum) = (a / m as f64, bsum / m as f64);
+                for (j, (dxc, (xc, dyc))) in dxb
+                    .chunks_mut(l)
+                    .zip(xb.chunks(l).zip(dyb.chunks(l)))
+                    .enumerate()
+                {
+                    let wc = w[c0 + j].to_f64();
+                    for (d, (v, g)) in dxc.iter_mut().zip(xc.iter().zip(dyc)) {
+                        let x_hat = (v.to_f64() - mean) * r;
+                        *d = T::from_f64(r * (wc * g.to_f64() - a - x_hat * bsum));
+                    }
+                }
+                sums
+            })
+            .collect();
+        let mut dw = vec![0.0; c];
+        let mut db = vec![0.0; c];
+        for (blk, sums) in partial.iter().enumerate() {
+            let c0 = (blk % self.groups) * cg;
+            for (j, (s_dyx, s_dy)) in sums.iter().enumerate() {
+                dw[c0 + j] += s_dyx;
+                db[c0 + j] += s_dy;
+            }
+        }
+        let tail = &mut out[x.len()..];
+        for (o, v) in tail.iter_mut().zip(dw.iter().chain(&db)) {
+            *o = T::from_f64(*v);
+        }
+        out
+    }
+}
+
+/// `(C, L)` of an `(N, C, L)` layout.
+fn dims(l: &Layout) -> candle_core::Result<(usize, usize)> {
+    match l.dims() {
+        [_, c, len] => Ok((*c, *len)),
+        d => candle_core::bail!("fused group norm expects (N, C, L), got {d:?}"),
+    }
+}
+
+impl CustomOp3 for GroupNormOp {
+    fn name(&self) -> &'static str {
+        "group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, l) = dims(l1)?;
+        let op = "group norm";
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(self.forward(
+                    contiguous::<f32>(op, s1, l1)?,
+                    contiguous::<f32>(op, s2, l2)?,
+                    contiguous::<f32>(op, s3, l3)?,
+                    c,
+                    l,
+                ))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(self.forward(
+                    contiguous::<f64>(op, s1, l1)?,
+                    contiguous::<f64>(op, s2, l2)?,
+                    contiguous::<f64>(op, s3, l3)?,
+                    c,
+                    l,
+                ))
+            }
+            _ => candle_core::bail!("fused group norm supports f32 and f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let packed = x.apply_op3_no_bwd(
+            w,
+            &grad.contiguous()?,
+            &GroupNormGrad {
+                op: GroupNormOp {
+                    groups: self.groups,
+                    eps: self.eps,
+                },
+            },
+        )?;
+        let (n_x, c) = (x.elem_count(), w.elem_count());
+        let dx = packed.narrow(0, 0, n_x)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, n_x, c)?;
+        let db = packed.narrow(0, n_x + c, c)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// The backward as an op without gradient: `(x, w, dy) -> [dx | dw | db]`.
+struct GroupNormGrad {
+    op: GroupNormOp,
+}
+
+impl CustomOp3 for GroupNormGrad {
+    fn name(&self) -> &'static str {
+        "group-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (c, l) = dims(l1)?;
+        let op = "group norm backward";
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(self.op.backward(
+                    contiguous::<f32>(op, s1, l1)?,
+                    contiguous::<f32>(op, s2, l2)?,
+                    contiguous::<f32>(op, s3, l3)?,
+                    c,
+                    l,
+                ))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(self.op.backward(
+                    contiguous::<f64>(op, s1, l1)?,
+                    contiguous::<f64>(op, s2, l2)?,
+                    contiguous::<f64>(op, s3, l3)?,
+                    c,
+                    l,
+                ))
+            }
+            _ => candle_core::bail!("fused group norm supports f32 and f64"),
+        };
+        let len = l1.shape().elem_count() + 2 * c;
+        Ok((out, Shape::from(len)))
+    }
+}
