@@ -304,7 +304,11 @@ fn fused_group_norm_matches_the_composite() -> Result<()> {
                 .iter()
                 .zip(results[0].iter().zip(&results[1]))
             {
-                let scale = e.abs()?.max_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let scale = e
+                    .abs()?
+                    .max_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
                 let diff = max_abs_diff(a, e)?;
                 assert!(
                     diff <= tol * scale.max(1.0),

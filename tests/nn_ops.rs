@@ -121,3 +121,30 @@ fn global_pool_keeps_axes_and_bad_geometry_is_an_error() -> Result<()> {
     );
     Ok(())
 }
+
+/// The fused ReLU equals candle's, value and gradient, in f64 and f32, and
+/// passes no gradient where `x <= 0` (PyTorch's convention at 0).
+#[test]
+fn fused_relu_matches_candle_and_masks_gradients() -> Result<()> {
+    let mut rng = Rng::new(3);
+    for dtype in [DType::F64, DType::F32] {
+        let x = Var::from_tensor(&rng.randn(&[2, 3, 70, 90], dtype, &DEV)?)?;
+        let probe = rng.randn(&[2, 3, 70, 90], dtype, &DEV)?;
+        let y = wsbcn_nn::relu(x.as_tensor()).map_err(candle_core::Error::wrap)?;
+        let grads = (&y * &probe)?.sum_all()?.backward()?;
+        let dx = grads.get(x.as_tensor()).expect("gradient");
+        assert_eq!(max_abs_diff(&y, &x.as_tensor().relu()?)?, 0.0);
+        let mask = x.as_tensor().gt(0.0)?.to_dtype(dtype)?;
+        assert_eq!(max_abs_diff(dx, &(&probe * &mask)?)?, 0.0);
+    }
+    let x = Var::from_tensor(&Tensor::new(&[-1.0f64, 0.0, 2.0], &DEV)?)?;
+    let y = wsbcn_nn::relu(x.as_tensor()).map_err(candle_core::Error::wrap)?;
+    let dx = y
+        .sum_all()?
+        .backward()?
+        .get(x.as_tensor())
+        .unwrap()
+        .to_vec1::<f64>()?;
+    assert_eq!(dx, [0.0, 0.0, 1.0]);
+    Ok(())
+}

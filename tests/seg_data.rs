@@ -11,6 +11,7 @@ use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
+use wsbcn_tests::stand_in_mnist;
 use wsbcn_train::load_config;
 
 fn tmp(name: &str) -> PathBuf {
@@ -204,48 +205,9 @@ fn training_augmentation_crops_pads_and_is_seeded() {
     assert_eq!(up.data[32 * 14], 255);
 }
 
-fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
-    let mut bytes = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        bytes.extend(d.to_be_bytes());
-    }
-    bytes.extend(data);
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// Stand-in Fashion-MNIST IDX files under a new folder: garment `i` has
-/// class `i % 10` and is the rectangle x 6..22, y 4..24 at intensity 200,
-/// `hollow` ones black inside x 9..19, y 7..21.
-fn stand_in_mnist(name: &str, hollow: bool) -> PathBuf {
-    let mnist = tmp(name);
-    for (stem, n) in [("train", 20usize), ("t10k", 10)] {
-        let mut pixels = vec![0u8; n * 784];
-        for i in 0..n {
-            for y in 4..24 {
-                for x in 6..22 {
-                    let inside = (9..19).contains(&x) && (7..21).contains(&y);
-                    pixels[i * 784 + y * 28 + x] = if hollow && inside { 0 } else { 200 };
-                }
-            }
-        }
-        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        write_idx(
-            &mnist.join(format!("{stem}-images-idx3-ubyte")),
-            &[n as u32, 28, 28],
-            &pixels,
-        );
-        write_idx(
-            &mnist.join(format!("{stem}-labels-idx1-ubyte")),
-            &[n as u32],
-            &labels,
-        );
-    }
-    mnist
-}
-
 #[test]
 fn fashion_voc_is_a_readable_deterministic_voc_tree() {
-    let mnist = stand_in_mnist("idx", false);
+    let mnist = stand_in_mnist(&tmp("idx"), false);
     let cfg = FashionVocConfig {
         size: 48,
         train: 6,
@@ -288,7 +250,7 @@ fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
     // One hollow garment per 28x28 image, at scale 1 and an offset of at
     // most 5.6 px: image pixel (14, 14) lies in the garment's black inside,
     // which belongs to the garment, not to the background.
-    let mnist = stand_in_mnist("idx-hollow", true);
+    let mnist = stand_in_mnist(&tmp("idx-hollow"), true);
     let out = tmp("fv-hollow");
     let cfg = FashionVocConfig {
         size: 28,

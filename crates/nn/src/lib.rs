@@ -15,6 +15,7 @@
 //!   ratios for the experiments' figures;
 //! * [`resize_bilinear`], [`max_pool`], [`adaptive_avg_pool`]: the spatial
 //!   ops models need, with backward passes (candle lacks or limits them);
+//! * [`relu`]: ReLU with a one-pass backward on the CPU;
 //! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
 //!   seed its CPU generator).
 //!
@@ -40,6 +41,7 @@ pub mod group_norm;
 pub mod input;
 pub mod norm;
 pub mod pool;
+pub mod relu;
 pub mod resize;
 pub mod seeded_init;
 pub mod weight_standardization;
@@ -60,6 +62,7 @@ pub use group_norm::{
 };
 pub use norm::{Norm, NormLayer};
 pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
+pub use relu::relu;
 pub use resize::{interpolation_matrix, resize_bilinear};
 pub use seeded_init::seeded_var_builder;
 pub use weight_standardization::{standardize, standardize_composite, WeightMode};

@@ -31,8 +31,8 @@ use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use wsbcn_nn::{
-    conv, global_avg_pool, resize_bilinear, Conv2d, ConvConfig, ConvGeometry, LayerFactory, Norm,
-    NormKind, WeightInit,
+    conv, global_avg_pool, relu, resize_bilinear, Conv2d, ConvConfig, ConvGeometry, LayerFactory,
+    Norm, NormKind, WeightInit,
 };
 
 /// The model section of a config.
@@ -98,7 +98,7 @@ fn classifier_config() -> ConvConfig<2> {
 }
 
 fn apply(cn: &ConvNorm, x: &Tensor, train: bool) -> Result<Tensor> {
-    Ok(cn.1.forward_t(&cn.0.forward(x)?, train)?.relu()?)
+    Ok(relu(&cn.1.forward_t(&cn.0.forward(x)?, train)?)?)
 }
 
 /// Logits of a DeepLabV3 model and, when it has one, its auxiliary head.

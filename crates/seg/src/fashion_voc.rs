@@ -18,11 +18,12 @@
 use crate::palette::{write_label, LabelMap};
 use crate::voc::IGNORE;
 use crate::{Error, Result};
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use wsbcn_train::fashion_mnist::{FashionMnist, Split, CLASSES};
+use wsbcn_train::garment_canvas::{background, random_color, Garment, Placement};
 
 /// Class names of Fashion-VOC, background first.
 pub fn class_names() -> Vec<String> {
@@ -92,112 +93,15 @@ impl Default for FashionVocConfig {
     }
 }
 
-/// A random colour with every channel in `lo..hi`.
-fn random_color(rng: &mut StdRng, lo: f32, hi: f32) -> [f32; 3] {
-    [(); 3].map(|_| rng.random_range(lo..hi))
-}
-
-/// A textured background: two dark colours (channels below 0.5) up to 0.2
-/// apart, in stripes, checks, a gradient or noise.
-fn background(size: u32, rng: &mut StdRng) -> Vec<[f32; 3]> {
-    let a = random_color(rng, 0.0, 0.3);
-    let contrast = rng.random_range(0.05..0.2f32);
-    let b = a.map(|v| v + contrast);
-    let kind = rng.random_range(0..4);
-    let period = rng.random_range(6.0..24.0f32);
-    let angle = rng.random_range(0.0..std::f32::consts::PI);
-    let (ca, sa) = (angle.cos(), angle.sin());
-    let n = size as usize;
-    (0..n * n)
-        .map(|i| {
-            let (x, y) = ((i % n) as f32, (i / n) as f32);
-            let t = match kind {
-                0 => (((x * ca + y * sa) / period).floor() as i64).rem_euclid(2) as f32,
-                1 => ((((x / period).floor() + (y / period).floor()) as i64).rem_euclid(2)) as f32,
-                2 => ((x * ca + y * sa) / (n as f32 * 1.5) + 0.3).clamp(0.0, 1.0),
-                _ => rng.random_range(0.0..1.0),
-            };
-            let mut px = [0.0; 3];
-            for c in 0..3 {
-                px[c] = a[c] * (1.0 - t) + b[c] * t;
-            }
-            px
-        })
-        .collect()
-}
-
-/// A garment's opacity, 28x28 in `[0, 1]`: its intensity, saturated
-/// (`min(1, 4 v)`), and 1 inside its silhouette, so that dark details
-/// within a garment (prints, folds) are neither see-through nor labelled
-/// background. The inside is what a flood fill from the border over the
-/// near-black Fashion-MNIST background (`v <= 0.15`) does not reach.
-fn opacity(garment: &[u8]) -> Vec<f32> {
-    let side = FashionMnist::SIDE;
-    let dark = |i: usize| (garment[i] as f32 / 255.0) <= 0.15;
-    let mut outside = vec![false; side * side];
-    let mut stack: Vec<usize> = (0..side * side)
-        .filter(|&i| {
-            let (x, y) = (i % side, i / side);
-            (x == 0 || y == 0 || x == side - 1 || y == side - 1) && dark(i)
-        })
-        .collect();
-    while let Some(i) = stack.pop() {
-        if outside[i] {
-            continue;
-        }
-        outside[i] = true;
-        let (x, y) = (i % side, i / side);
-        let neighbours = [
-            (x > 0).then(|| i - 1),
-            (x + 1 < side).then(|| i + 1),
-            (y > 0).then(|| i - side),
-            (y + 1 < side).then(|| i + side),
-        ];
-        stack.extend(
-            neighbours
-                .into_iter()
-                .flatten()
-                .filter(|&j| !outside[j] && dark(j)),
-        );
-    }
-    (0..side * side)
-        .map(|i| {
-            if outside[i] {
-                (garment[i] as f32 / 255.0 * 4.0).min(1.0)
-            } else {
-                1.0
-            }
-        })
-        .collect()
-}
-
-/// Bilinear sample of a 28x28 map at fractional `(u, v)`; 0 outside.
-fn sample(map: &[f32], u: f32, v: f32) -> f32 {
-    let side = FashionMnist::SIDE;
-    let last = (side - 1) as f32;
-    if u < 0.0 || v < 0.0 || u > last || v > last {
-        return 0.0;
-    }
-    let (x0, y0) = (u.floor() as usize, v.floor() as usize);
-    let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
-    let (fx, fy) = (u - x0 as f32, v - y0 as f32);
-    let g = |x: usize, y: usize| map[y * side + x];
-    (g(x0, y0) * (1.0 - fx) + g(x1, y0) * fx) * (1.0 - fy)
-        + (g(x0, y1) * (1.0 - fx) + g(x1, y1) * fx) * fy
-}
-
 /// One image and its labels.
 fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (RgbImage, LabelMap) {
     let n = cfg.size as usize;
-    let mut px = background(cfg.size, rng);
+    let mut canvas = background(n, rng);
     let mut label = vec![0u8; n * n];
     let count = rng.random_range(cfg.garments.0..=cfg.garments.1);
     let mut placed = Vec::with_capacity(count);
     for _ in 0..count {
         let idx = rng.random_range(0..data.len());
-        let garment = data.image(idx);
-        let intensity_map: Vec<f32> = garment.iter().map(|&v| v as f32 / 255.0).collect();
-        let alpha_map = opacity(garment);
         let class = data.labels[idx] + 1;
         let scale = rng.random_range(cfg.scale.0..=cfg.scale.1);
         let extent = 28.0 * scale;
@@ -217,31 +121,22 @@ fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (Rg
         let Some((x0, y0)) = place else { continue };
         placed.push((x0, y0, extent));
         let tint = random_color(rng, 0.55, 1.0);
-        for y in 0..n {
-            for x in 0..n {
-                let (u, v) = ((x as f32 - x0) / scale, (y as f32 - y0) / scale);
-                let alpha = sample(&alpha_map, u, v);
-                if alpha <= 0.0 {
-                    continue;
-                }
-                let i = y * n + x;
-                let intensity = sample(&intensity_map, u, v);
-                for c in 0..3 {
-                    let shade = tint[c] * (0.35 + 0.65 * intensity);
-                    px[i][c] = px[i][c] * (1.0 - alpha) + shade * alpha;
-                }
-                if alpha > 0.6 {
-                    label[i] = class;
-                } else if alpha > 0.15 {
-                    label[i] = IGNORE;
-                }
+        let at = Placement {
+            x0,
+            y0,
+            scale,
+            angle: 0.0,
+        };
+        Garment::new(data.image(idx), tint).paint(&mut canvas, at, |i, alpha| {
+            if alpha > 0.6 {
+                label[i] = class;
+            } else if alpha > 0.15 {
+                label[i] = IGNORE;
             }
-        }
+        });
     }
-    let image = RgbImage::from_fn(cfg.size, cfg.size, |x, y| {
-        let p = px[y as usize * n + x as usize];
-        Rgb(p.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
-    });
+    let image = RgbImage::from_raw(cfg.size, cfg.size, canvas.to_rgb8())
+        .expect("a canvas holds size x size pixels");
     (
         image,
         LabelMap {

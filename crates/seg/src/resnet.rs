@@ -18,7 +18,7 @@ use crate::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
-use wsbcn_nn::{max_pool, Conv2d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{max_pool, relu, Conv2d, ConvGeometry, LayerFactory, Norm};
 
 /// The backbone section of a config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -142,14 +142,14 @@ impl Block {
         for (i, (c, n)) in self.convs.iter().enumerate() {
             y = n.forward_t(&c.forward(&y)?, train)?;
             if i < last {
-                y = y.relu()?;
+                y = relu(&y)?;
             }
         }
         let shortcut = match &self.downsample {
             Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        Ok(relu(&(y + shortcut)?)?)
     }
 }
 
@@ -238,7 +238,7 @@ impl ResNet {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let mut y = x.clone();
         for (c, n) in &self.stem {
-            y = n.forward_t(&c.forward(&y)?, train)?.relu()?;
+            y = relu(&n.forward_t(&c.forward(&y)?, train)?)?;
         }
         y = max_pool(&y, [3, 3], [2, 2], [1, 1])?;
         let mut c3 = None;

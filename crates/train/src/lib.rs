@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod fashion_mnist;
+pub mod garment_canvas;
 pub mod loader;
 pub mod loss;
 pub mod optim;

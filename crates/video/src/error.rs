@@ -1,5 +1,7 @@
 //! The error type of `wsbcn-video`.
 
+use std::path::PathBuf;
+
 /// Errors raised by the video crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -11,7 +13,31 @@ pub enum Error {
     #[error(transparent)]
     Nn(#[from] wsbcn_nn::Error),
 
-    /// A model setting is inconsistent.
+    /// The training engine failed.
+    #[error(transparent)]
+    Train(#[from] wsbcn_train::Error),
+
+    /// A data file (annotation, list or video) is missing, unreadable or
+    /// inconsistent.
+    #[error("{path}: {msg}")]
+    Data {
+        /// The file (or folder) at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+
+    /// A model or data setting is inconsistent.
     #[error("{0}")]
     Config(String),
+}
+
+impl Error {
+    /// An [`Error::Data`] for `path`.
+    pub fn data(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
+        Self::Data {
+            path: path.into(),
+            msg: msg.to_string(),
+        }
+    }
 }

@@ -1,16 +1,32 @@
 //! Video recognition for the wsbcn suite: 3D-conv models on clips
 //! `(N, C, T, H, W)` whose every conv and norm comes from the layers crate's
-//! factory, so each normalization variant is one config value.
+//! factory, so each normalization variant is one config value, and the clip
+//! data they train on.
 //!
 //! * [`video_resnet`]: R3D, MC3 and R(2+1)D, layer for layer as
 //!   torchvision's `r3d_18`, `mc3_18` and `r2plus1d_18`.
+//! * [`ssv2`], [`kinetics`], [`video_list`]: the Something-Something v2,
+//!   Kinetics-400 and plain list-file annotation layouts.
+//! * [`decode`]: FFmpeg decoding to RGB frames, with seeking.
+//! * [`sampling`]: TSN/TSM segment sampling and dense clip sampling.
+//! * [`fashion_ssv2`]: the embedded data sets, Fashion-SSv2 (webm, SSv2
+//!   layout) and Fashion-Kinetics (mp4, Kinetics layout).
 
 #![warn(missing_docs)]
 
+pub mod decode;
 mod error;
+pub mod fashion_ssv2;
+pub mod kinetics;
+pub mod sampling;
+pub mod ssv2;
+pub mod video_list;
 pub mod video_resnet;
 
+pub use decode::{count_frames, decode_all, decode_frames, Frames, Resize};
 pub use error::Error;
+pub use sampling::Sampler;
+pub use video_list::{read_list_file, VideoList, VideoRecord};
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -32,7 +32,7 @@ use crate::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
-use wsbcn_nn::{global_avg_pool, Conv3d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{global_avg_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
 
 /// Which torchvision video ResNet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ impl BlockConv {
         let mut y = x.clone();
         for (i, cn) in self.0.iter().enumerate() {
             if i > 0 {
-                y = y.relu()?;
+                y = relu(&y)?;
             }
             y = cn.forward_t(&y, train)?;
         }
@@ -183,13 +183,13 @@ struct Block {
 
 impl Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.conv1.forward_t(x, train)?.relu()?;
+        let y = relu(&self.conv1.forward_t(x, train)?)?;
         let y = self.conv2.forward_t(&y, train)?;
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        Ok(relu(&(y + shortcut)?)?)
     }
 }
 
@@ -308,7 +308,7 @@ impl VideoResNet {
         }
         let mut y = x.clone();
         for cn in &self.stem {
-            y = cn.forward_t(&y, train)?.relu()?;
+            y = relu(&cn.forward_t(&y, train)?)?;
         }
         for block in &self.layers {
             y = block.forward_t(&y, train)?;

@@ -1,13 +1,17 @@
 //! Data-set generators and caches of the suite.
 //!
 //! `wsbcn-data fashion-voc --out DIR` writes Fashion-VOC (segmentation, in
-//! the VOCdevkit layout) from Debian's Fashion-MNIST files.
+//! the VOCdevkit layout) from Debian's Fashion-MNIST files;
+//! `wsbcn-data fashion-ssv2 --out DIR` and `wsbcn-data fashion-kinetics --out
+//! DIR` write the same garment-motion clips in the Something-Something v2
+//! (VP9 webm) and Kinetics-400 (H.264 mp4) layouts.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
 use wsbcn_train::fashion_mnist::DEBIAN_DIR;
+use wsbcn_video::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
 
 #[derive(Parser)]
 #[command(name = "wsbcn-data", about = "Data-set generators of the wsbcn suite")]
@@ -48,6 +52,50 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Fashion-SSv2: garments moving over textured backgrounds, SSv2 layout (webm).
+    FashionSsv2(VideoArgs),
+    /// Fashion-Kinetics: the Fashion-SSv2 clips in the Kinetics layout (mp4).
+    FashionKinetics(VideoArgs),
+}
+
+/// Options of the video generators.
+#[derive(clap::Args)]
+struct VideoArgs {
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder of the Fashion-MNIST IDX files.
+    #[arg(long, default_value = DEBIAN_DIR)]
+    mnist: PathBuf,
+    /// Frame side in pixels [default: 64].
+    #[arg(long)]
+    size: Option<u32>,
+    /// Frames per video, `MIN,MAX` [default: 16,24].
+    #[arg(long, value_parser = pair::<usize>)]
+    frames: Option<(usize, usize)>,
+    /// Training videos [default: 1800].
+    #[arg(long)]
+    train: Option<usize>,
+    /// Validation videos [default: 270].
+    #[arg(long)]
+    val: Option<usize>,
+    /// Seed [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl VideoArgs {
+    fn config(&self) -> FashionSsv2Config {
+        let d = FashionSsv2Config::default();
+        FashionSsv2Config {
+            size: self.size.unwrap_or(d.size),
+            frames: self.frames.unwrap_or(d.frames),
+            train: self.train.unwrap_or(d.train),
+            val: self.val.unwrap_or(d.val),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        }
+    }
 }
 
 /// Parses `MIN,MAX` (their order is checked with the rest of the config,
@@ -62,6 +110,19 @@ fn pair<T: std::str::FromStr>(s: &str) -> Result<(T, T), String> {
         .split_once(',')
         .ok_or_else(|| format!("expected MIN,MAX, got `{s}`"))?;
     Ok((parse(a)?, parse(b)?))
+}
+
+fn report(name: &str, cfg: &FashionSsv2Config, root: &std::path::Path) {
+    println!(
+        "wrote {name} ({} train, {} validation videos of {}-{} frames at {}x{}) to {}",
+        cfg.train,
+        cfg.val,
+        cfg.frames.0,
+        cfg.frames.1,
+        cfg.size,
+        cfg.size,
+        root.display()
+    );
 }
 
 fn main() -> ExitCode {
@@ -88,16 +149,30 @@ fn main() -> ExitCode {
                 max_overlap: max_overlap.unwrap_or(d.max_overlap),
                 seed: seed.unwrap_or(d.seed),
             };
-            generate(&mnist, &out, &cfg).map(|root| {
-                println!(
-                    "wrote Fashion-VOC ({} train, {} val, {}x{}) to {}",
-                    cfg.train,
-                    cfg.val,
-                    cfg.size,
-                    cfg.size,
-                    root.display()
-                )
-            })
+            generate(&mnist, &out, &cfg)
+                .map_err(|e| e.to_string())
+                .map(|root| {
+                    println!(
+                        "wrote Fashion-VOC ({} train, {} val, {}x{}) to {}",
+                        cfg.train,
+                        cfg.val,
+                        cfg.size,
+                        cfg.size,
+                        root.display()
+                    )
+                })
+        }
+        Command::FashionSsv2(args) => {
+            let cfg = args.config();
+            generate_ssv2(&args.mnist, &args.out, &cfg)
+                .map(|root| report("Fashion-SSv2", &cfg, &root))
+                .map_err(|e| e.to_string())
+        }
+        Command::FashionKinetics(args) => {
+            let cfg = args.config();
+            generate_kinetics(&args.mnist, &args.out, &cfg)
+                .map(|root| report("Fashion-Kinetics", &cfg, &root))
+                .map_err(|e| e.to_string())
         }
     };
     match result {

@@ -1,0 +1,102 @@
+//! ReLU with a one-pass backward on the CPU.
+//!
+//! `y = max(x, 0)`, `dx = dy [y > 0]`. candle's own ReLU backward builds
+//! the mask from four ops (zeros, compare, cast, multiply), each a pass over
+//! the activation with its own allocation; here it is one pass over `y` and
+//! `dy`. Other devices and dtypes use candle's `relu`.
+
+use crate::cpu_slice::contiguous;
+use crate::Result;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Elements per parallel chunk: small activations stay on one thread.
+const CHUNK: usize = 1 << 15;
+
+/// `max(x, 0)`, any shape.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    let fused = x.device().is_cpu()
+        && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
+    if fused {
+        Ok(x.contiguous()?.apply_op1(Relu)?)
+    } else {
+        Ok(x.relu()?)
+    }
+}
+
+struct Relu;
+
+fn map<T: WithDType>(src: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); src.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, v)| *o = f(*v)));
+    out
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(map(contiguous::<f32>("relu", s, l)?, |v| v.max(0.0)))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(map(contiguous::<f64>("relu", s, l)?, |v| v.max(0.0)))
+            }
+            _ => candle_core::bail!("fused relu supports f32 and f64"),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
+    }
+}
+
+/// `(y, dy) -> dy [y > 0]`.
+struct ReluGrad;
+
+fn mask<T: WithDType>(y: &[T], g: &[T]) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(o, (y, g))| {
+            for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
+                if *y > T::zero() {
+                    *o = *g;
+                }
+            }
+        });
+    out
+}
+
+impl CustomOp2 for ReluGrad {
+    fn name(&self) -> &'static str {
+        "relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(mask(
+                contiguous::<f32>("relu", s1, l1)?,
+                contiguous::<f32>("relu", s2, l2)?,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(mask(
+                contiguous::<f64>("relu", s1, l1)?,
+                contiguous::<f64>("relu", s2, l2)?,
+            )),
+            _ => candle_core::bail!("fused relu supports f32 and f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}

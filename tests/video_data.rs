@@ -1,0 +1,541 @@
+//! Video data: the SSv2, Kinetics and list-file layouts on generated files,
+//! FFmpeg decoding against the `ffmpeg`/`ffprobe` command-line tools on
+//! generated videos (H.264 4:4:4 mp4, VP9 webm, MPEG-4 avi), damaged files,
+//! seeking, both frame samplers, and the Fashion-SSv2/Kinetics generators.
+
+use rand::{rngs::StdRng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use wsbcn_tests::stand_in_mnist;
+use wsbcn_video::fashion_ssv2::{
+    generate_kinetics, generate_ssv2, kinetics_label, FashionSsv2Config, TEMPLATES,
+};
+use wsbcn_video::kinetics::read_kinetics;
+use wsbcn_video::ssv2::{read_labels, read_ssv2};
+use wsbcn_video::{
+    count_frames, decode_all, decode_frames, read_list_file, Error, Resize, Sampler,
+};
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wsbcn-video-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The error message, which must name `file`.
+fn error_naming(r: Result<impl std::fmt::Debug, Error>, file: &Path) -> String {
+    let msg = r.expect_err("expected an error").to_string();
+    assert!(
+        msg.contains(&file.display().to_string()),
+        "`{msg}` does not name {}",
+        file.display()
+    );
+    msg
+}
+
+#[test]
+fn ssv2_layout_strips_template_brackets_and_maps_ids_to_webm() {
+    let d = fresh_dir("ssv2");
+    let labels = d.join("labels.json");
+    write(
+        &labels,
+        r#"{"Moving something from left to right": "1", "Pretending to move something": "0",
+            "Putting something on something": 2}"#,
+    );
+    let train = d.join("train.json");
+    write(
+        &train,
+        r#"[{"id": "17", "label": "moving a cup", "template": "Moving [something] from left to right", "placeholders": ["cup"]},
+            {"id": "4", "template": "Putting [something] on [something]"},
+            {"id": "230", "template": "Pretending to move [something]"}]"#,
+    );
+    let list = read_ssv2(&d.join("videos"), &labels, &train).unwrap();
+    assert_eq!(
+        list.classes,
+        [
+            "Pretending to move something",
+            "Moving something from left to right",
+            "Putting something on something"
+        ]
+    );
+    let got: Vec<(PathBuf, usize)> = list
+        .records
+        .iter()
+        .map(|r| (r.path.clone(), r.label))
+        .collect();
+    let v = d.join("videos");
+    assert_eq!(
+        got,
+        [
+            (v.join("17.webm"), 1),
+            (v.join("4.webm"), 2),
+            (v.join("230.webm"), 0)
+        ]
+    );
+
+    let bad = d.join("bad.json");
+    write(&bad, r#"[{"id": "5", "template": "Dropping [something]"}]"#);
+    let msg = error_naming(read_ssv2(&v, &labels, &bad), &bad);
+    assert!(msg.contains("Dropping something"), "{msg}");
+    write(&bad, r#"[{"id": "5"}]"#);
+    assert!(error_naming(read_ssv2(&v, &labels, &bad), &bad).contains("template"));
+    write(&bad, r#"[{"id": "5", "#);
+    assert!(error_naming(read_ssv2(&v, &labels, &bad), &bad).contains("malformed JSON"));
+    write(&bad, r#"{"a": "0", "b": "2"}"#);
+    assert!(error_naming(read_labels(&bad), &bad).contains("index 2"));
+    let missing = d.join("validation.json");
+    error_naming(read_ssv2(&v, &labels, &missing), &missing);
+}
+
+#[test]
+fn kinetics_layout_builds_split_label_id_paths_with_sorted_classes() {
+    let d = fresh_dir("kinetics");
+    let csv = d.join("train.csv");
+    write(
+        &csv,
+        "label,youtube_id,time_start,time_end,split\n\
+         zumba,abc123,14,24,train\n\
+         \"air drumming\",--xyz_-9,0,10,train\n\
+         abseiling,Q1w2e3,100,110,train\n",
+    );
+    let root = d.join("videos");
+    let list = read_kinetics(&csv, &root, None).unwrap();
+    assert_eq!(list.classes, ["abseiling", "air drumming", "zumba"]);
+    let got: Vec<(PathBuf, usize)> = list
+        .records
+        .iter()
+        .map(|r| (r.path.clone(), r.label))
+        .collect();
+    let t = root.join("train");
+    assert_eq!(
+        got,
+        [
+            (t.join("zumba").join("abc123_000014_000024.mp4"), 2),
+            (t.join("air drumming").join("--xyz_-9_000000_000010.mp4"), 1),
+            (t.join("abseiling").join("Q1w2e3_000100_000110.mp4"), 0),
+        ]
+    );
+
+    // A validation split indexes with the training classes.
+    let val = d.join("val.csv");
+    write(
+        &val,
+        "label,youtube_id,time_start,time_end,split\nzumba,k,1,11,val\n",
+    );
+    let vl = read_kinetics(&val, &root, Some(&list.classes)).unwrap();
+    assert_eq!(vl.records[0].label, 2);
+    assert_eq!(
+        vl.records[0].path,
+        root.join("val/zumba/k_000001_000011.mp4")
+    );
+    write(
+        &val,
+        "label,youtube_id,time_start,time_end,split\nskydiving,k,1,11,val\n",
+    );
+    let msg = error_naming(read_kinetics(&val, &root, Some(&list.classes)), &val);
+    assert!(msg.contains("line 2") && msg.contains("skydiving"), "{msg}");
+
+    write(
+        &val,
+        "label,youtube_id,time_start,time_end,split\nzumba,k,1,11,val\nzumba,,3,13,val\n",
+    );
+    let msg = error_naming(read_kinetics(&val, &root, None), &val);
+    assert!(
+        msg.contains("line 3") && msg.contains("youtube_id"),
+        "{msg}"
+    );
+    write(
+        &val,
+        "label,youtube_id,time_start,time_end,split\nzumba,k,1\n",
+    );
+    let msg = error_naming(read_kinetics(&val, &root, None), &val);
+    assert!(msg.contains("line 2") && msg.contains("time_end"), "{msg}");
+    write(&val, "label,youtube_id,start,end,split\n");
+    assert!(error_naming(read_kinetics(&val, &root, None), &val).contains("time_start"));
+}
+
+#[test]
+fn list_file_reads_paths_and_labels_and_rejects_bad_lines() {
+    let d = fresh_dir("list");
+    let list = d.join("train_list.txt");
+    write(&list, "# comment\na/b c.mp4 1\n\nx.webm 0\n");
+    let classes = vec!["left".to_string(), "right".to_string()];
+    let vl = read_list_file(&list, &d, classes.clone()).unwrap();
+    let got: Vec<(PathBuf, usize)> = vl
+        .records
+        .iter()
+        .map(|r| (r.path.clone(), r.label))
+        .collect();
+    assert_eq!(got, [(d.join("a/b c.mp4"), 1), (d.join("x.webm"), 0)]);
+    write(&list, "x.webm 2\n");
+    let msg = error_naming(read_list_file(&list, &d, classes.clone()), &list);
+    assert!(msg.contains("line 1") && msg.contains("outside"), "{msg}");
+    write(&list, "ok.mp4 0\nnolabel.mp4\n");
+    let msg = error_naming(read_list_file(&list, &d, classes), &list);
+    assert!(msg.contains("line 2"), "{msg}");
+}
+
+/// Runs a command-line tool, panicking with its output on failure.
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e})"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A generated test-pattern video with `frames` frames at 12 fps.
+fn make_video(path: &Path, frames: usize, codec_args: &[&str]) {
+    let n = frames.to_string();
+    let mut args = vec![
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=48x32:rate=12",
+        "-frames:v",
+        &n,
+    ];
+    args.extend_from_slice(codec_args);
+    let p = path.to_str().unwrap();
+    args.push(p);
+    run("ffmpeg", &args);
+}
+
+/// The frame count ffprobe reports after decoding every frame.
+fn ffprobe_frames(path: &Path) -> usize {
+    run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+/// Every frame as RGB bytes, decoded by the ffmpeg tool.
+fn ffmpeg_rgb(path: &Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", path.to_str().unwrap()])
+        .args([
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-sws_flags",
+            "bilinear",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+const FORMATS: [(&str, &[&str]); 3] = [
+    (
+        "mp4",
+        &["-c:v", "libx264", "-pix_fmt", "yuv444p", "-bf", "2"],
+    ),
+    (
+        "webm",
+        &["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-b:v", "200k"],
+    ),
+    ("avi", &["-c:v", "mpeg4", "-q:v", "3", "-bf", "1"]),
+];
+
+#[test]
+fn decoding_delivers_every_frame_ffmpeg_reports_with_its_pixels() {
+    let d = fresh_dir("decode");
+    for (ext, args) in FORMATS {
+        let path = d.join(format!("clip.{ext}"));
+        make_video(&path, 29, args);
+        let reported = ffprobe_frames(&path);
+        assert_eq!(reported, 29, "{ext}: ffprobe");
+        assert_eq!(count_frames(&path).unwrap(), reported, "{ext}");
+        let frames = decode_all(&path, Resize::Original).unwrap();
+        assert_eq!(
+            (frames.count, frames.width, frames.height),
+            (29, 48, 32),
+            "{ext}"
+        );
+        let reference = ffmpeg_rgb(&path);
+        assert_eq!(reference.len(), frames.data.len(), "{ext}");
+        let mean_diff = reference
+            .iter()
+            .zip(&frames.data)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / reference.len() as f64;
+        assert!(mean_diff < 1.0, "{ext}: mean |RGB difference| {mean_diff}");
+
+        let small = decode_all(&path, Resize::ShortSide(16)).unwrap();
+        assert_eq!(
+            (small.count, small.width, small.height),
+            (29, 24, 16),
+            "{ext}"
+        );
+    }
+}
+
+#[test]
+fn seeking_returns_the_same_frames_as_decoding_through() {
+    let d = fresh_dir("seek");
+    for (ext, args) in FORMATS {
+        let path = d.join(format!("long.{ext}"));
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["-g", "24"]);
+        make_video(&path, 400, &a);
+        let all = decode_all(&path, Resize::Original).unwrap();
+        assert_eq!(all.count, 400, "{ext}");
+        let wanted = [3, 250, 251, 399, 120, 3];
+        let got = decode_frames(&path, &wanted, Resize::Original).unwrap();
+        assert_eq!(got.count, wanted.len());
+        for (k, &i) in wanted.iter().enumerate() {
+            assert!(got.frame(k) == all.frame(i), "{ext}: frame {i} differs");
+        }
+        let past = decode_frames(&path, &[10, 400], Resize::Original);
+        assert!(error_naming(past, &path).contains("400"));
+    }
+}
+
+#[test]
+fn damaged_and_non_video_files_name_the_file() {
+    let d = fresh_dir("damaged");
+    // A non-video file.
+    let text = d.join("notes.mp4");
+    write(&text, "this is not a video\n");
+    error_naming(decode_all(&text, Resize::Original), &text);
+    // A missing file.
+    let missing = d.join("missing.webm");
+    assert!(error_naming(decode_all(&missing, Resize::Original), &missing).contains("no such"));
+    // Truncated files: an mp4 whose index (at the end) is cut off, one
+    // with the index first whose frame data is cut, and a cut webm.
+    for (name, args) in [
+        ("cut.mp4", &["-c:v", "libx264"][..]),
+        (
+            "cut_faststart.mp4",
+            &["-c:v", "libx264", "-movflags", "+faststart"][..],
+        ),
+        ("cut.avi", &["-c:v", "mpeg4"][..]),
+    ] {
+        let path = d.join(name);
+        make_video(&path, 60, args);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let msg = error_naming(decode_all(&path, Resize::Original), &path);
+        assert!(!msg.is_empty());
+    }
+}
+
+#[test]
+fn segment_sampler_takes_one_frame_per_segment() {
+    let s = Sampler::Segments { num_segments: 8 };
+    let test = s.indices::<StdRng>(80, None).unwrap();
+    assert_eq!(test, [5, 15, 25, 35, 45, 55, 65, 75]);
+    let mut rng = StdRng::seed_from_u64(0);
+    for _ in 0..50 {
+        let train = s.indices(83, Some(&mut rng)).unwrap();
+        for (i, f) in train.iter().enumerate() {
+            let (lo, hi) = (i as f64 * 83.0 / 8.0, (i + 1) as f64 * 83.0 / 8.0);
+            assert!(
+                (lo.floor() as usize..hi.ceil() as usize).contains(f),
+                "{train:?}"
+            );
+        }
+    }
+    // Shorter than the segment count: frames repeat.
+    assert_eq!(
+        s.indices::<StdRng>(4, None).unwrap(),
+        [0, 0, 1, 1, 2, 2, 3, 3]
+    );
+    assert!(s.indices::<StdRng>(0, None).is_err());
+}
+
+#[test]
+fn dense_sampler_spreads_clips_and_loops_short_videos() {
+    let s = Sampler::Dense {
+        clip_len: 4,
+        frame_interval: 2,
+        num_clips: 3,
+    };
+    // F = 100, span 8: a = 93 / 3 = 31, bases 15, 46, 77.
+    let test = s.indices::<StdRng>(100, None).unwrap();
+    let expect: Vec<usize> = [15, 46, 77]
+        .iter()
+        .flat_map(|b| (0..4).map(move |j| b + 2 * j))
+        .collect();
+    assert_eq!(test, expect);
+    let mut rng = StdRng::seed_from_u64(1);
+    for _ in 0..50 {
+        let train = s.indices(100, Some(&mut rng)).unwrap();
+        for (k, clip) in train.chunks(4).enumerate() {
+            assert!((31 * k..31 * (k + 1)).contains(&clip[0]), "{train:?}");
+            assert!(clip.windows(2).all(|w| w[1] == w[0] + 2));
+        }
+    }
+    // A 5-frame video under a span of 8 starts at 0 and loops.
+    let one = Sampler::Dense {
+        clip_len: 4,
+        frame_interval: 2,
+        num_clips: 1,
+    };
+    assert_eq!(one.indices::<StdRng>(5, None).unwrap(), [0, 2, 4, 1]);
+    assert_eq!(one.indices(5, Some(&mut rng)).unwrap(), [0, 2, 4, 1]);
+    let bad = Sampler::Dense {
+        clip_len: 0,
+        frame_interval: 1,
+        num_clips: 1,
+    };
+    assert!(bad.indices::<StdRng>(10, None).is_err());
+}
+
+/// The centroid of the garment: pixels weighted by how far their channel
+/// sum exceeds the brightest possible background (the generators draw
+/// light garments on grounds with every channel below 0.5).
+fn bright_centroid(frame: &[u8], side: usize) -> (f64, f64) {
+    let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+    for (i, px) in frame.chunks(3).enumerate() {
+        let w = (px.iter().map(|&v| v as f64).sum::<f64>() - 390.0).max(0.0);
+        sx += w * (i % side) as f64;
+        sy += w * (i / side) as f64;
+        n += w;
+    }
+    assert!(n > 0.0, "no garment pixel in the frame");
+    (sx / n, sy / n)
+}
+
+fn small_video_config() -> FashionSsv2Config {
+    FashionSsv2Config {
+        size: 48,
+        frames: (6, 9),
+        train: 18,
+        val: 9,
+        scale: (0.8, 0.9),
+        ..FashionSsv2Config::default()
+    }
+}
+
+#[test]
+fn fashion_ssv2_is_a_readable_deterministic_ssv2_tree_whose_motion_matches_its_class() {
+    let d = fresh_dir("fashion-ssv2");
+    let mnist = stand_in_mnist(&d.join("mnist"), false);
+    let cfg = small_video_config();
+    let (a, b) = (d.join("a"), d.join("b"));
+    generate_ssv2(&mnist, &a, &cfg).unwrap();
+    generate_ssv2(&mnist, &b, &cfg).unwrap();
+    let read = |root: &Path, split: &str| {
+        read_ssv2(
+            &root.join("videos"),
+            &root.join("labels.json"),
+            &root.join(split),
+        )
+        .unwrap()
+    };
+    let train = read(&a, "train.json");
+    let val = read(&a, "validation.json");
+    assert_eq!((train.len(), val.len()), (18, 9));
+    let names: Vec<String> = TEMPLATES
+        .iter()
+        .map(|t| t.replace(['[', ']'], ""))
+        .collect();
+    assert_eq!(train.classes, names);
+    for (i, r) in train.records.iter().enumerate() {
+        assert_eq!(r.label, i % TEMPLATES.len());
+    }
+    for r in train.records.iter().take(9) {
+        let same = std::fs::read(&r.path).unwrap()
+            == std::fs::read(b.join("videos").join(r.path.file_name().unwrap())).unwrap();
+        assert!(
+            same,
+            "{} differs between runs with one seed",
+            r.path.display()
+        );
+        let v = decode_all(&r.path, Resize::Original).unwrap();
+        assert!((6..=9).contains(&v.count) && v.width == 48 && v.height == 48);
+        // The garment moves as the class says, from first to last frame.
+        let (x0, y0) = bright_centroid(v.frame(0), 48);
+        let (x1, y1) = bright_centroid(v.frame(v.count - 1), 48);
+        match r.label {
+            0 => assert!(x1 > x0 + 8.0, "left to right: x {x0} -> {x1}"),
+            1 => assert!(x1 < x0 - 8.0, "right to left: x {x0} -> {x1}"),
+            2 => assert!(y1 < y0 - 8.0, "up: y {y0} -> {y1}"),
+            3 => assert!(y1 > y0 + 8.0, "down: y {y0} -> {y1}"),
+            8 => assert!(
+                (x1 - x0).abs() < 2.5 && (y1 - y0).abs() < 2.5,
+                "pretending moved"
+            ),
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn fashion_kinetics_holds_the_same_clips_in_the_kinetics_layout() {
+    let d = fresh_dir("fashion-kinetics");
+    let mnist = stand_in_mnist(&d.join("mnist"), false);
+    let cfg = FashionSsv2Config {
+        train: 9,
+        val: 3,
+        ..small_video_config()
+    };
+    generate_kinetics(&mnist, &d.join("k"), &cfg).unwrap();
+    generate_ssv2(&mnist, &d.join("s"), &cfg).unwrap();
+    let train = read_kinetics(&d.join("k/train.csv"), &d.join("k"), None).unwrap();
+    let val = read_kinetics(&d.join("k/val.csv"), &d.join("k"), Some(&train.classes)).unwrap();
+    assert_eq!((train.len(), val.len()), (9, 3));
+    let mut expected: Vec<String> = TEMPLATES.iter().map(|t| kinetics_label(t)).collect();
+    expected.sort();
+    assert_eq!(train.classes, expected);
+    let ssv2 = read_ssv2(
+        &d.join("s/videos"),
+        &d.join("s/labels.json"),
+        &d.join("s/train.json"),
+    )
+    .unwrap();
+    for (k, s) in train.records.iter().zip(&ssv2.records) {
+        assert_eq!(train.classes[k.label], ssv2.classes[s.label].to_lowercase());
+        let (kv, sv) = (
+            decode_all(&k.path, Resize::Original).unwrap(),
+            decode_all(&s.path, Resize::Original).unwrap(),
+        );
+        assert_eq!(kv.count, sv.count, "{}", k.path.display());
+        let diff = kv
+            .data
+            .iter()
+            .zip(&sv.data)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / kv.data.len() as f64;
+        assert!(
+            diff < 6.0,
+            "mp4 and webm of one clip differ by {diff} on average"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
