@@ -13,7 +13,8 @@ use wsbcn_video::fashion_ssv2::{
 use wsbcn_video::kinetics::read_kinetics;
 use wsbcn_video::ssv2::{read_labels, read_ssv2};
 use wsbcn_video::{
-    count_frames, decode_all, decode_frames, read_list_file, Error, Resize, Sampler,
+    build_cache, count_frames, decode_all, decode_frames, read_list_file, ClipCache, Error, Resize,
+    Sampler, VideoList, VideoRecord,
 };
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -537,5 +538,66 @@ fn fashion_kinetics_holds_the_same_clips_in_the_kinetics_layout() {
             "mp4 and webm of one clip differ by {diff} on average"
         );
     }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn clip_cache_holds_the_decoded_frames_and_skips_bad_videos_when_asked() {
+    let d = fresh_dir("cache");
+    let videos = [("a.mp4", 12, 0), ("b.webm", 9, 1), ("c.avi", 7, 0)];
+    for ((name, frames, _), (_, args)) in videos.iter().zip(FORMATS) {
+        make_video(&d.join(name), *frames, args);
+    }
+    let bad = d.join("bad.mp4");
+    write(&bad, "not a video");
+    let record = |name: &str, label| VideoRecord {
+        path: d.join(name),
+        label,
+    };
+    let list = VideoList {
+        classes: vec!["x".into(), "y".into()],
+        records: vec![
+            record("a.mp4", 0),
+            record("bad.mp4", 1),
+            record("b.webm", 1),
+            record("c.avi", 0),
+        ],
+    };
+    let out = d.join("cache/clips.h5");
+    error_naming(build_cache(&list, &out, 16, false, |_, _| {}), &bad);
+    assert!(!out.exists(), "a failed build left a cache");
+    assert_eq!(std::fs::read_dir(d.join("cache")).unwrap().count(), 0);
+
+    let mut calls = vec![];
+    let report = build_cache(&list, &out, 16, true, |done, total| {
+        calls.push((done, total))
+    })
+    .unwrap();
+    assert_eq!((report.written, report.frames), (3, 28));
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].0, bad);
+    assert_eq!(calls.last(), Some(&(4, 4)));
+
+    let cache = ClipCache::open(&out).unwrap();
+    assert_eq!(cache.len(), 3);
+    assert_eq!(cache.classes(), ["x", "y"]);
+    assert_eq!(cache.short_side(), 16);
+    for (v, (name, frames, label)) in videos.iter().enumerate() {
+        assert_eq!(cache.label(v), *label);
+        assert_eq!(cache.source(v), d.join(name));
+        let all = decode_all(&d.join(name), Resize::ShortSide(16)).unwrap();
+        assert_eq!(cache.dims(v).unwrap(), (*frames, 16, 24));
+        let pick = [frames - 1, 0, 2, 2];
+        let got = cache.frames(v, &pick).unwrap();
+        assert_eq!((got.count, got.width, got.height), (4, 24, 16));
+        for (k, &i) in pick.iter().enumerate() {
+            assert!(
+                got.frame(k) == all.frame(i),
+                "{name}: cached frame {i} differs"
+            );
+        }
+    }
+    assert!(error_naming(cache.frames(2, &[7]), &out).contains("frame 7"));
+    error_naming(ClipCache::open(&bad), &bad);
     let _ = std::fs::remove_dir_all(&d);
 }

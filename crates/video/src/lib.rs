@@ -7,13 +7,16 @@
 //!   torchvision's `r3d_18`, `mc3_18` and `r2plus1d_18`.
 //! * [`ssv2`], [`kinetics`], [`video_list`]: the Something-Something v2,
 //!   Kinetics-400 and plain list-file annotation layouts.
+//! * [`video_source`]: a split in any of those layouts, as a config value.
 //! * [`decode`]: FFmpeg decoding to RGB frames, with seeking.
+//! * [`clip_cache`]: the decoded-clip cache in HDF5.
 //! * [`sampling`]: TSN/TSM segment sampling and dense clip sampling.
 //! * [`fashion_ssv2`]: the embedded data sets, Fashion-SSv2 (webm, SSv2
 //!   layout) and Fashion-Kinetics (mp4, Kinetics layout).
 
 #![warn(missing_docs)]
 
+pub mod clip_cache;
 pub mod decode;
 mod error;
 pub mod fashion_ssv2;
@@ -22,11 +25,14 @@ pub mod sampling;
 pub mod ssv2;
 pub mod video_list;
 pub mod video_resnet;
+pub mod video_source;
 
+pub use clip_cache::{build_cache, CacheReport, ClipCache};
 pub use decode::{count_frames, decode_all, decode_frames, Frames, Resize};
 pub use error::Error;
 pub use sampling::Sampler;
 pub use video_list::{read_list_file, VideoList, VideoRecord};
+pub use video_source::VideoSource;
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

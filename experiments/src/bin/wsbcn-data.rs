@@ -4,7 +4,9 @@
 //! the VOCdevkit layout) from Debian's Fashion-MNIST files;
 //! `wsbcn-data fashion-ssv2 --out DIR` and `wsbcn-data fashion-kinetics --out
 //! DIR` write the same garment-motion clips in the Something-Something v2
-//! (VP9 webm) and Kinetics-400 (H.264 mp4) layouts.
+//! (VP9 webm) and Kinetics-400 (H.264 mp4) layouts; `wsbcn-data cache-clips
+//! --ssv2 DIR --split train --out FILE.h5` decodes a split once into an HDF5
+//! clip cache.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
 use wsbcn_train::fashion_mnist::DEBIAN_DIR;
 use wsbcn_video::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
+use wsbcn_video::{build_cache, VideoSource};
 
 #[derive(Parser)]
 #[command(name = "wsbcn-data", about = "Data-set generators of the wsbcn suite")]
@@ -56,6 +59,31 @@ enum Command {
     FashionSsv2(VideoArgs),
     /// Fashion-Kinetics: the Fashion-SSv2 clips in the Kinetics layout (mp4).
     FashionKinetics(VideoArgs),
+    /// Decodes a split's videos once into an HDF5 clip cache.
+    CacheClips {
+        /// A folder in the SSv2 layout of `fashion-ssv2` (videos/, labels.json, <split>.json).
+        #[arg(
+            long,
+            conflicts_with = "kinetics",
+            required_unless_present = "kinetics"
+        )]
+        ssv2: Option<PathBuf>,
+        /// A folder in the Kinetics layout (<split>.csv, <split>/<label>/*.mp4).
+        #[arg(long)]
+        kinetics: Option<PathBuf>,
+        /// The split: train, validation (SSv2) or val (Kinetics).
+        #[arg(long)]
+        split: String,
+        /// The cache file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Frames are resized so their shorter side has this many pixels.
+        #[arg(long, default_value_t = 64)]
+        short_side: u32,
+        /// Leave out (and report) videos that fail to decode instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+    },
 }
 
 /// Options of the video generators.
@@ -125,6 +153,40 @@ fn report(name: &str, cfg: &FashionSsv2Config, root: &std::path::Path) {
     );
 }
 
+fn cache_clips(
+    ssv2: Option<PathBuf>,
+    kinetics: Option<PathBuf>,
+    split: &str,
+    out: &std::path::Path,
+    short_side: u32,
+    skip_bad: bool,
+) -> Result<(), String> {
+    let source = match (ssv2, kinetics) {
+        (Some(dir), _) => VideoSource::ssv2_dir(&dir, split),
+        (None, Some(dir)) => VideoSource::kinetics_dir(&dir, split),
+        (None, None) => return Err("give --ssv2 DIR or --kinetics DIR".into()),
+    };
+    let list = source.read().map_err(|e| e.to_string())?;
+    let start = std::time::Instant::now();
+    let report = build_cache(&list, out, short_side, skip_bad, |done, total| {
+        eprint!("\rdecoded {done}/{total} videos");
+    })
+    .map_err(|e| e.to_string())?;
+    eprintln!();
+    for (path, why) in &report.skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    println!(
+        "cached {} videos ({} frames, short side {short_side}) in {:.1} s to {}; skipped {}",
+        report.written,
+        report.frames,
+        start.elapsed().as_secs_f64(),
+        out.display(),
+        report.skipped.len()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -174,6 +236,14 @@ fn main() -> ExitCode {
                 .map(|root| report("Fashion-Kinetics", &cfg, &root))
                 .map_err(|e| e.to_string())
         }
+        Command::CacheClips {
+            ssv2,
+            kinetics,
+            split,
+            out,
+            short_side,
+            skip_bad,
+        } => cache_clips(ssv2, kinetics, &split, &out, short_side, skip_bad),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
