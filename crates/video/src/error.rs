@@ -41,3 +41,14 @@ impl Error {
         }
     }
 }
+
+impl From<Error> for wsbcn_train::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Train(e) => e,
+            Error::Candle(e) => wsbcn_train::Error::Candle(e),
+            Error::Nn(e) => wsbcn_train::Error::Nn(e),
+            other => wsbcn_train::Error::Data(other.to_string()),
+        }
+    }
+}

@@ -10,6 +10,8 @@
 //! * [`video_source`]: a split in any of those layouts, as a config value.
 //! * [`decode`]: FFmpeg decoding to RGB frames, with seeking.
 //! * [`clip_cache`]: the decoded-clip cache in HDF5.
+//! * [`clip_transform`], [`clip_data`]: augmentation and the clip data set.
+//! * [`task`]: the training task, config and metrics.
 //! * [`sampling`]: TSN/TSM segment sampling and dense clip sampling.
 //! * [`fashion_ssv2`]: the embedded data sets, Fashion-SSv2 (webm, SSv2
 //!   layout) and Fashion-Kinetics (mp4, Kinetics layout).
@@ -17,12 +19,15 @@
 #![warn(missing_docs)]
 
 pub mod clip_cache;
+pub mod clip_data;
+pub mod clip_transform;
 pub mod decode;
 mod error;
 pub mod fashion_ssv2;
 pub mod kinetics;
 pub mod sampling;
 pub mod ssv2;
+pub mod task;
 pub mod video_list;
 pub mod video_resnet;
 pub mod video_source;

@@ -103,6 +103,47 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Test-time indices of `views` temporal views, one `Vec` per view:
+    /// dense sampling with `num_clips = views`, or segment sampling at
+    /// offset `(k + 1/2) / views` of every segment for view `k`.
+    pub fn test_views(&self, frames: usize, views: usize) -> Result<Vec<Vec<usize>>> {
+        self.validate()?;
+        if frames == 0 || views == 0 {
+            return Err(Error::Config(format!(
+                "{views} views of a {frames}-frame video"
+            )));
+        }
+        Ok(match *self {
+            Sampler::Segments { num_segments } => (0..views)
+                .map(|k| {
+                    if frames < num_segments {
+                        return segments::<rand::rngs::StdRng>(frames, num_segments, None);
+                    }
+                    let avg = frames as f64 / num_segments as f64;
+                    let r = avg * (k as f64 + 0.5) / views as f64;
+                    (0..num_segments)
+                        .map(|i| ((i as f64 * avg + r) as usize).min(frames - 1))
+                        .collect()
+                })
+                .collect(),
+            Sampler::Dense {
+                clip_len,
+                frame_interval,
+                ..
+            } => {
+                let all = Sampler::Dense {
+                    clip_len,
+                    frame_interval,
+                    num_clips: views,
+                }
+                .indices::<rand::rngs::StdRng>(frames, None)?;
+                all.chunks(clip_len).map(<[usize]>::to_vec).collect()
+            }
+        })
+    }
+}
+
 fn segments<R: Rng>(frames: usize, num_segments: usize, rng: Option<&mut R>) -> Vec<usize> {
     if frames < num_segments {
         return (0..num_segments)

@@ -1,0 +1,169 @@
+//! `wsbcn-video`: train and evaluate 3D-conv video models on clip data.
+//!
+//! ```text
+//! wsbcn-video train --config FILE [--set key=value ...] [--run-dir DIR] [--stop-after N]
+//! wsbcn-video eval  --checkpoint FILE [--config FILE] [--set ...] [--views CLIPSxCROPS]
+//! ```
+//!
+//! Without `--config`, `eval` reads the resolved config stored in the run
+//! log beside the checkpoint (`<run>/run.h5`).
+
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
+use wsbcn_train::{load_config, parse_config, to_toml, Loader, RunLog, Task, Trainer};
+use wsbcn_video::task::{VideoConfig, VideoMetrics, VideoTask};
+use wsbcn_video::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "wsbcn-video",
+    about = "Video recognition with WS/BCN and friends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (or resume) a run.
+    Train {
+        /// The TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides, `key.path=value`.
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// The run directory (default: runs/<config name>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Stop after this many steps (a checkpoint is written there).
+        #[arg(long)]
+        stop_after: Option<u64>,
+    },
+    /// Evaluate a checkpoint on the validation split.
+    Eval {
+        /// The checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The config (default: the one in the run log).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides, `key.path=value`.
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Views per video, `CLIPSxCROPS` (crops 1 or 3).
+        #[arg(long, default_value = "1x1", value_parser = views)]
+        views: (usize, usize),
+    },
+}
+
+fn views(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once('x')
+        .ok_or_else(|| format!("expected CLIPSxCROPS, got `{s}`"))?;
+    let n = |v: &str| {
+        v.parse::<usize>()
+            .map_err(|_| format!("`{v}` is not a count"))
+    };
+    Ok((n(a)?, n(b)?))
+}
+
+/// The config given, or the one stored in the run log of `checkpoint`.
+fn config_for(checkpoint: &Path, config: Option<&Path>, set: &[String]) -> Result<VideoConfig> {
+    if let Some(c) = config {
+        return Ok(load_config(c, set)?);
+    }
+    let log_path = checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .map(|run| run.join("run.h5"))
+        .ok_or_else(|| Error::data(checkpoint, "no run directory around the checkpoint"))?;
+    let log = RunLog::read(&log_path)?;
+    let text = log
+        .attr("config")
+        .ok_or_else(|| Error::data(&log_path, "the run log holds no config; pass --config"))?;
+    Ok(parse_config(text, &log_path.display().to_string(), set)?)
+}
+
+fn print_metrics(m: &VideoMetrics, classes: &[String]) {
+    println!(
+        "top1 {:.4}\ntop5 {:.4}\nmean_class_accuracy {:.4}\nskipped_videos {}",
+        m.top1, m.top5, m.mean_class_accuracy, m.skipped
+    );
+    println!("\n| class | accuracy % | videos |\n|---|---:|---:|");
+    for (c, row) in m.confusion.iter().enumerate() {
+        let n: usize = row.iter().sum();
+        let acc = if n > 0 {
+            100.0 * row[c] as f64 / n as f64
+        } else {
+            0.0
+        };
+        let name = classes.get(c).map_or_else(|| c.to_string(), String::clone);
+        println!("| {name} | {acc:.1} | {n} |");
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            config,
+            set,
+            run_dir,
+            stop_after,
+        } => {
+            let cfg: VideoConfig = load_config(&config, &set)?;
+            let resolved = to_toml(&cfg)?;
+            let stem = config
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("video");
+            let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(stem));
+            let mut task = VideoTask::new(&cfg, &Device::Cpu)?;
+            let loader = Loader::new(task.train_set()?, cfg.train.data.clone(), cfg.train.seed)?;
+            let mut trainer = Trainer::new(cfg.train.clone(), &dir)
+                .with_attr("config", resolved)
+                .with_attr("task", "video")
+                .with_attr("norm", cfg.norm.spec.clone());
+            if let Some(s) = stop_after {
+                trainer = trainer.stop_after(s);
+            }
+            let summary = trainer.run(&mut task, &loader)?;
+            for (k, v) in &summary.metrics {
+                println!("{k} {v:.4}");
+            }
+            if let Some(m) = &task.last {
+                print_metrics(m, task.classes());
+            }
+            println!("run log: {}", summary.log.display());
+        }
+        Command::Eval {
+            checkpoint,
+            config,
+            set,
+            views: (clips, crops),
+        } => {
+            let cfg = config_for(&checkpoint, config.as_deref(), &set)?;
+            let task = VideoTask::new(&cfg, &Device::Cpu)?;
+            let ckpt = load_checkpoint(&checkpoint, &Device::Cpu)?;
+            restore_model(&ckpt, task.varmap())?;
+            let m = task.evaluate_views(clips, crops)?;
+            println!("views {clips}x{crops}");
+            print_metrics(&m, task.classes());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsbcn-video: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

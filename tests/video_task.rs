@@ -1,0 +1,257 @@
+//! The video task: metrics against hand-computed values, the clip
+//! transforms' exact geometry, the clip data set from a cache and from
+//! files (skipping a bad video), and a short training run that resumes.
+
+use rand::{rngs::StdRng, SeedableRng};
+use std::path::{Path, PathBuf};
+use wsbcn_tests::stand_in_mnist;
+use wsbcn_train::{Dataset, Loader, Trainer};
+use wsbcn_video::clip_data::ClipSet;
+use wsbcn_video::clip_transform::{test_clips, train_clip, ClipAugment};
+use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_video::task::{video_metrics, VideoConfig, VideoTask};
+use wsbcn_video::{build_cache, Frames, Sampler, VideoSource};
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wsbcn-vtask-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn metrics_equal_a_hand_computation() {
+    // 3 classes; scores per video and the true label.
+    let scored = vec![
+        (vec![0.7, 0.2, 0.1], 0), // right
+        (vec![0.1, 0.3, 0.6], 1), // wrong (2), right in top 2
+        (vec![0.2, 0.5, 0.3], 1), // right
+        (vec![0.5, 0.4, 0.1], 2), // wrong (0)
+    ];
+    let m = video_metrics(&scored, 3, 1);
+    assert_eq!(m.top1, 0.5);
+    assert_eq!(m.top5, 1.0);
+    // Per class: 0 -> 1/1, 1 -> 1/2, 2 -> 0/1.
+    assert!((m.mean_class_accuracy - 0.5).abs() < 1e-12);
+    assert_eq!(m.confusion, [[1, 0, 0], [0, 1, 1], [1, 0, 0]]);
+    assert_eq!(m.skipped, 1);
+}
+
+/// Two frames of `w x h` where pixel `(x, y)` of frame `f` has value
+/// `(x + 2 y + 50 f) mod 256` in every channel.
+fn ramp(w: usize, h: usize) -> Frames {
+    let mut data = Vec::new();
+    for f in 0..2 {
+        for y in 0..h {
+            for x in 0..w {
+                data.extend([((x + 2 * y + 50 * f) % 256) as u8; 3]);
+            }
+        }
+    }
+    Frames {
+        width: w,
+        height: h,
+        count: 2,
+        data,
+    }
+}
+
+fn plain_aug(crop: usize) -> ClipAugment {
+    ClipAugment {
+        crop,
+        scales: vec![1.0],
+        flip: true,
+        flip_label_map: vec![[0, 1]],
+        mean: [0.0; 3],
+        std: [1.0 / 255.0; 3],
+    }
+}
+
+#[test]
+fn test_crops_take_the_exact_pixels_of_their_region() {
+    // 64x48 frames: short side 48, crop side 0.875 * 48 = 42 -> output 42:
+    // one output pixel per source pixel, no interpolation.
+    let frames = ramp(64, 48);
+    let aug = plain_aug(42);
+    let clips = test_clips(&frames, 3, &aug, 3).unwrap();
+    assert_eq!(clips.len(), 3);
+    let (y0, xs) = (3usize, [0usize, 11, 22]); // (48 - 42) / 2; left, centre, right
+    for (clip, x0) in clips.iter().zip(xs) {
+        assert_eq!((clip.t, clip.side, clip.label), (2, 42, 3));
+        for f in 0..2 {
+            for (y, x) in [(0, 0), (5, 17), (41, 41)] {
+                let want = ((x0 + x + 2 * (y0 + y) + 50 * f) % 256) as f32;
+                for c in 0..3 {
+                    let got = clip.data[((c * 2 + f) * 42 + y) * 42 + x];
+                    assert!(
+                        (got - want).abs() < 1e-3,
+                        "crop at {x0}: ({x},{y}) {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(test_clips(&frames, 0, &aug, 2).is_err());
+}
+
+#[test]
+fn training_crops_flip_the_frames_and_swap_mapped_labels() {
+    let frames = ramp(32, 32);
+    let aug = plain_aug(32);
+    let mut rng = StdRng::seed_from_u64(0);
+    let (mut flipped, mut kept) = (0, 0);
+    for _ in 0..40 {
+        let clip = train_clip(&frames, 0, &aug, &mut rng);
+        // Scale 1 of a square frame: the whole frame, mirrored or not.
+        let px = |x: usize| clip.data[(4 * 32) + x];
+        if clip.label == 1 {
+            flipped += 1;
+            assert_eq!((px(0), px(31)), (31.0 + 8.0, 8.0), "mirrored row");
+        } else {
+            kept += 1;
+            assert_eq!((px(0), px(31)), (8.0, 39.0));
+        }
+        // Unmapped labels stay.
+        assert_eq!(train_clip(&frames, 2, &aug, &mut rng).label, 2);
+    }
+    assert!(flipped > 5 && kept > 5, "{flipped} flipped, {kept} kept");
+}
+
+fn small_data(d: &Path) -> (PathBuf, FashionSsv2Config) {
+    let mnist = stand_in_mnist(&d.join("mnist"), false);
+    let cfg = FashionSsv2Config {
+        size: 40,
+        frames: (6, 9),
+        train: 9,
+        val: 9,
+        scale: (0.7, 0.75),
+        ..FashionSsv2Config::default()
+    };
+    let root = d.join("ssv2");
+    generate_ssv2(&mnist, &root, &cfg).unwrap();
+    (root, cfg)
+}
+
+#[test]
+fn clip_sets_read_the_same_clips_from_cache_and_files_and_skip_bad_videos() {
+    let d = fresh_dir("clipset");
+    let (root, _) = small_data(&d);
+    let list = VideoSource::ssv2_dir(&root, "train").read().unwrap();
+    let cache = d.join("train.h5");
+    build_cache(&list, &cache, 40, false, |_, _| {}).unwrap();
+    let sampler = Sampler::Segments { num_segments: 4 };
+    let aug = ClipAugment {
+        crop: 32,
+        ..ClipAugment::default()
+    };
+    let from_cache = ClipSet::from_cache(
+        wsbcn_video::ClipCache::open(&cache).unwrap(),
+        sampler,
+        aug.clone(),
+        false,
+    )
+    .unwrap();
+    let from_files = ClipSet::from_files(list.clone(), 40, sampler, aug.clone(), false).unwrap();
+    for v in [0, 4, 8] {
+        let a = from_cache
+            .train_sample(v, &mut StdRng::seed_from_u64(v as u64))
+            .unwrap();
+        let b = from_files
+            .train_sample(v, &mut StdRng::seed_from_u64(v as u64))
+            .unwrap();
+        assert_eq!((a.t, a.side, a.data.len()), (4, 32, 3 * 4 * 32 * 32));
+        assert_eq!(a, b, "video {v}: cache and files differ");
+        let views = from_cache.test_views(v, 2, 3).unwrap();
+        assert_eq!(views.len(), 6);
+    }
+
+    // A damaged second video: skipped (once logged, counted) with
+    // skip_bad, an error naming it without.
+    let mut bad = list.clone();
+    std::fs::write(d.join("bad.webm"), "not a video").unwrap();
+    bad.records[1].path = d.join("bad.webm");
+    let strict = ClipSet::from_files(bad.clone(), 40, sampler, aug.clone(), false).unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let e = strict.train_sample(1, &mut rng).unwrap_err().to_string();
+    assert!(e.contains("bad.webm"), "{e}");
+    let lenient = ClipSet::from_files(bad, 40, sampler, aug, true).unwrap();
+    let got = lenient.get(1, &mut rng).unwrap();
+    assert_eq!(got.label, list.records[2].label, "video 2 stands in for 1");
+    lenient.get(1, &mut rng).unwrap();
+    assert_eq!(lenient.skipped(), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_short_video_run_trains_evaluates_and_resumes_where_it_stopped() {
+    let d = fresh_dir("run");
+    let (root, _) = small_data(&d);
+    let text = format!(
+        r#"
+        [model]
+        arch = "r3d"
+        width = 0.125
+        num_classes = 9
+        [norm]
+        spec = "gn+ws"
+        groups = 4
+        [data]
+        train = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/train.json" }}
+        val = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/validation.json" }}
+        short_side = 32
+        sampler = {{ kind = "dense", clip_len = 4, frame_interval = 1, num_clips = 1 }}
+        [data.augment]
+        crop = 24
+        [train]
+        steps = 4
+        eval_interval = 2
+        checkpoint_interval = 2
+        diag_interval = 0
+        [train.data]
+        batch_size = 2
+        workers = 1
+        "#,
+        r = root.display()
+    );
+    let cfg: VideoConfig = wsbcn_train::parse_config(&text, "test.toml", &[]).unwrap();
+    let run = |stop: Option<u64>| {
+        let mut task = VideoTask::new(&cfg, &candle_core::Device::Cpu).unwrap();
+        let loader = Loader::new(task.train_set().unwrap(), cfg.train.data.clone(), 0).unwrap();
+        let mut trainer = Trainer::new(cfg.train.clone(), &d.join("run"));
+        if let Some(s) = stop {
+            trainer = trainer.stop_after(s);
+        }
+        trainer.run(&mut task, &loader).unwrap()
+    };
+    run(Some(2));
+    let summary = run(None);
+    let log = wsbcn_train::RunLog::read(&summary.log).unwrap();
+    let top1 = log.eval("top1").unwrap();
+    assert_eq!(top1.len(), 2, "evaluations at steps 2 and 4");
+    assert!(top1.iter().all(|a| (0.0..=1.0).contains(a)));
+    assert_eq!(log.eval("skipped_videos").unwrap(), [0.0, 0.0]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn every_video_config_loads_with_the_norm_its_name_says() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/video");
+    let mut names = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let cfg: VideoConfig = wsbcn_train::load_config(&path, &[])
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let spec = name
+                .strip_prefix("fashion_ssv2_")
+                .unwrap()
+                .replace("_ws", "+ws")
+                .replace("_est", "-est");
+            assert_eq!(cfg.norm.spec, spec, "{name}");
+            assert_eq!(cfg.model.num_classes, 9, "{name}");
+            names.push(name);
+        }
+    }
+    assert_eq!(names.len(), 6, "{names:?}");
+}
