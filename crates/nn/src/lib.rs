@@ -15,7 +15,7 @@
 //!   ratios for the experiments' figures;
 //! * [`resize_bilinear`], [`max_pool`], [`adaptive_avg_pool`]: the spatial
 //!   ops models need, with backward passes (candle lacks or limits them);
-//! * [`relu`]: ReLU with a one-pass backward on the CPU;
+//! * [`relu()`]: ReLU with a one-pass backward on the CPU;
 //! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
 //!   seed its CPU generator).
 //!

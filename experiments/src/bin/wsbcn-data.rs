@@ -61,14 +61,14 @@ enum Command {
     FashionKinetics(VideoArgs),
     /// Decodes a split's videos once into an HDF5 clip cache.
     CacheClips {
-        /// A folder in the SSv2 layout of `fashion-ssv2` (videos/, labels.json, <split>.json).
+        /// A folder in the SSv2 layout of `fashion-ssv2` (videos/, labels.json, SPLIT.json).
         #[arg(
             long,
             conflicts_with = "kinetics",
             required_unless_present = "kinetics"
         )]
         ssv2: Option<PathBuf>,
-        /// A folder in the Kinetics layout (<split>.csv, <split>/<label>/*.mp4).
+        /// A folder in the Kinetics layout (SPLIT.csv, SPLIT/LABEL/*.mp4).
         #[arg(long)]
         kinetics: Option<PathBuf>,
         /// The split: train, validation (SSv2) or val (Kinetics).
