@@ -11,9 +11,8 @@ For gn+ws, every BatchNorm becomes GroupNorm(32) and every conv followed by
 one standardizes its weight (biased variance, eps 1e-5).
 """
 
-import resource
 import sys
-import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -21,29 +20,12 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nn" / "benches"))
+from torch_bench import time_steps, to_gn_ws  # noqa: E402
+
 threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-
-
-class WSConv2d(nn.Conv2d):
-    def forward(self, x):
-        w = self.weight
-        flat = w.view(w.size(0), -1)
-        w = ((flat - flat.mean(1, keepdim=True)) / torch.sqrt(flat.var(1, unbiased=False, keepdim=True) + 1e-5)).view_as(w)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-def to_gn_ws(module):
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, nn.GroupNorm(32, child.num_features))
-        elif isinstance(child, nn.Conv2d) and child.out_channels != 21:  # all but the classifier
-            ws = WSConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                          child.padding, child.dilation, child.groups, child.bias is not None)
-            setattr(module, name, ws)
-        else:
-            to_gn_ws(child)
 
 
 class DeepLab(nn.Module):
@@ -60,7 +42,7 @@ class DeepLab(nn.Module):
 
 model = DeepLab()
 if spec == "gn+ws":
-    to_gn_ws(model)
+    to_gn_ws(model, keep=lambda conv: conv.out_channels == 21)  # all but the classifier
 model.train()
 opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(2, 3, 257, 257)
@@ -73,9 +55,4 @@ def step():
     opt.step()
 
 
-step()
-t = time.perf_counter()
-for _ in range(steps):
-    step()
-rate = 2 * steps / (time.perf_counter() - t)
-print(f"{rate:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", flush=True)
+time_steps(step, steps, 2)

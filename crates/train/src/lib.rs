@@ -5,6 +5,7 @@
 //! segmentation and video tasks plug into through [`Task`].
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

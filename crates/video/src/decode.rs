@@ -106,10 +106,11 @@ struct Source<'p> {
     decoder: ffmpeg::decoder::Video,
     stream: usize,
     declared_frames: usize,
-    /// Frames per stream time-base tick, and the stream's start time.
+    /// Frames per stream time-base tick (from the average frame rate).
     ticks_to_frames: Option<f64>,
+    /// The stream's start time, in its time base.
     start: i64,
-    /// Seconds per AV_TIME_BASE tick for seeking.
+    /// Seconds per frame, for seeking.
     frame_seconds: Option<f64>,
     resize: Resize,
     scaler: Option<(Scaler, (Pixel, u32, u32))>,

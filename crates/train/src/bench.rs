@@ -1,0 +1,162 @@
+//! Helpers of the training benchmarks (`cargo bench -p wsbcn-seg`,
+//! `-p wsbcn-video`): each variant runs in a child process so that its peak
+//! resident memory is its own, and prints one `rate peak_mb` line.
+
+use crate::{param_groups, Result, Sgd, SgdConfig};
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use std::process::Command;
+
+/// This process's peak resident memory in MB (`VmHWM`), NaN where the
+/// platform does not report it.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Runs `cmd` and parses the `rate peak_mb` of its last output line; the
+/// child's error output is shown when it fails.
+fn measure(mut cmd: Command) -> Option<(f64, f64)> {
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<f64> = text
+        .lines()
+        .last()?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some((*f.first()?, *f.get(1)?))
+}
+
+/// A markdown table row of `ours` next to `torch` (`(rate, peak_mb)`
+/// each) with their ratios; `-` where a side is missing.
+fn comparison_row(name: &str, ours: Option<(f64, f64)>, torch: Option<(f64, f64)>) -> String {
+    let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    format!(
+        "| {name} | {} | {} | {} | {} | {} | {} |",
+        fmt(ours.map(|o| o.0), 2),
+        fmt(ours.map(|o| o.1), 0),
+        fmt(torch.map(|t| t.0), 2),
+        fmt(torch.map(|t| t.1), 0),
+        ratio(ours.map(|o| o.0), torch.map(|t| t.0)),
+        ratio(ours.map(|o| o.1), torch.map(|t| t.1)),
+    )
+}
+
+/// The timed steps of a benchmark: `WSBCN_BENCH_STEPS`, else `default`.
+pub fn bench_steps(default: usize) -> usize {
+    std::env::var("WSBCN_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The variant this process is to time when it is a benchmark's child.
+pub fn child_spec() -> Option<String> {
+    std::env::var("WSBCN_BENCH_CHILD").ok()
+}
+
+/// Times every spec in a child of the running benchmark binary and, with
+/// `WSBCN_TORCH_PYTHON` set, `python script THREADS STEPS SPEC`; prints a
+/// markdown table whose rate column is `unit`.
+pub fn compare_with_torch(specs: &[&str], steps: usize, script: &str, unit: &str) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let python = std::env::var("WSBCN_TORCH_PYTHON").ok();
+    println!("CPU, {threads} threads, {steps} timed steps after one warm-up\n");
+    println!(
+        "| norm | wsbcn {unit} | wsbcn peak MB | PyTorch {unit} | PyTorch peak MB | speed vs PyTorch | memory vs PyTorch |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for spec in specs {
+        let ours = std::env::current_exe().ok().and_then(|exe| {
+            let mut me = Command::new(exe);
+            me.env("WSBCN_BENCH_CHILD", spec)
+                .env("WSBCN_BENCH_STEPS", steps.to_string());
+            measure(me)
+        });
+        let torch = python.as_ref().and_then(|py| {
+            let mut c = Command::new(py);
+            c.arg(script)
+                .arg(threads.to_string())
+                .arg(steps.to_string())
+                .arg(spec);
+            measure(c)
+        });
+        println!("{}", comparison_row(spec, ours, torch));
+    }
+}
+
+/// Times `steps` calls of `step` after one warm-up call and prints the
+/// child's `rate peak_mb` line, the rate in samples per second for `batch`
+/// samples per step.
+fn time_child_steps(
+    steps: usize,
+    batch: usize,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    step()?;
+    let t = std::time::Instant::now();
+    for _ in 0..steps {
+        step()?;
+    }
+    let rate = (batch * steps) as f64 / t.elapsed().as_secs_f64();
+    println!("{rate:.3} {:.0}", peak_rss_mb());
+    Ok(())
+}
+
+/// The `main` of a training benchmark: as a child, times the variant the
+/// environment names with `child(spec, steps)`; otherwise prints `title`
+/// and the table of [`compare_with_torch`].
+pub fn bench_main<E: std::fmt::Display>(
+    title: &str,
+    specs: &[&str],
+    script: &str,
+    unit: &str,
+    child: impl Fn(&str, usize) -> std::result::Result<(), E>,
+) {
+    let steps = bench_steps(3);
+    if let Some(spec) = child_spec() {
+        if let Err(e) = child(&spec, steps) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    println!("{title}");
+    compare_with_torch(specs, steps, script, unit);
+}
+
+/// Times `steps` SGD steps (momentum 0.9, weight decay 1e-4, `lr`) on the
+/// variables of `vm` with the loss `loss()` builds, after a warm-up step;
+/// prints the child's line (see [`time_child_steps`]).
+pub fn time_sgd_steps(
+    steps: usize,
+    batch: usize,
+    vm: &VarMap,
+    lr: f64,
+    loss: impl Fn() -> Result<Tensor>,
+) -> Result<()> {
+    let opt = SgdConfig {
+        lr,
+        ..SgdConfig::default()
+    };
+    let mut sgd = Sgd::new(param_groups(vm, &opt), &opt);
+    time_child_steps(steps, batch, || {
+        let grads = sgd.grads(&loss()?.backward()?);
+        sgd.step(&grads, lr)
+    })
+}
