@@ -142,7 +142,7 @@ pub fn bench_main<E: std::fmt::Display>(
 
 /// Times `steps` SGD steps (momentum 0.9, weight decay 1e-4, `lr`) on the
 /// variables of `vm` with the loss `loss()` builds, after a warm-up step;
-/// prints the child's line (see [`time_child_steps`]).
+/// prints the child's `rate peak_mb` line.
 pub fn time_sgd_steps(
     steps: usize,
     batch: usize,
