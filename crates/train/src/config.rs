@@ -167,6 +167,35 @@ pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[Str
     finish(table, &path.display().to_string(), overrides)
 }
 
+/// The config of a run's checkpoint: the file `config` when given, else the
+/// resolved config stored in the run log beside the checkpoint
+/// (`<run>/run.h5` for `<run>/checkpoints/<file>`), with `overrides`.
+pub fn config_for_checkpoint<T: DeserializeOwned + Validate>(
+    checkpoint: &Path,
+    config: Option<&Path>,
+    overrides: &[String],
+) -> Result<T> {
+    if let Some(c) = config {
+        return load_config(c, overrides);
+    }
+    let log_path = checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .map(|run| run.join("run.h5"))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: no run directory around the checkpoint",
+                checkpoint.display()
+            ))
+        })?;
+    let log = crate::RunLog::read(&log_path)?;
+    let text = log.attr("config").ok_or_else(|| Error::RunLog {
+        path: log_path.clone(),
+        msg: "the run log holds no config; pass --config".into(),
+    })?;
+    parse_config(text, &log_path.display().to_string(), overrides)
+}
+
 /// The resolved config as TOML, for printing and for run logs.
 pub fn to_toml<T: Serialize>(config: &T) -> Result<String> {
     toml::to_string(config).map_err(|e| Error::Invalid(format!("serializing the config: {e}")))

@@ -20,7 +20,7 @@ use wsbcn_seg::visualize::{colorize, panel};
 use wsbcn_seg::voc::{VocSplit, IGNORE};
 use wsbcn_seg::{Error, Result};
 use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
-use wsbcn_train::{load_config, parse_config, to_toml, Loader, RunLog, Task, Trainer};
+use wsbcn_train::{config_for_checkpoint, load_config, to_toml, Loader, Task, Trainer};
 
 #[derive(Parser)]
 #[command(
@@ -78,23 +78,6 @@ enum Command {
         /// Images to segment.
         images: Vec<PathBuf>,
     },
-}
-
-/// The config given, or the one stored in the run log of `checkpoint`.
-fn config_for(checkpoint: &Path, config: Option<&Path>, set: &[String]) -> Result<SegConfig> {
-    if let Some(c) = config {
-        return Ok(load_config(c, set)?);
-    }
-    let log_path = checkpoint
-        .parent()
-        .and_then(Path::parent)
-        .map(|run| run.join("run.h5"))
-        .ok_or_else(|| Error::data(checkpoint, "no run directory around the checkpoint"))?;
-    let log = RunLog::read(&log_path)?;
-    let text = log
-        .attr("config")
-        .ok_or_else(|| Error::data(&log_path, "the run log holds no config; pass --config"))?;
-    Ok(parse_config(text, &log_path.display().to_string(), set)?)
 }
 
 /// Class names for a table: VOC's for 21 classes, Fashion-VOC's for 11,
@@ -158,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
             set,
             save,
         } => {
-            let cfg = config_for(&checkpoint, config.as_deref(), &set)?;
+            let cfg = config_for_checkpoint::<SegConfig>(&checkpoint, config.as_deref(), &set)?;
             let task = load_task(&checkpoint, &cfg)?;
             let m = task.evaluate_split()?;
             println!(
@@ -190,7 +173,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             images,
         } => {
-            let cfg = config_for(&checkpoint, config.as_deref(), &[])?;
+            let cfg = config_for_checkpoint::<SegConfig>(&checkpoint, config.as_deref(), &[])?;
             let task = load_task(&checkpoint, &cfg)?;
             std::fs::create_dir_all(&out).map_err(|e| Error::data(&out, e))?;
             for path in images {

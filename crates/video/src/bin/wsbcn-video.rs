@@ -10,12 +10,12 @@
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
-use wsbcn_train::{load_config, parse_config, to_toml, Loader, RunLog, Task, Trainer};
+use wsbcn_train::{config_for_checkpoint, load_config, to_toml, Loader, Task, Trainer};
 use wsbcn_video::task::{VideoConfig, VideoMetrics, VideoTask};
-use wsbcn_video::{Error, Result};
+use wsbcn_video::Result;
 
 #[derive(Parser)]
 #[command(
@@ -70,23 +70,6 @@ fn views(s: &str) -> std::result::Result<(usize, usize), String> {
             .map_err(|_| format!("`{v}` is not a count"))
     };
     Ok((n(a)?, n(b)?))
-}
-
-/// The config given, or the one stored in the run log of `checkpoint`.
-fn config_for(checkpoint: &Path, config: Option<&Path>, set: &[String]) -> Result<VideoConfig> {
-    if let Some(c) = config {
-        return Ok(load_config(c, set)?);
-    }
-    let log_path = checkpoint
-        .parent()
-        .and_then(Path::parent)
-        .map(|run| run.join("run.h5"))
-        .ok_or_else(|| Error::data(checkpoint, "no run directory around the checkpoint"))?;
-    let log = RunLog::read(&log_path)?;
-    let text = log
-        .attr("config")
-        .ok_or_else(|| Error::data(&log_path, "the run log holds no config; pass --config"))?;
-    Ok(parse_config(text, &log_path.display().to_string(), set)?)
 }
 
 fn print_metrics(m: &VideoMetrics, classes: &[String]) {
@@ -146,7 +129,7 @@ fn run(cli: Cli) -> Result<()> {
             set,
             views: (clips, crops),
         } => {
-            let cfg = config_for(&checkpoint, config.as_deref(), &set)?;
+            let cfg = config_for_checkpoint::<VideoConfig>(&checkpoint, config.as_deref(), &set)?;
             let task = VideoTask::new(&cfg, &Device::Cpu)?;
             let ckpt = load_checkpoint(&checkpoint, &Device::Cpu)?;
             restore_model(&ckpt, task.varmap())?;
