@@ -181,16 +181,11 @@ impl ClipSet {
     /// spatial crops, in that order.
     pub fn test_views(&self, v: usize, clips: usize, crops: usize) -> Result<Vec<ClipSample>> {
         let mut out = Vec::with_capacity(clips * crops);
-        let mut views = None;
-        let frames = self.frames(v, |t| {
-            let vs = self.sampler.test_views(t, clips)?;
-            let flat = vs.concat();
-            views = Some(vs.len());
-            Ok(flat)
-        })?;
-        let per = frames.count / views.unwrap_or(1).max(1);
-        for k in 0..views.unwrap_or(0) {
-            let n = frames.width * frames.height * 3;
+        // `clips` views of `clip_len` frames each, one after another.
+        let frames = self.frames(v, |t| Ok(self.sampler.test_views(t, clips)?.concat()))?;
+        let per = self.sampler.clip_len();
+        let n = frames.width * frames.height * 3;
+        for k in 0..clips {
             let clip = Frames {
                 count: per,
                 data: frames.data[k * per * n..(k + 1) * per * n].to_vec(),
