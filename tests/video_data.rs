@@ -348,8 +348,7 @@ fn damaged_and_non_video_files_name_the_file() {
         make_video(&path, 60, args);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let msg = error_naming(decode_all(&path, Resize::Original), &path);
-        assert!(!msg.is_empty());
+        error_naming(decode_all(&path, Resize::Original), &path);
     }
 }
 
