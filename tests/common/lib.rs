@@ -259,7 +259,8 @@ pub fn build_model<M, E: std::fmt::Debug>(
     make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
 ) -> (candle_nn::VarMap, M) {
     let vm = candle_nn::VarMap::new();
-    let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    // Seeded, so that tests that train the model are deterministic.
+    let vb = wsbcn_nn::seeded_var_builder(&vm, 0, DType::F32, &Device::Cpu);
     let f = wsbcn_nn::LayerFactory::new(&wsbcn_nn::NormConfig {
         spec: spec.into(),
         groups,
