@@ -433,3 +433,25 @@ fn configs_inherit_from_base_files() {
     assert!(err.contains("missing.toml"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_hdf5_file_reopens_while_a_child_started_during_its_write_still_runs() {
+    // A child process started while the file is open inherits HDF5's
+    // descriptor; with HDF5's file lock that kept the file locked after
+    // close, and the reopen failed (seen when tests generating videos ran
+    // beside a test building a clip cache).
+    let dir = tmp_dir("h5lock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f.h5");
+    let file = wsbcn_train::h5_file::create(&path).unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    drop(file);
+    let reopened = wsbcn_train::h5_file::open(&path).map(drop);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reopened.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fashion_mnist;
 pub mod garment_canvas;
+pub mod h5_file;
 pub mod loader;
 pub mod loss;
 pub mod optim;

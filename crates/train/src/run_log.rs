@@ -109,7 +109,7 @@ impl RunLog {
             path: path.to_path_buf(),
             msg: e.to_string(),
         };
-        let file = hdf5::File::open(path).map_err(err)?;
+        let file = crate::h5_file::open(path).map_err(err)?;
         let mut attrs = BTreeMap::new();
         for name in file.attr_names().map_err(err)? {
             let v: VarLenUnicode = file
@@ -199,7 +199,7 @@ impl RunLog {
             .unwrap_or("run.h5");
         let tmp = self.path.with_file_name(format!(".{name}.tmp"));
         {
-            let file = hdf5::File::create(&tmp).map_err(err)?;
+            let file = crate::h5_file::create(&tmp).map_err(err)?;
             for (k, v) in &self.attrs {
                 let v: VarLenUnicode = v.parse().map_err(|e| Error::RunLog {
                     path: self.path.clone(),

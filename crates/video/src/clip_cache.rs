@@ -58,7 +58,7 @@ pub fn build_cache(
     let mut labels: Vec<u32> = Vec::new();
     let mut sources: Vec<VarLenUnicode> = Vec::new();
     {
-        let file = hdf5::File::create(&tmp).map_err(err)?;
+        let file = wsbcn_train::h5_file::create(&tmp).map_err(err)?;
         let videos = file.create_group("videos").map_err(err)?;
         for (b, batch) in list.records.chunks(BATCH).enumerate() {
             let decoded: Vec<Result<Frames>> = batch
@@ -138,7 +138,7 @@ impl ClipCache {
     /// Opens a cache written by [`build_cache`].
     pub fn open(path: &Path) -> Result<Self> {
         let err = |e: hdf5::Error| Error::data(path, format!("not a clip cache: {e}"));
-        let file = hdf5::File::open(path).map_err(err)?;
+        let file = wsbcn_train::h5_file::open(path).map_err(err)?;
         let classes_json: VarLenUnicode = file
             .attr("classes")
             .and_then(|a| a.read_scalar())
