@@ -117,6 +117,7 @@ fn toy_training_loss_falls_and_the_log_reads_back() {
         "lr",
         "grad_norm",
         "samples_per_s",
+        "wall_s",
         "moving_speed",
         "singularity.mean",
         "ws_grad_ratio.mean",
@@ -156,6 +157,10 @@ fn stopping_and_resuming_repeats_the_uninterrupted_run() {
         RunLog::read(&split.join("run.h5")).unwrap(),
     );
     assert_eq!(a.eval("top1"), b.eval("top1"));
+    // The run's clock carries over the resume instead of restarting.
+    let wall = b.scalar("wall_s").unwrap();
+    assert!(wall.windows(2).all(|w| w[0] <= w[1]), "{wall:?}");
+    assert!(b.eval("wall_s").unwrap()[1] >= wall[19]);
     for d in [whole, split] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wsbcn_nn::{seeded_var_builder, LayerFactory, NormConfig};
 use wsbcn_train::config::within;
-use wsbcn_train::{pixel_cross_entropy, Dataset, Task, TrainConfig, Validate};
+use wsbcn_train::{
+    pixel_cross_entropy, to_toml, Dataset, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
+};
 
 /// How evaluation covers an image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -325,4 +327,27 @@ impl Task for SegTask {
         self.last = Some(m);
         Ok(out)
     }
+}
+
+/// Trains (or resumes) a run of `config` through `trainer`, which holds the
+/// run directory and options; the run log gets the resolved config, the
+/// task (`segmentation`) and the norm spec as attributes. Returns the summary
+/// and the task, whose `last` holds the final evaluation's full metrics.
+pub fn train(
+    config: &SegConfig,
+    trainer: Trainer,
+    device: &Device,
+) -> Result<(RunSummary, SegTask)> {
+    let mut task = SegTask::new(config, device)?;
+    let loader = Loader::new(
+        task.train_set()?,
+        config.train.data.clone(),
+        config.train.seed,
+    )?;
+    let summary = trainer
+        .with_attr("config", to_toml(config)?)
+        .with_attr("task", "segmentation")
+        .with_attr("norm", config.norm.spec.clone())
+        .run(&mut task, &loader)?;
+    Ok((summary, task))
 }

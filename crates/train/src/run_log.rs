@@ -6,10 +6,11 @@
 //! /                attributes: config (TOML), seed, crate_version, git_commit, ...
 //! /steps/step      u64, the optimizer step of each row
 //! /steps/<name>    per-step scalars: loss, lr, grad_norm, samples_per_s,
-//!                  moving_speed, singularity.mean, singularity.<layer>,
+//!                  moving_speed, wall_s (seconds since the run began,
+//!                  summed over resumes), singularity.mean, singularity.<layer>,
 //!                  ws_grad_ratio.mean, ws_grad_ratio.<layer> (NaN where not measured)
 //! /eval/step       u64, the step after which each evaluation ran
-//! /eval/<metric>   per-evaluation metrics
+//! /eval/<metric>   per-evaluation metrics, and wall_s after each
 //! ```
 //!
 //! The log lives in memory and [`RunLog::flush`] writes the whole file to a

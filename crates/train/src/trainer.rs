@@ -289,6 +289,14 @@ impl Trainer {
         if let Some(s) = resumed_from {
             progress.println(&format!("resuming from step {s} ({})", self.dir.display()));
         }
+        // Wall-clock seconds of the run so far (steps and evaluations),
+        // carried over a resume from what the log kept.
+        let wall_base = [log.scalar("wall_s"), log.eval("wall_s")]
+            .into_iter()
+            .filter_map(|c| c.and_then(|c| c.last().copied()))
+            .fold(0.0, f64::max);
+        let run_start = Instant::now();
+        let wall = || wall_base + run_start.elapsed().as_secs_f64();
         let mut batches = data.iter_from(batch);
         let mut metrics = vec![];
         let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
@@ -345,6 +353,7 @@ impl Trainer {
                     ("loss".to_string(), loss),
                     ("grad_norm".to_string(), norm),
                     ("samples_per_s".to_string(), rate),
+                    ("wall_s".to_string(), wall()),
                 ]);
                 log.log_step(step, &row);
                 step += 1;
@@ -352,7 +361,9 @@ impl Trainer {
                 let last = step == cfg.steps;
                 if last || (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) {
                     metrics = task.evaluate()?;
-                    log.log_eval(step, &metrics);
+                    let mut row = metrics.clone();
+                    row.push(("wall_s".into(), wall()));
+                    log.log_eval(step, &row);
                     let line: Vec<String> =
                         metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
                     progress.println(&format!("eval after step {step}: {}", line.join(", ")));

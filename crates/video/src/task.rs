@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wsbcn_nn::{seeded_var_builder, LayerFactory, NormConfig};
 use wsbcn_train::config::within;
-use wsbcn_train::{cross_entropy, Task, TrainConfig, Validate};
+use wsbcn_train::{
+    cross_entropy, to_toml, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
+};
 
 /// The data section of a video config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -288,4 +290,27 @@ impl Task for VideoTask {
         self.last = Some(m);
         Ok(out)
     }
+}
+
+/// Trains (or resumes) a run of `config` through `trainer`, which holds the
+/// run directory and options; the run log gets the resolved config, the
+/// task (`video`) and the norm spec as attributes. Returns the summary
+/// and the task, whose `last` holds the final evaluation's full metrics.
+pub fn train(
+    config: &VideoConfig,
+    trainer: Trainer,
+    device: &Device,
+) -> Result<(RunSummary, VideoTask)> {
+    let mut task = VideoTask::new(config, device)?;
+    let loader = Loader::new(
+        task.train_set()?,
+        config.train.data.clone(),
+        config.train.seed,
+    )?;
+    let summary = trainer
+        .with_attr("config", to_toml(config)?)
+        .with_attr("task", "video")
+        .with_attr("norm", config.norm.spec.clone())
+        .run(&mut task, &loader)?;
+    Ok((summary, task))
 }

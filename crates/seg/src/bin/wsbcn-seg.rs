@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wsbcn_seg::augment::eval_sample;
 use wsbcn_seg::palette::{write_label, LabelMap};
-use wsbcn_seg::task::{SegConfig, SegTask};
+use wsbcn_seg::task::{train, SegConfig, SegTask};
 use wsbcn_seg::visualize::{colorize, panel};
 use wsbcn_seg::voc::{VocSplit, IGNORE};
 use wsbcn_seg::{Error, Result};
 use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
-use wsbcn_train::{config_for_checkpoint, load_config, to_toml, Loader, Task, Trainer};
+use wsbcn_train::{config_for_checkpoint, load_config, Task, Trainer};
 
 #[derive(Parser)]
 #[command(
@@ -114,19 +114,13 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
         } => {
             let cfg: SegConfig = load_config(&config, &set)?;
-            let resolved = to_toml(&cfg)?;
             let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("seg");
             let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(stem));
-            let mut task = SegTask::new(&cfg, &Device::Cpu)?;
-            let loader = Loader::new(task.train_set()?, cfg.train.data.clone(), cfg.train.seed)?;
-            let mut trainer = Trainer::new(cfg.train.clone(), &dir)
-                .with_attr("config", resolved)
-                .with_attr("task", "segmentation")
-                .with_attr("norm", cfg.norm.spec.clone());
+            let mut trainer = Trainer::new(cfg.train.clone(), &dir);
             if let Some(s) = stop_after {
                 trainer = trainer.stop_after(s);
             }
-            let summary = trainer.run(&mut task, &loader)?;
+            let (summary, task) = train(&cfg, trainer, &Device::Cpu)?;
             for (k, v) in &summary.metrics {
                 println!("{k} {v:.4}");
             }

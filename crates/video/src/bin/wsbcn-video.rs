@@ -13,8 +13,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
-use wsbcn_train::{config_for_checkpoint, load_config, to_toml, Loader, Task, Trainer};
-use wsbcn_video::task::{VideoConfig, VideoMetrics, VideoTask};
+use wsbcn_train::{config_for_checkpoint, load_config, Task, Trainer};
+use wsbcn_video::task::{train, VideoConfig, VideoMetrics, VideoTask};
 use wsbcn_video::Result;
 
 #[derive(Parser)]
@@ -99,22 +99,16 @@ fn run(cli: Cli) -> Result<()> {
             stop_after,
         } => {
             let cfg: VideoConfig = load_config(&config, &set)?;
-            let resolved = to_toml(&cfg)?;
             let stem = config
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("video");
             let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(stem));
-            let mut task = VideoTask::new(&cfg, &Device::Cpu)?;
-            let loader = Loader::new(task.train_set()?, cfg.train.data.clone(), cfg.train.seed)?;
-            let mut trainer = Trainer::new(cfg.train.clone(), &dir)
-                .with_attr("config", resolved)
-                .with_attr("task", "video")
-                .with_attr("norm", cfg.norm.spec.clone());
+            let mut trainer = Trainer::new(cfg.train.clone(), &dir);
             if let Some(s) = stop_after {
                 trainer = trainer.stop_after(s);
             }
-            let summary = trainer.run(&mut task, &loader)?;
+            let (summary, task) = train(&cfg, trainer, &Device::Cpu)?;
             for (k, v) in &summary.metrics {
                 println!("{k} {v:.4}");
             }
