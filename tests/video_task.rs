@@ -4,11 +4,10 @@
 
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
-use wsbcn_tests::stand_in_mnist;
+use wsbcn_tests::tiny_fashion_ssv2;
 use wsbcn_train::{Dataset, Loader, Trainer};
 use wsbcn_video::clip_data::ClipSet;
 use wsbcn_video::clip_transform::{test_clips, train_clip, ClipAugment};
-use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
 use wsbcn_video::task::{video_metrics, VideoConfig, VideoTask};
 use wsbcn_video::{build_cache, Frames, Sampler, VideoSource};
 
@@ -117,25 +116,10 @@ fn training_crops_flip_the_frames_and_swap_mapped_labels() {
     assert!(flipped > 5 && kept > 5, "{flipped} flipped, {kept} kept");
 }
 
-fn small_data(d: &Path) -> (PathBuf, FashionSsv2Config) {
-    let mnist = stand_in_mnist(&d.join("mnist"), false);
-    let cfg = FashionSsv2Config {
-        size: 40,
-        frames: (6, 9),
-        train: 9,
-        val: 9,
-        scale: (0.7, 0.75),
-        ..FashionSsv2Config::default()
-    };
-    let root = d.join("ssv2");
-    generate_ssv2(&mnist, &root, &cfg).unwrap();
-    (root, cfg)
-}
-
 #[test]
 fn clip_sets_read_the_same_clips_from_cache_and_files_and_skip_bad_videos() {
     let d = fresh_dir("clipset");
-    let (root, _) = small_data(&d);
+    let root = tiny_fashion_ssv2(&d);
     let list = VideoSource::ssv2_dir(&root, "train").read().unwrap();
     let cache = d.join("train.h5");
     build_cache(&list, &cache, 40, false, |_, _| {}).unwrap();
@@ -185,7 +169,7 @@ fn clip_sets_read_the_same_clips_from_cache_and_files_and_skip_bad_videos() {
 #[test]
 fn a_short_video_run_trains_evaluates_and_resumes_where_it_stopped() {
     let d = fresh_dir("run");
-    let (root, _) = small_data(&d);
+    let root = tiny_fashion_ssv2(&d);
     let text = format!(
         r#"
         [model]

@@ -339,3 +339,37 @@ pub fn stand_in_mnist(mnist: &Path, hollow: bool) -> PathBuf {
     }
     mnist.to_path_buf()
 }
+
+/// A tiny Fashion-SSv2 tree in `dir/ssv2` (9 training and 9 validation
+/// videos of 6-9 frames at 40x40, from [`stand_in_mnist`] garments);
+/// returns its folder.
+pub fn tiny_fashion_ssv2(dir: &Path) -> PathBuf {
+    let mnist = stand_in_mnist(&dir.join("mnist"), false);
+    let cfg = wsbcn_video::fashion_ssv2::FashionSsv2Config {
+        size: 40,
+        frames: (6, 9),
+        train: 9,
+        val: 9,
+        scale: (0.7, 0.75),
+        ..Default::default()
+    };
+    let root = dir.join("ssv2");
+    wsbcn_video::fashion_ssv2::generate_ssv2(&mnist, &root, &cfg).unwrap();
+    root
+}
+
+/// A tiny Fashion-VOC tree in `dir/voc` (8 training and 4 validation
+/// images of 32x32); returns its `VOCdevkit/VOC2012` folder.
+pub fn tiny_fashion_voc(dir: &Path) -> PathBuf {
+    let mnist = stand_in_mnist(&dir.join("mnist-voc"), false);
+    let cfg = wsbcn_seg::fashion_voc::FashionVocConfig {
+        size: 32,
+        train: 8,
+        val: 4,
+        garments: (1, 2),
+        scale: (1.0, 1.1),
+        max_overlap: 1.0,
+        seed: 0,
+    };
+    wsbcn_seg::fashion_voc::generate(&mnist, &dir.join("voc"), &cfg).unwrap()
+}

@@ -1,0 +1,66 @@
+//! `wsbcn-compare`: runs a comparison grid and writes its figures and report.
+//!
+//! ```text
+//! wsbcn-compare --config configs/quick.toml [--set key=value ...] [--jobs N]
+//! ```
+//!
+//! Cells whose run has finished are skipped, unfinished ones resume from
+//! their newest checkpoint: rerunning a killed comparison finishes only
+//! what is missing. Figures and `report.{md,html}` land in the output
+//! folder (`out`, default `runs/<name>`).
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wsbcn_experiments::compare::run_comparison;
+use wsbcn_experiments::Comparison;
+use wsbcn_train::load_config;
+
+#[derive(Parser)]
+#[command(
+    name = "wsbcn-compare",
+    about = "Train every normalization variant of a comparison and plot it against BN"
+)]
+struct Cli {
+    /// The comparison file (configs/quick.toml, configs/batch_sweep.toml, ...).
+    #[arg(long)]
+    config: PathBuf,
+    /// Overrides of the comparison file, `key.path=value`.
+    #[arg(long = "set")]
+    set: Vec<String>,
+    /// Cells trained at the same time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = load_config::<Comparison>(&cli.config, &cli.set)
+        .map_err(wsbcn_experiments::Error::from)
+        .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs));
+    match result {
+        Ok(out) => {
+            println!(
+                "cells: {} trained, {} already finished, {} failed",
+                out.ran.len(),
+                out.skipped.len(),
+                out.failed.len()
+            );
+            for path in &out.written {
+                println!("wrote {}", path.display());
+            }
+            if out.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for (cell, e) in &out.failed {
+                    eprintln!("wsbcn-compare: {cell} failed: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("wsbcn-compare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Running one cell of a comparison through the segmentation or video
+//! trainer, and telling whether a cell's run has finished.
+
+use crate::comparison::{Cell, Comparison, TaskKind};
+use crate::Result;
+use candle_core::Device;
+use std::path::Path;
+use wsbcn_seg::task::SegConfig;
+use wsbcn_train::{load_config, to_toml, RunLog, TrainConfig, Trainer};
+use wsbcn_video::task::VideoConfig;
+
+/// The run log of a cell.
+pub fn log_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("run.h5")
+}
+
+/// Whether the run in `dir` has a log whose last evaluation is after its
+/// final step (a run that diverged or was killed has not).
+pub fn finished(dir: &Path) -> bool {
+    let Ok(log) = RunLog::read(&log_path(dir)) else {
+        return false;
+    };
+    let steps = log
+        .attr("train_config")
+        .and_then(|t| toml::from_str::<TrainConfig>(t).ok())
+        .map(|c| c.steps);
+    steps.is_some() && log.eval_steps().last().copied() == steps
+}
+
+/// Applies the comparison's equal-sample budget to a cell's engine config.
+fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig) {
+    let Some(b) = &cmp.budget else { return };
+    let samples = cmp.tasks[cell.task].samples.unwrap_or(b.samples);
+    let steps = (samples as f64 / cell.batch as f64).round().max(1.0) as u64;
+    train.steps = steps;
+    train.optim.lr *= cell.batch as f64 / b.reference_batch as f64;
+    train.eval_interval = (steps / b.evals).max(1);
+    train.checkpoint_interval = train.eval_interval;
+    train.diag_interval = (steps / b.diags).max(1);
+}
+
+/// Trains (or resumes) `cell` in its run folder; `jobs > 1` asks for
+/// plain progress lines, since several runs share the terminal.
+pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Result<()> {
+    let task = &cmp.tasks[cell.task];
+    let variant = &cmp.variants[cell.variant];
+    let base = file.parent().unwrap_or(Path::new(".")).join(&task.config);
+    let set = cmp.cell_overrides(cell);
+    let dir = cmp.cell_dir(cell);
+    let trainer = |train: &TrainConfig| -> Result<Trainer> {
+        let mut t = Trainer::new(train.clone(), &dir);
+        for (k, v) in crate::report::host_attrs() {
+            t = t.with_attr(k, v);
+        }
+        Ok(t.plain_progress(jobs > 1)
+            .with_attr("comparison", cmp.name.clone())
+            .with_attr("comparison_config", to_toml(cmp)?)
+            .with_attr("cell.task", task.name.clone())
+            .with_attr("cell.kind", task.kind.log_name())
+            .with_attr("cell.variant", variant.name.clone())
+            .with_attr("cell.label", variant.label.clone())
+            .with_attr("cell.batch", cell.batch.to_string())
+            .with_attr("cell.seed", cell.seed.to_string()))
+    };
+    match task.kind {
+        TaskKind::Segmentation => {
+            let mut cfg: SegConfig = load_config(&base, &set)?;
+            apply_budget(cmp, cell, &mut cfg.train);
+            wsbcn_seg::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
+        }
+        TaskKind::Video => {
+            let mut cfg: VideoConfig = load_config(&base, &set)?;
+            apply_budget(cmp, cell, &mut cfg.train);
+            wsbcn_video::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
+        }
+    }
+    Ok(())
+}

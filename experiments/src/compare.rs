@@ -1,0 +1,83 @@
+//! Running a whole comparison: build missing data, train every cell whose
+//! run has not finished (a killed comparison resumes each cell from its
+//! newest checkpoint), `jobs` cells at a time, then write the figures and
+//! the report into the output folder.
+
+use crate::cell_run::{finished, run_cell};
+use crate::comparison::Comparison;
+use crate::records::Runs;
+use crate::{figures, report, Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// What a comparison run did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Cells trained (or resumed) by this call.
+    pub ran: Vec<String>,
+    /// Cells found finished and skipped.
+    pub skipped: Vec<String>,
+    /// Cells that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Figures and report written.
+    pub written: Vec<PathBuf>,
+}
+
+/// Runs the comparison read from `file` (see the module docs).
+pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outcome> {
+    for task in &cmp.tasks {
+        if let Some(kind) = task.data {
+            crate::data::ensure(kind, &|m| eprintln!("wsbcn-compare: {m}"))?;
+        }
+    }
+    let cells = cmp.cells();
+    let out = Mutex::new(Outcome::default());
+    let todo: Vec<_> = cells
+        .iter()
+        .filter(|c| {
+            let done = finished(&cmp.cell_dir(c));
+            if done {
+                lock(&out).skipped.push(cmp.cell_name(c));
+            }
+            !done
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let total = todo.len();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(total.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(cell) = todo.get(i) else { break };
+                let name = cmp.cell_name(cell);
+                eprintln!("wsbcn-compare: cell {}/{total}: {name}", i + 1);
+                match run_cell(cmp, file, cell, jobs) {
+                    Ok(()) => lock(&out).ran.push(name),
+                    Err(e) => {
+                        eprintln!("wsbcn-compare: cell {name} failed: {e}");
+                        lock(&out).failed.push((name, e.to_string()));
+                    }
+                }
+            });
+        }
+    });
+    let mut out = out
+        .into_inner()
+        .map_err(|_| Error::Runs("a cell panicked".into()))?;
+    let dir = cmp.out_dir();
+    let runs = Runs::read(std::slice::from_ref(&dir))?;
+    out.written = write_all(&runs, &dir)?;
+    Ok(out)
+}
+
+fn lock(m: &Mutex<Outcome>) -> std::sync::MutexGuard<'_, Outcome> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes every figure and the report of `runs` into `dir`.
+pub fn write_all(runs: &Runs, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = figures::write_figures(runs, dir)?;
+    written.extend(report::write_report(runs, dir)?);
+    Ok(written)
+}

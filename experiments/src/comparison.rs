@@ -1,0 +1,295 @@
+//! A comparison: tasks x normalization variants x batch sizes x seeds, each
+//! cell one training run, read from a TOML file such as `configs/quick.toml`:
+//!
+//! ```toml
+//! name = "quick"
+//! out = "runs/quick"          # default: runs/<name>
+//! batch_sizes = [2]           # per variant unless it names its own
+//! seeds = [0]
+//!
+//! [budget]                    # optional: every cell sees the same samples
+//! samples = 3000              # steps = samples / batch
+//! reference_batch = 2         # lr = base lr x batch / reference_batch
+//! evals = 4                   # evaluations per run
+//! diags = 40                  # singularity / WS diagnostics per run
+//!
+//! [[tasks]]
+//! name = "segmentation"       # also the run folder
+//! kind = "segmentation"       # segmentation | video
+//! config = "seg/fashion_voc_gn_ws.toml"   # relative to this file
+//! set = ["train.data.workers=1"]          # overrides for every cell
+//! data = "fashion-voc"        # built if missing: fashion-voc | fashion-ssv2
+//! samples = 2400              # this task's budget, instead of budget.samples
+//!
+//! [[variants]]
+//! name = "bn-large"           # the run folder
+//! label = "BN, batch 16"      # legends and tables
+//! norm = "bn"                 # the layer factory's spec
+//! batch_sizes = [16]
+//! set = []                    # overrides for this variant's cells
+//! ```
+//!
+//! A cell's run lives in `<out>/<task>/<variant>/b<batch>/s<seed>/`; the
+//! comparison's identity (its name, the cell's task, variant, label, batch
+//! and seed, and the resolved comparison file) is written into the run log,
+//! so figures and reports are rebuilt from the logs alone.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use wsbcn_train::Validate;
+
+/// What a task trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// DeepLabV3 on VOC-layout data (`wsbcn-seg`); metric `miou`.
+    Segmentation,
+    /// 3D-conv ResNets on clips (`wsbcn-video`); metric `top1`.
+    Video,
+}
+
+impl TaskKind {
+    /// The evaluation metric compared across variants.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Self::Segmentation => "miou",
+            Self::Video => "top1",
+        }
+    }
+
+    /// The `task` attribute the task's runs write into their logs.
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Self::Segmentation => "segmentation",
+            Self::Video => "video",
+        }
+    }
+}
+
+/// An embedded data set `wsbcn-compare` builds when it is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataKind {
+    /// `wsbcn-data fashion-voc --out data/fashion-voc`.
+    FashionVoc,
+    /// `wsbcn-data fashion-ssv2 --out data/fashion-ssv2` and its two clip caches.
+    FashionSsv2,
+}
+
+/// One task of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Name (and run folder).
+    pub name: String,
+    /// What it trains.
+    pub kind: TaskKind,
+    /// The base config, relative to the comparison file.
+    pub config: PathBuf,
+    /// Overrides for every cell of the task.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// The embedded data set to build if missing.
+    #[serde(default)]
+    pub data: Option<DataKind>,
+    /// Training samples per cell of this task, instead of the budget's.
+    #[serde(default)]
+    pub samples: Option<u64>,
+}
+
+/// One normalization variant of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Name (and run folder).
+    pub name: String,
+    /// Label of legends and tables.
+    pub label: String,
+    /// The layer factory's spec (`bn`, `gn+ws`, `bcn-est+ws`, ...).
+    pub norm: String,
+    /// Batch sizes of this variant (default: the comparison's).
+    #[serde(default)]
+    pub batch_sizes: Option<Vec<usize>>,
+    /// Overrides for this variant's cells (after the task's).
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// Equal-sample training budgets across batch sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Training samples per cell: steps = samples / batch (rounded).
+    pub samples: u64,
+    /// The batch the base config's learning rate is for; others scale it
+    /// linearly (Goyal et al.'s rule).
+    pub reference_batch: usize,
+    /// Evaluations per run.
+    #[serde(default = "default_evals")]
+    pub evals: u64,
+    /// Diagnostic measurements per run.
+    #[serde(default = "default_diags")]
+    pub diags: u64,
+}
+
+fn default_evals() -> u64 {
+    4
+}
+
+fn default_diags() -> u64 {
+    40
+}
+
+/// A comparison (see the module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    /// Name.
+    pub name: String,
+    /// Output folder (default `runs/<name>`).
+    #[serde(default)]
+    pub out: Option<PathBuf>,
+    /// Default batch sizes.
+    pub batch_sizes: Vec<usize>,
+    /// Seeds.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Equal-sample budgets, if any.
+    #[serde(default)]
+    pub budget: Option<Budget>,
+    /// The tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// The variants.
+    pub variants: Vec<Variant>,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), (String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        let ok = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err((
+                what.into(),
+                format!("`{n}`: names are folder names (letters, digits, - and _)"),
+            ));
+        }
+        if !seen.insert(n) {
+            return Err((what.into(), format!("`{n}` appears twice")));
+        }
+    }
+    Ok(())
+}
+
+impl Validate for Comparison {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.tasks.is_empty() || self.variants.is_empty() {
+            return Err((
+                "tasks".into(),
+                "need at least one task and one variant".into(),
+            ));
+        }
+        unique(self.tasks.iter().map(|t| t.name.as_str()), "tasks")?;
+        unique(self.variants.iter().map(|v| v.name.as_str()), "variants")?;
+        if self.seeds.is_empty() {
+            return Err(("seeds".into(), "need at least one seed".into()));
+        }
+        for v in &self.variants {
+            let sizes = v.batch_sizes.as_ref().unwrap_or(&self.batch_sizes);
+            if sizes.is_empty() || sizes.contains(&0) {
+                return Err((
+                    format!("variants.{}.batch_sizes", v.name),
+                    "need batch sizes of at least 1".into(),
+                ));
+            }
+            v.norm
+                .parse::<wsbcn_nn::LayerSpec>()
+                .map_err(|e| (format!("variants.{}.norm", v.name), e.to_string()))?;
+        }
+        if let Some(b) = &self.budget {
+            if b.samples == 0 || b.reference_batch == 0 || b.evals == 0 {
+                return Err((
+                    "budget".into(),
+                    "samples, reference_batch and evals must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// Index into [`Comparison::tasks`].
+    pub task: usize,
+    /// Index into [`Comparison::variants`].
+    pub variant: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Comparison {
+    /// The output folder.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(&self.name))
+    }
+
+    /// Every cell, task by task, variant by variant, batch by batch, seed by seed.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = vec![];
+        for task in 0..self.tasks.len() {
+            for (variant, v) in self.variants.iter().enumerate() {
+                for &batch in v.batch_sizes.as_ref().unwrap_or(&self.batch_sizes) {
+                    for &seed in &self.seeds {
+                        cells.push(Cell {
+                            task,
+                            variant,
+                            batch,
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+        cells
+    }
+
+    /// The run folder of `cell`.
+    pub fn cell_dir(&self, cell: &Cell) -> PathBuf {
+        self.out_dir()
+            .join(&self.tasks[cell.task].name)
+            .join(&self.variants[cell.variant].name)
+            .join(format!("b{}", cell.batch))
+            .join(format!("s{}", cell.seed))
+    }
+
+    /// A short name of `cell` for messages.
+    pub fn cell_name(&self, cell: &Cell) -> String {
+        format!(
+            "{}/{}/b{}/s{}",
+            self.tasks[cell.task].name, self.variants[cell.variant].name, cell.batch, cell.seed
+        )
+    }
+
+    /// The overrides of `cell`, applied to its task's base config in order:
+    /// the task's, the cell's norm, batch and seed, then the variant's.
+    pub fn cell_overrides(&self, cell: &Cell) -> Vec<String> {
+        let (task, variant) = (&self.tasks[cell.task], &self.variants[cell.variant]);
+        let mut set = task.set.clone();
+        set.push(format!("norm.spec=\"{}\"", variant.norm));
+        set.push(format!("train.data.batch_size={}", cell.batch));
+        set.push(format!("train.seed={}", cell.seed));
+        set.extend(variant.set.iter().cloned());
+        set
+    }
+}

@@ -1,0 +1,56 @@
+//! The embedded data sets a comparison needs, built when missing: into a
+//! temporary folder renamed into place when complete, so an interrupted
+//! build is redone rather than half-read.
+
+use crate::comparison::DataKind;
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
+use wsbcn_train::fashion_mnist::DEBIAN_DIR;
+use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_video::{build_cache, VideoSource};
+
+/// The folder the shipped configs read `kind` from.
+pub fn default_dir(kind: DataKind) -> PathBuf {
+    match kind {
+        DataKind::FashionVoc => PathBuf::from("data/fashion-voc"),
+        DataKind::FashionSsv2 => PathBuf::from("data/fashion-ssv2"),
+    }
+}
+
+/// Builds `kind` with its default settings in [`default_dir`] unless it is
+/// there; `say` reports what is being done.
+pub fn ensure(kind: DataKind, say: &dyn Fn(&str)) -> Result<()> {
+    let dir = default_dir(kind);
+    let mnist = Path::new(DEBIAN_DIR);
+    if !dir.exists() {
+        let tmp = dir.with_file_name(format!(
+            ".{}.tmp",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("data")
+        ));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        }
+        say(&format!("building {} (first run only)", dir.display()));
+        match kind {
+            DataKind::FashionVoc => {
+                generate(mnist, &tmp, &FashionVocConfig::default())?;
+            }
+            DataKind::FashionSsv2 => {
+                generate_ssv2(mnist, &tmp, &FashionSsv2Config::default())?;
+            }
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::file(&dir, e))?;
+    }
+    if kind == DataKind::FashionSsv2 {
+        for split in ["train", "validation"] {
+            let cache = dir.join(format!("{split}_clips.h5"));
+            if !cache.exists() {
+                say(&format!("caching {} clips in {}", split, cache.display()));
+                let list = VideoSource::ssv2_dir(&dir, split).read()?;
+                build_cache(&list, &cache, 64, false, |_, _| {})?;
+            }
+        }
+    }
+    Ok(())
+}

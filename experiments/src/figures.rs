@@ -1,0 +1,541 @@
+//! The comparison's figures, drawn with plotters from the run logs, each
+//! written as PNG and SVG:
+//!
+//! | file | what |
+//! |---|---|
+//! | `curves` | training loss (moving average) and the validation metric against the step, a line per variant, a column per task |
+//! | `batch_sweep` | final metric against samples per step (log2 axis), a line per variant, a panel per task |
+//! | `singularity` | fraction of channels near elimination singularities against the step: mean over layers, and over the deepest stage |
+//! | `ws_grad_ratio` | WS gradient-norm reduction ratio against the step (WS variants) |
+//! | `final_bars` | final metric per variant, grouped by batch size, error bars one std over seeds |
+//!
+//! Curves of a variant are those of its smallest batch size, averaged over
+//! seeds. A variant keeps its colour in every figure (its place in the
+//! comparison file picks it).
+
+use crate::records::{mean_std, Record, Runs};
+use crate::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Every figure's file stem.
+pub const FIGURES: [&str; 5] = [
+    "curves",
+    "batch_sweep",
+    "singularity",
+    "ws_grad_ratio",
+    "final_bars",
+];
+
+/// Tableau's ten colours.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+const FONT_PATHS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+/// Registers the sans-serif font plotters lays text out with: the file
+/// named by `WSBCN_FONT`, else DejaVu Sans (Debian's `fonts-dejavu-core`).
+/// (Plotters' own font lookup needs fontconfig and freetype; reading one
+/// TTF keeps the build free of them.)
+fn font() -> Result<()> {
+    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let paths: Vec<PathBuf> = match std::env::var_os("WSBCN_FONT") {
+            Some(p) => vec![p.into()],
+            None => FONT_PATHS.iter().map(PathBuf::from).collect(),
+        };
+        let path = paths.iter().find(|p| p.exists()).ok_or_else(|| {
+            format!(
+                "no font for the figures at {}: install fonts-dejavu-core or set WSBCN_FONT to a .ttf file",
+                paths[0].display()
+            )
+        })?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // plotters keeps registered fonts for the life of the process.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{}: not a TrueType font", path.display()))
+    })
+    .clone()
+    .map_err(Error::Runs)
+}
+
+fn plot_err(e: impl std::fmt::Display) -> Error {
+    Error::Runs(format!("drawing a figure: {e}"))
+}
+
+/// One line of a chart (the figure's legend names its colour).
+struct Series {
+    colour: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// A figure of the comparison `runs`.
+struct Figure<'a> {
+    runs: &'a Runs,
+    stem: &'a str,
+}
+
+impl Figure<'_> {
+    fn colour(&self, variant: &str) -> RGBColor {
+        let i = self
+            .runs
+            .variants()
+            .iter()
+            .position(|(v, _)| v == variant)
+            .unwrap_or(0);
+        PALETTE[i % PALETTE.len()]
+    }
+
+    fn size(&self) -> (u32, u32) {
+        let tasks = self.runs.tasks().len().max(1) as u32;
+        match self.stem {
+            "curves" | "singularity" => (560 * tasks, 800),
+            _ => (600 * tasks, 460),
+        }
+    }
+
+    /// The legend's entries: every variant, with the batch its curves
+    /// come from where the figure draws curves.
+    fn legend(&self) -> Vec<(String, RGBColor)> {
+        let tasks = self.runs.tasks();
+        self.runs
+            .variants()
+            .into_iter()
+            .map(|(variant, label)| {
+                let batch = tasks
+                    .iter()
+                    .filter_map(|t| self.runs.batches(t, &variant).first().copied())
+                    .min();
+                let curves = !matches!(self.stem, "batch_sweep" | "final_bars");
+                let text = match batch {
+                    Some(b) if curves && !label.contains("batch") => format!("{label} (batch {b})"),
+                    _ => label,
+                };
+                (text, self.colour(&variant))
+            })
+            .collect()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+        root.fill(&WHITE).map_err(plot_err)?;
+        let legend = self.legend();
+        let per_row = (root.dim_in_pixel().0 as usize / 260).max(1);
+        let rows_px = 28 * legend.len().div_ceil(per_row) as u32 + 8;
+        let (top, root) = root.split_vertically(rows_px);
+        for (i, (text, colour)) in legend.iter().enumerate() {
+            let (x, y) = (
+                20 + 260 * (i % per_row) as i32,
+                10 + 28 * (i / per_row) as i32,
+            );
+            top.draw(&Rectangle::new(
+                [(x, y + 2), (x + 22, y + 14)],
+                colour.filled(),
+            ))
+            .map_err(plot_err)?;
+            top.draw(&Text::new(text.as_str(), (x + 30, y), ("sans-serif", 15)))
+                .map_err(plot_err)?;
+        }
+        let tasks = self.runs.tasks();
+        let rows = match self.stem {
+            "curves" | "singularity" => 2,
+            _ => 1,
+        };
+        let areas = root.split_evenly((rows, tasks.len()));
+        for (t, task) in tasks.iter().enumerate() {
+            let metric = self.runs.of_task(task).next().map_or("", Record::metric);
+            let panel = |row: usize| &areas[row * tasks.len() + t];
+            match self.stem {
+                "curves" => {
+                    let loss = self.curves(task, |r| step_series(r, "loss", true));
+                    line_panel(
+                        panel(0),
+                        &format!("{task}: training loss"),
+                        "step",
+                        "loss",
+                        &loss,
+                        false,
+                    )?;
+                    let m = self.curves(task, |r| eval_series(r, metric));
+                    line_panel(
+                        panel(1),
+                        &format!("{task}: validation {metric}"),
+                        "step",
+                        metric,
+                        &m,
+                        false,
+                    )?;
+                }
+                "singularity" => {
+                    let mean = self.curves(task, |r| step_series(r, "singularity.mean", false));
+                    let title = format!("{task}: near singularities, all layers");
+                    line_panel(
+                        panel(0),
+                        &title,
+                        "step",
+                        "fraction of channels",
+                        &mean,
+                        false,
+                    )?;
+                    let deep = self.curves(task, deepest_singularity);
+                    let title = format!("{task}: near singularities, deepest stage");
+                    line_panel(
+                        panel(1),
+                        &title,
+                        "step",
+                        "fraction of channels",
+                        &deep,
+                        false,
+                    )?;
+                }
+                "ws_grad_ratio" => {
+                    let s = self.curves(task, |r| step_series(r, "ws_grad_ratio.mean", false));
+                    let title = format!("{task}: WS gradient-norm ratio");
+                    line_panel(panel(0), &title, "step", "|dL/dW| / |dL/dW_hat|", &s, false)?;
+                }
+                "batch_sweep" => {
+                    let s = self.sweep(task);
+                    let title = format!("{task}: final {metric} against batch size");
+                    line_panel(panel(0), &title, "samples per step", metric, &s, true)?;
+                }
+                _ => self.bars(panel(0), task, metric)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A line per variant, from its smallest batch, averaged over seeds.
+    fn curves(&self, task: &str, series: impl Fn(&Record) -> Vec<(f64, f64)>) -> Vec<Series> {
+        let mut out = vec![];
+        for (variant, _) in self.runs.variants() {
+            let Some(&batch) = self.runs.batches(task, &variant).first() else {
+                continue;
+            };
+            let per_seed: Vec<Vec<(f64, f64)>> =
+                self.runs.cell(task, &variant, batch).map(&series).collect();
+            let points = mean_over_seeds(&per_seed);
+            if !points.is_empty() {
+                out.push(Series {
+                    colour: self.colour(&variant),
+                    points,
+                });
+            }
+        }
+        out
+    }
+
+    fn sweep(&self, task: &str) -> Vec<Series> {
+        let mut out = vec![];
+        for (variant, _) in self.runs.variants() {
+            let points: Vec<(f64, f64)> = self
+                .runs
+                .batches(task, &variant)
+                .into_iter()
+                .filter_map(|b| {
+                    let finals: Vec<f64> = self
+                        .runs
+                        .cell(task, &variant, b)
+                        .filter_map(Record::final_metric)
+                        .collect();
+                    (!finals.is_empty()).then(|| ((b as f64).log2(), mean_std(&finals).0))
+                })
+                .collect();
+            if !points.is_empty() {
+                out.push(Series {
+                    colour: self.colour(&variant),
+                    points,
+                });
+            }
+        }
+        out
+    }
+
+    fn bars<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        task: &str,
+        metric: &str,
+    ) -> Result<()> {
+        let variants = self.runs.variants();
+        let mut batches: Vec<usize> = self.runs.of_task(task).map(|r| r.batch).collect();
+        batches.sort_unstable();
+        batches.dedup();
+        // (group, variant index, mean, std)
+        let mut bars = vec![];
+        for (g, &b) in batches.iter().enumerate() {
+            for (i, (variant, _)) in variants.iter().enumerate() {
+                let finals: Vec<f64> = self
+                    .runs
+                    .cell(task, variant, b)
+                    .filter_map(Record::final_metric)
+                    .collect();
+                if !finals.is_empty() {
+                    let (m, s) = mean_std(&finals);
+                    bars.push((g, i, m, s));
+                }
+            }
+        }
+        let top = bars
+            .iter()
+            .map(|&(_, _, m, s)| m + s)
+            .fold(0.0f64, f64::max)
+            .max(1e-3)
+            * 1.25;
+        let groups = batches.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{task}: final {metric}"), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..groups, 0.0..top)
+            .map_err(plot_err)?;
+        let names = batches.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(batches.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let g = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.01 && g < names.len() {
+                    format!("batch {}", names[g])
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("samples per step")
+            .y_desc(metric)
+            .draw()
+            .map_err(plot_err)?;
+        let per_group = variants.len() as f64;
+        let width = 0.8 / per_group;
+        for (i, (variant, _)) in variants.iter().enumerate() {
+            let colour = self.colour(variant);
+            let mine: Vec<_> = bars.iter().filter(|b| b.1 == i).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let x0 = |g: usize| g as f64 + 0.1 + i as f64 * width;
+            chart
+                .draw_series(mine.iter().map(|&&(g, _, m, _)| {
+                    Rectangle::new([(x0(g), 0.0), (x0(g) + width * 0.9, m)], colour.filled())
+                }))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(mine.iter().map(|&&(g, _, m, s)| {
+                    let c = x0(g) + width * 0.45;
+                    PathElement::new(vec![(c, m - s), (c, m + s)], BLACK.stroke_width(2))
+                }))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// A line chart; `log2_x` labels x as 2^x.
+fn line_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    log2_x: bool,
+) -> Result<()> {
+    let pts = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let (xpad, ypad) = (((x1 - x0) * 0.05).max(0.3), ((y1 - y0) * 0.08).max(1e-3));
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x0 - xpad)..(x1 + xpad), (y0 - ypad)..(y1 + ypad))
+        .map_err(plot_err)?;
+    let fmt_x = |x: &f64| {
+        if log2_x {
+            let r = x.round();
+            if (x - r).abs() < 1e-6 {
+                format!("{}", 2f64.powf(r))
+            } else {
+                String::new()
+            }
+        } else {
+            format!("{x:.0}")
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc).y_desc(y_desc).x_label_formatter(&fmt_x);
+    if log2_x {
+        mesh.x_labels(((x1 - x0) * 4.0) as usize + 5);
+    }
+    mesh.draw().map_err(plot_err)?;
+    if series.is_empty() {
+        area.draw(&Text::new(
+            "no data for any variant",
+            (
+                area.dim_in_pixel().0 as i32 / 3,
+                area.dim_in_pixel().1 as i32 / 2,
+            ),
+            ("sans-serif", 16),
+        ))
+        .map_err(plot_err)?;
+        return Ok(());
+    }
+    for s in series {
+        let colour = s.colour;
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
+            .map_err(plot_err)?;
+        if s.points.len() <= 12 {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .map_err(plot_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// (step, value) of a per-step scalar, finite values only; `smooth`
+/// averages over a window of 1/50 of the run.
+fn step_series(r: &Record, name: &str, smooth: bool) -> Vec<(f64, f64)> {
+    let Some(col) = r.log.scalar(name) else {
+        return vec![];
+    };
+    let pts: Vec<(f64, f64)> = r
+        .log
+        .steps()
+        .iter()
+        .zip(col)
+        .filter(|(_, v)| v.is_finite())
+        .map(|(&s, &v)| (s as f64, v))
+        .collect();
+    if !smooth {
+        return pts;
+    }
+    let w = (pts.len() / 50).max(1);
+    pts.chunks(w)
+        .map(|c| {
+            let n = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / n,
+                c.iter().map(|p| p.1).sum::<f64>() / n,
+            )
+        })
+        .collect()
+}
+
+fn eval_series(r: &Record, metric: &str) -> Vec<(f64, f64)> {
+    match r.log.eval(metric) {
+        Some(m) => r
+            .log
+            .eval_steps()
+            .iter()
+            .zip(m)
+            .map(|(&s, &v)| (s as f64, v))
+            .collect(),
+        None => vec![],
+    }
+}
+
+/// The stage number of a layer name such as `backbone.layer4.1.bn2`.
+fn stage(layer: &str) -> Option<u32> {
+    layer
+        .split('.')
+        .find_map(|p| p.strip_prefix("layer").and_then(|n| n.parse().ok()))
+}
+
+/// Mean singularity fraction over the layers of the deepest stage.
+pub fn deepest_singularity(r: &Record) -> Vec<(f64, f64)> {
+    let cols: Vec<&str> = r
+        .log
+        .scalar_names()
+        .filter(|n| n.starts_with("singularity.") && *n != "singularity.mean")
+        .collect();
+    let Some(deepest) = cols.iter().filter_map(|c| stage(c)).max() else {
+        return vec![];
+    };
+    let cols: Vec<&[f64]> = cols
+        .iter()
+        .filter(|c| stage(c) == Some(deepest))
+        .filter_map(|c| r.log.scalar(c))
+        .collect();
+    r.log
+        .steps()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &s)| {
+            let v: Vec<f64> = cols
+                .iter()
+                .map(|c| c[i])
+                .filter(|v| v.is_finite())
+                .collect();
+            (!v.is_empty()).then(|| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+        })
+        .collect()
+}
+
+/// Point-wise mean of curves measured at the same x (seeds of one cell).
+fn mean_over_seeds(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+    let n = curves.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let ys: Vec<f64> = curves.iter().map(|c| c[i].1).collect();
+            (curves[0][i].0, mean_std(&ys).0)
+        })
+        .collect()
+}
+
+/// Draws every figure of `runs` into `dir` as `<stem>.png` and
+/// `<stem>.svg`; returns the files written.
+pub fn write_figures(runs: &Runs, dir: &Path) -> Result<Vec<PathBuf>> {
+    font()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
+    let mut written = vec![];
+    for stem in FIGURES {
+        let fig = Figure { runs, stem };
+        let (w, h) = fig.size();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+            fig.draw(&root)?;
+            root.present().map_err(plot_err)?;
+        }
+        let mut rgb = vec![0u8; w as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            fig.draw(&root)?;
+            root.present().map_err(plot_err)?;
+        }
+        let png_path = dir.join(format!("{stem}.png"));
+        let mut png = vec![];
+        image::RgbImage::from_raw(w, h, rgb)
+            .ok_or_else(|| Error::file(&png_path, "image buffer of the wrong size"))?
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| Error::file(&png_path, e))?;
+        crate::write_atomic(&png_path, &png)?;
+        let svg_path = dir.join(format!("{stem}.svg"));
+        crate::write_atomic(&svg_path, svg.as_bytes())?;
+        written.extend([png_path, svg_path]);
+    }
+    Ok(written)
+}
