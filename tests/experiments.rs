@@ -266,3 +266,31 @@ fn killing_mid_grid_then_rerunning_finishes_only_missing_cells() {
     assert_eq!(out.ran.len() + out.skipped.len(), 8, "{out:?}");
     assert_eq!(finals(&dir.join("killed")), finals(whole));
 }
+
+#[test]
+fn every_shipped_comparison_resolves_a_valid_config_for_each_cell() {
+    use wsbcn_experiments::cell_run::{cell_config, CellConfig};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut names = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let cmp = load(&file);
+        for cell in cmp.cells() {
+            let cfg = cell_config(&cmp, &file, &cell)
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", file.display(), cmp.cell_name(&cell)));
+            let (norm, train) = match &cfg {
+                CellConfig::Segmentation(c) => (&c.norm, &c.train),
+                CellConfig::Video(c) => (&c.norm, &c.train),
+            };
+            assert_eq!(norm.spec, cmp.variants[cell.variant].norm);
+            assert_eq!(train.data.batch_size, cell.batch);
+            assert_eq!(train.seed, cell.seed);
+        }
+        names.push(cmp.name);
+    }
+    names.sort();
+    assert_eq!(names, ["batch_sweep", "paper_ssv2", "paper_voc", "quick"]);
+}

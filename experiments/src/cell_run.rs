@@ -34,18 +34,45 @@ fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig) {
     let steps = (samples as f64 / cell.batch as f64).round().max(1.0) as u64;
     train.steps = steps;
     train.optim.lr *= cell.batch as f64 / b.reference_batch as f64;
-    train.eval_interval = (steps / b.evals).max(1);
+    train.eval_interval = steps.div_ceil(b.evals);
     train.checkpoint_interval = train.eval_interval;
-    train.diag_interval = (steps / b.diags).max(1);
+    train.diag_interval = steps.div_ceil(b.diags);
+}
+
+/// A cell's resolved config: its task's base config with the cell's
+/// overrides and budget applied.
+#[derive(Clone, Debug)]
+pub enum CellConfig {
+    /// A segmentation run.
+    Segmentation(Box<SegConfig>),
+    /// A video run.
+    Video(Box<VideoConfig>),
+}
+
+/// Resolves the config of `cell` of the comparison read from `file`
+/// (base configs are relative to it).
+pub fn cell_config(cmp: &Comparison, file: &Path, cell: &Cell) -> Result<CellConfig> {
+    let task = &cmp.tasks[cell.task];
+    let base = file.parent().unwrap_or(Path::new(".")).join(&task.config);
+    let set = cmp.cell_overrides(cell);
+    Ok(match task.kind {
+        TaskKind::Segmentation => {
+            let mut cfg: SegConfig = load_config(&base, &set)?;
+            apply_budget(cmp, cell, &mut cfg.train);
+            CellConfig::Segmentation(Box::new(cfg))
+        }
+        TaskKind::Video => {
+            let mut cfg: VideoConfig = load_config(&base, &set)?;
+            apply_budget(cmp, cell, &mut cfg.train);
+            CellConfig::Video(Box::new(cfg))
+        }
+    })
 }
 
 /// Trains (or resumes) `cell` in its run folder; `jobs > 1` asks for
 /// plain progress lines, since several runs share the terminal.
 pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Result<()> {
-    let task = &cmp.tasks[cell.task];
-    let variant = &cmp.variants[cell.variant];
-    let base = file.parent().unwrap_or(Path::new(".")).join(&task.config);
-    let set = cmp.cell_overrides(cell);
+    let (task, variant) = (&cmp.tasks[cell.task], &cmp.variants[cell.variant]);
     let dir = cmp.cell_dir(cell);
     let trainer = |train: &TrainConfig| -> Result<Trainer> {
         let mut t = Trainer::new(train.clone(), &dir);
@@ -62,15 +89,11 @@ pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Resu
             .with_attr("cell.batch", cell.batch.to_string())
             .with_attr("cell.seed", cell.seed.to_string()))
     };
-    match task.kind {
-        TaskKind::Segmentation => {
-            let mut cfg: SegConfig = load_config(&base, &set)?;
-            apply_budget(cmp, cell, &mut cfg.train);
+    match cell_config(cmp, file, cell)? {
+        CellConfig::Segmentation(cfg) => {
             wsbcn_seg::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
         }
-        TaskKind::Video => {
-            let mut cfg: VideoConfig = load_config(&base, &set)?;
-            apply_budget(cmp, cell, &mut cfg.train);
+        CellConfig::Video(cfg) => {
             wsbcn_video::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
         }
     }
