@@ -227,15 +227,15 @@ fn every_video_config_loads_with_the_norm_its_name_says() {
             let cfg: VideoConfig = wsbcn_train::load_config(&path, &[])
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let spec = name
-                .strip_prefix("fashion_ssv2_")
-                .unwrap()
-                .replace("_ws", "+ws")
-                .replace("_est", "-est");
+            let (variant, classes) = match name.strip_prefix("fashion_ssv2_") {
+                Some(v) => (v, 9),
+                None => (name.strip_prefix("ssv2_r2plus1d18_").unwrap(), 174),
+            };
+            let spec = variant.replace("_ws", "+ws").replace("_est", "-est");
             assert_eq!(cfg.norm.spec, spec, "{name}");
-            assert_eq!(cfg.model.num_classes, 9, "{name}");
+            assert_eq!(cfg.model.num_classes, classes, "{name}");
             names.push(name);
         }
     }
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 7, "{names:?}");
 }
