@@ -1,18 +1,29 @@
-//! Video ResNets: torchvision-compatible names, shapes and parameter counts,
-//! output shapes for every norm kind, batch-1 training steps.
+//! Video models: torchvision-compatible names, shapes and parameter counts
+//! (and mmaction2's count for I3D), the temporal shift's exact values and
+//! gradient, output shapes for every model and norm kind, batch-1 training
+//! steps.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
-use wsbcn_tests::{assert_torchvision_layout, build_model, NORM_SPECS};
+use wsbcn_tests::{
+    assert_torchvision_layout, build_model, torchvision_variables, trainable_count, NORM_SPECS,
+};
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
-use wsbcn_video::video_resnet::{Arch, VideoResNet, VideoResNetConfig};
+use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
 
 const DEV: Device = Device::Cpu;
-const ARCHS: [Arch; 3] = [Arch::R3d, Arch::Mc3, Arch::R2plus1d];
+const ARCHS: [Arch; 6] = [
+    Arch::R3d,
+    Arch::Mc3,
+    Arch::R2plus1d,
+    Arch::I3d,
+    Arch::Tsm,
+    Arch::C3d,
+];
 
-fn build(cfg: &VideoResNetConfig, spec: &str, groups: usize) -> (VarMap, VideoResNet) {
-    build_model(spec, groups, |f, vb| VideoResNet::new(cfg, f, vb))
+fn build(cfg: &VideoModelConfig, spec: &str, groups: usize) -> (VarMap, VideoModel) {
+    build_model(spec, groups, |f, vb| VideoModel::new(cfg, f, vb))
 }
 
 #[test]
@@ -22,22 +33,120 @@ fn bn_variants_have_torchvision_names_shapes_and_parameter_counts() {
         (Arch::Mc3, "mc3_18", 11_695_440),
         (Arch::R2plus1d, "r2plus1d_18", 31_505_325),
     ] {
-        let cfg = VideoResNetConfig {
+        let cfg = VideoModelConfig {
             arch,
-            ..VideoResNetConfig::default()
+            ..VideoModelConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
         assert_torchvision_layout(&vm, &format!("torchvision_video_{file}.txt"), want_params);
     }
 }
 
-fn tiny(arch: Arch, depth: usize) -> VideoResNetConfig {
-    VideoResNetConfig {
+fn tiny(arch: Arch, depth: usize) -> VideoModelConfig {
+    let depth = match arch {
+        Arch::I3d | Arch::Tsm => 50,
+        _ => depth,
+    };
+    VideoModelConfig {
         arch,
         depth,
         width: 0.25,
         num_classes: 7,
+        ..VideoModelConfig::default()
     }
+}
+
+#[test]
+fn tsm_is_torchvision_resnet50_and_i3d_has_mmaction2s_parameter_count() {
+    // TSM-R50: torchvision's resnet50 names, its 2D kernels as 1xkxk.
+    let cfg = VideoModelConfig {
+        arch: Arch::Tsm,
+        depth: 50,
+        num_classes: 1000,
+        ..VideoModelConfig::default()
+    };
+    let (vm, _) = build(&cfg, "bn", 32);
+    let got: std::collections::BTreeMap<String, Vec<usize>> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _)| !n.starts_with("fc."))
+        .map(|(n, v)| {
+            let mut d = v.dims().to_vec();
+            if d.len() == 5 {
+                assert_eq!(d[2], 1, "{n}: a TSM kernel spans one frame");
+                d.remove(2);
+            }
+            (n.clone(), d)
+        })
+        .collect();
+    let want: std::collections::BTreeMap<String, Vec<usize>> =
+        torchvision_variables("torchvision_deeplabv3_resnet50.txt")
+            .into_iter()
+            .filter_map(|(n, d)| n.strip_prefix("backbone.").map(|n| (n.to_string(), d)))
+            .collect();
+    assert_eq!(got, want);
+    // torchvision's resnet50 (1000 classes): 25,557,032 parameters.
+    assert_eq!(trainable_count(&vm), 25_557_032);
+    // I3D-R50, 400 classes: mmaction2's model zoo lists 28.04M.
+    let cfg = VideoModelConfig {
+        arch: Arch::I3d,
+        depth: 50,
+        num_classes: 400,
+        ..VideoModelConfig::default()
+    };
+    let (vm, _) = build(&cfg, "bn", 32);
+    assert_eq!(trainable_count(&vm), 28_043_472);
+    let data = vm.data().lock().unwrap();
+    assert_eq!(data["conv1.weight"].dims(), [64, 3, 5, 7, 7]);
+    assert_eq!(data["layer4.1.conv1.weight"].dims(), [512, 2048, 3, 1, 1]);
+    assert_eq!(data["layer4.2.conv1.weight"].dims(), [512, 2048, 1, 1, 1]);
+}
+
+#[test]
+fn temporal_shift_moves_exact_slices_and_its_gradient_shifts_back() {
+    use wsbcn_video::temporal_shift::temporal_shift;
+    // x[n, c, t] = 100 c + t + 1 over (1, 8, 3, 1, 1); shift_div 4: fold 2.
+    let vals: Vec<f32> = (0..8)
+        .flat_map(|c| (0..3).map(move |t| (100 * c + t + 1) as f32))
+        .collect();
+    let x = candle_core::Var::from_tensor(&Tensor::from_vec(vals, (1, 8, 3, 1, 1), &DEV).unwrap())
+        .unwrap();
+    let y = temporal_shift(x.as_tensor(), 4).unwrap();
+    let got: Vec<Vec<f32>> = y
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .chunks(3)
+        .map(<[f32]>::to_vec)
+        .collect();
+    assert_eq!(got[0], [2.0, 3.0, 0.0], "channel 0 takes the next frame");
+    assert_eq!(got[1], [102.0, 103.0, 0.0]);
+    assert_eq!(
+        got[2],
+        [0.0, 201.0, 202.0],
+        "channel 2 takes the previous frame"
+    );
+    assert_eq!(got[3], [0.0, 301.0, 302.0]);
+    assert_eq!(got[4], [401.0, 402.0, 403.0], "the rest stay");
+    // d/dx sum(y * w) is w shifted the opposite way.
+    let w = Tensor::arange(0f32, 24.0, &DEV)
+        .unwrap()
+        .reshape((1, 8, 3, 1, 1))
+        .unwrap();
+    let grads = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let g: Vec<f32> = grads
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(&g[0..3], [0.0, 0.0, 1.0], "x[t] fed y[t-1] in channel 0");
+    assert_eq!(&g[6..9], [7.0, 8.0, 0.0], "x[t] fed y[t+1] in channel 2");
+    assert_eq!(&g[12..15], [12.0, 13.0, 14.0]);
 }
 
 #[test]
@@ -53,7 +162,7 @@ fn output_shapes_for_every_arch_and_norm() {
         }
     }
     // torchvision's R(2+1)D widths rounded up for GN(32): 45 -> 64, 144 -> 160.
-    let full = VideoResNetConfig::default();
+    let full = VideoModelConfig::default();
     let (vm, _) = build(&full, "gn+ws", 32);
     let data = vm.data().lock().unwrap();
     assert_eq!(data["stem.0.weight"].dims(), [64, 3, 1, 7, 7]);
@@ -63,8 +172,8 @@ fn output_shapes_for_every_arch_and_norm() {
     assert_eq!(deep.forward_t(&x, true).unwrap().dims(), [2, 7]);
     let f = LayerFactory::from_spec("bn").unwrap();
     let vm = VarMap::new();
-    let bad = VideoResNet::new(
-        &VideoResNetConfig {
+    let bad = VideoModel::new(
+        &VideoModelConfig {
             depth: 50,
             ..tiny(Arch::R3d, 18)
         },
@@ -85,9 +194,12 @@ fn output_shapes_for_every_arch_and_norm() {
 
 #[test]
 fn batch_one_training_steps_are_finite_for_every_norm() {
-    let x = Tensor::randn(0f32, 1.0, (1, 3, 8, 32, 32), &DEV).unwrap();
     let y = Tensor::new(&[3u32], &DEV).unwrap();
     for arch in ARCHS {
+        // I3D divides time by 8 and space by 32: at batch 1, BN's last
+        // layer needs 64x64 frames to see more than one value per channel.
+        let side = if arch == Arch::I3d { 64 } else { 32 };
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 8, side, side), &DEV).unwrap();
         for spec in NORM_SPECS {
             let (vm, model) = build(&tiny(arch, 18), spec, 4);
             let cfg = SgdConfig {

@@ -9,6 +9,7 @@ use wsbcn_train::{Dataset, Loader, Trainer};
 use wsbcn_video::clip_data::ClipSet;
 use wsbcn_video::clip_transform::{test_clips, train_clip, ClipAugment};
 use wsbcn_video::task::{video_metrics, VideoConfig, VideoTask};
+use wsbcn_video::video_model::Arch;
 use wsbcn_video::{build_cache, Frames, Sampler, VideoSource};
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -227,15 +228,20 @@ fn every_video_config_loads_with_the_norm_its_name_says() {
             let cfg: VideoConfig = wsbcn_train::load_config(&path, &[])
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let (variant, classes) = match name.strip_prefix("fashion_ssv2_") {
-                Some(v) => (v, 9),
-                None => (name.strip_prefix("ssv2_r2plus1d18_").unwrap(), 174),
-            };
+            let (variant, classes, arch) = [
+                ("fashion_ssv2_", 9, Arch::R2plus1d),
+                ("ssv2_tsm_r50_", 174, Arch::Tsm),
+                ("kinetics400_r2plus1d18_", 400, Arch::R2plus1d),
+            ]
+            .into_iter()
+            .find_map(|(prefix, c, a)| name.strip_prefix(prefix).map(|v| (v, c, a)))
+            .unwrap_or_else(|| panic!("{name}: an unknown recipe"));
+            assert_eq!(cfg.model.arch, arch, "{name}");
             let spec = variant.replace("_ws", "+ws").replace("_est", "-est");
             assert_eq!(cfg.norm.spec, spec, "{name}");
             assert_eq!(cfg.model.num_classes, classes, "{name}");
             names.push(name);
         }
     }
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 16, "{names:?}");
 }

@@ -26,6 +26,8 @@ pub struct Outcome {
 
 /// Runs the comparison read from `file` (see the module docs).
 pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outcome> {
+    // Fail before hours of training, not after.
+    figures::font()?;
     for task in &cmp.tasks {
         if let Some(kind) = task.data {
             crate::data::ensure(kind, &|m| eprintln!("wsbcn-compare: {m}"))?;
@@ -66,7 +68,21 @@ pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outc
         .into_inner()
         .map_err(|_| Error::Runs("a cell panicked".into()))?;
     let dir = cmp.out_dir();
-    let runs = Runs::read(std::slice::from_ref(&dir))?;
+    let runs = match Runs::read(std::slice::from_ref(&dir)) {
+        Ok(runs) => runs,
+        Err(e) if !out.failed.is_empty() => {
+            let cells: Vec<String> = out
+                .failed
+                .iter()
+                .map(|(c, e)| format!("{c}: {e}"))
+                .collect();
+            return Err(Error::Runs(format!(
+                "{e}; failed cells: {}",
+                cells.join("; ")
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     out.written = write_all(&runs, &dir)?;
     Ok(out)
 }

@@ -52,7 +52,7 @@ const FONT_PATHS: [&str; 2] = [
 /// named by `WSBCN_FONT`, else DejaVu Sans (Debian's `fonts-dejavu-core`).
 /// (Plotters' own font lookup needs fontconfig and freetype; reading one
 /// TTF keeps the build free of them.)
-fn font() -> Result<()> {
+pub fn font() -> Result<()> {
     static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
         let paths: Vec<PathBuf> = match std::env::var_os("WSBCN_FONT") {

@@ -235,7 +235,7 @@ pub const NORM_SPECS: [&str; 10] = [
 
 /// Variable names and shapes of a torchvision model, from
 /// `fixtures/<file>` (written by `fixtures/make_torchvision_names.py`).
-fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
     let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
@@ -291,7 +291,7 @@ pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usi
 }
 
 /// How many values the optimizer trains (running statistics excluded).
-fn trainable_count(vm: &candle_nn::VarMap) -> usize {
+pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
     let cfg = wsbcn_train::SgdConfig::default();
     wsbcn_train::param_groups(vm, &cfg)
         .iter()

@@ -13,23 +13,23 @@ use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{LayerFactory, NormConfig};
 use wsbcn_train::bench::{bench_main, time_sgd_steps};
 use wsbcn_train::cross_entropy;
-use wsbcn_video::video_resnet::{Arch, VideoResNet, VideoResNetConfig};
+use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
 
 const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
 fn child(spec: &str, steps: usize) -> wsbcn_video::Result<()> {
     let dev = Device::Cpu;
-    let cfg = VideoResNetConfig {
+    let cfg = VideoModelConfig {
         arch: Arch::R3d,
-        ..VideoResNetConfig::default()
+        ..VideoModelConfig::default()
     };
     let vm = VarMap::new();
     let f = LayerFactory::new(&NormConfig {
         spec: spec.into(),
         ..NormConfig::default()
     })?;
-    let model = VideoResNet::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
+    let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), &dev)?;
     let y = Tensor::new(&[3u32, 117], &dev)?;
     Ok(time_sgd_steps(steps, 2, &vm, 0.01, || {

@@ -3,8 +3,11 @@
 //! factory, so each normalization variant is one config value, and the clip
 //! data they train on.
 //!
-//! * [`video_resnet`]: R3D, MC3 and R(2+1)D, layer for layer as
-//!   torchvision's `r3d_18`, `mc3_18` and `r2plus1d_18`.
+//! * [`video_model`]: every model behind one config section and type:
+//!   [`video_resnet`] (R3D, MC3 and R(2+1)D, layer for layer as
+//!   torchvision's `r3d_18`, `mc3_18` and `r2plus1d_18`),
+//!   [`bottleneck_resnet`] (I3D-ResNet-50 and TSM-ResNet-50/101, with the
+//!   [`temporal_shift`] module) and [`c3d`] (C3D, small).
 //! * [`ssv2`], [`kinetics`], [`video_list`]: the Something-Something v2,
 //!   Kinetics-400 and plain list-file annotation layouts.
 //! * [`video_source`]: a split in any of those layouts, as a config value.
@@ -18,6 +21,8 @@
 
 #![warn(missing_docs)]
 
+pub mod bottleneck_resnet;
+pub mod c3d;
 pub mod clip_cache;
 pub mod clip_data;
 pub mod clip_transform;
@@ -28,7 +33,9 @@ pub mod kinetics;
 pub mod sampling;
 pub mod ssv2;
 pub mod task;
+pub mod temporal_shift;
 pub mod video_list;
+pub mod video_model;
 pub mod video_resnet;
 pub mod video_source;
 

@@ -7,7 +7,7 @@ use crate::clip_cache::ClipCache;
 use crate::clip_data::ClipSet;
 use crate::clip_transform::{ClipAugment, ClipSample};
 use crate::sampling::Sampler;
-use crate::video_resnet::{VideoResNet, VideoResNetConfig};
+use crate::video_model::{VideoModel, VideoModelConfig};
 use crate::video_source::VideoSource;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -66,7 +66,7 @@ impl Default for VideoDataConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct VideoConfig {
     /// The model.
-    pub model: VideoResNetConfig,
+    pub model: VideoModelConfig,
     /// Normalization and conv weight mode of every layer.
     pub norm: NormConfig,
     /// Data.
@@ -174,7 +174,7 @@ pub fn video_metrics(scored: &[(Vec<f32>, usize)], classes: usize, skipped: usiz
 pub struct VideoTask {
     varmap: VarMap,
     factory: LayerFactory,
-    model: VideoResNet,
+    model: VideoModel,
     config: VideoConfig,
     val: ClipSet,
     device: Device,
@@ -190,7 +190,7 @@ impl VideoTask {
         let factory = LayerFactory::new(&config.norm)?;
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, config.train.seed, DType::F32, device);
-        let model = VideoResNet::new(&config.model, &factory, vb)?;
+        let model = VideoModel::new(&config.model, &factory, vb)?;
         let val = open_split(
             &config.data.val,
             config.data.val_cache.as_ref(),

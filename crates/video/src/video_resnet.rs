@@ -28,65 +28,11 @@
 //! Norm layers see the whole `(N, T, H, W)` extent of a channel, as
 //! BatchNorm3d does. Input `(N, 3, T, H, W)`, output logits `(N, classes)`.
 
+use crate::video_model::{Arch, VideoModelConfig};
 use crate::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use serde::{Deserialize, Serialize};
 use wsbcn_nn::{global_avg_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
-
-/// Which torchvision video ResNet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// 3x3x3 convolutions throughout (`r3d_18`).
-    R3d,
-    /// 3x3x3 in layer1, 1x3x3 after (`mc3_18`).
-    Mc3,
-    /// Every 3x3x3 factored into 1x3x3 then 3x1x1 (`r2plus1d_18`).
-    R2plus1d,
-}
-
-/// The model section of a video config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct VideoResNetConfig {
-    /// The architecture.
-    pub arch: Arch,
-    /// 18 or 34.
-    pub depth: usize,
-    /// Multiplier on every channel count (1.0: torchvision's widths).
-    pub width: f64,
-    /// Classes of the final linear layer.
-    pub num_classes: usize,
-}
-
-impl Default for VideoResNetConfig {
-    fn default() -> Self {
-        Self {
-            arch: Arch::R2plus1d,
-            depth: 18,
-            width: 1.0,
-            num_classes: 400,
-        }
-    }
-}
-
-impl VideoResNetConfig {
-    /// Channels of `base` scaled by the width, at least 1.
-    pub fn channels(&self, base: usize) -> usize {
-        ((base as f64 * self.width).round() as usize).max(1)
-    }
-
-    fn blocks(&self) -> Result<[usize; 4]> {
-        match self.depth {
-            18 => Ok([2, 2, 2, 2]),
-            34 => Ok([3, 4, 6, 3]),
-            d => Err(Error::Config(format!(
-                "video resnet depth {d}: expected 18 or 34"
-            ))),
-        }
-    }
-}
 
 /// `n` rounded up to a multiple of `m`.
 fn round_up(n: usize, m: usize) -> usize {
@@ -203,8 +149,23 @@ pub struct VideoResNet {
 
 impl VideoResNet {
     /// Builds the model with every conv and norm from `f`.
-    pub fn new(cfg: &VideoResNetConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
-        let blocks = cfg.blocks()?;
+    pub fn new(cfg: &VideoModelConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
+        if !matches!(cfg.arch, Arch::R3d | Arch::Mc3 | Arch::R2plus1d) {
+            return Err(Error::Config(format!(
+                "{:?} is not a basic-block video ResNet",
+                cfg.arch
+            )));
+        }
+        let blocks = match cfg.depth {
+            18 => [2, 2, 2, 2],
+            34 => [3, 4, 6, 3],
+            d => {
+                return Err(Error::Config(format!(
+                    "{:?} depth {d}: expected 18 or 34",
+                    cfg.arch
+                )))
+            }
+        };
         let c64 = cfg.channels(64);
         let stem = match cfg.arch {
             Arch::R2plus1d => {
@@ -230,7 +191,7 @@ impl VideoResNet {
                     )?,
                 ]
             }
-            Arch::R3d | Arch::Mc3 => vec![ConvNorm::new(
+            _ => vec![ConvNorm::new(
                 f,
                 3,
                 c64,

@@ -1,0 +1,191 @@
+//! Bottleneck ResNets on clips: I3D-ResNet-50 and TSM-ResNet-50/101.
+//!
+//! Both are torchvision's `resnet50` / `resnet101` with every conv made
+//! 3D, under torchvision's parameter names (`conv1`, `bn1`,
+//! `layer{1-4}.{i}.conv{1,2,3}`, `.bn{1,2,3}`, `.downsample.{0,1}`, `fc`):
+//!
+//! ```text
+//! stem     conv1 (I3D 5x7x7, stride 2,2,2; TSM 1x7x7, stride 1,2,2) -> 64,
+//!          bn1, relu, max pool (I3D 3x3x3 stride 2,2,2; TSM 1x3x3 stride 1,2,2)
+//! block    [shift] conv1 1x1x1 (I3D: 3x1x1 where inflated) -> planes, bn1, relu,
+//!          conv2 1x3x3 (stride 1,s,s) -> planes, bn2, relu,
+//!          conv3 1x1x1 -> 4 planes, bn3; + shortcut (downsample 1x1x1
+//!          stride 1,s,s, norm); relu
+//! layers   64/128/256/512 planes, 3-4-6-3 blocks (101: 3-4-23-3), stride 1/2/2/2;
+//!          I3D max-pools time by 2 after layer1
+//! head     global average pool over (T, H, W), fc
+//! ```
+//!
+//! I3D follows mmaction2's `i3d_r50` (Carreira & Zisserman's inflation of
+//! ResNet-50): blocks inflated to a 3x1x1 first conv in the pattern
+//! (1,1,1), (1,0,1,0), (1,0,1,0,1,0), (0,1,0), temporal strides 2 in the
+//! stem conv, the stem pool and after layer1. TSM keeps ResNet's 2D
+//! kernels (1xkxk: each frame on its own) and shifts 1/`shift_div` of the
+//! channels one frame forward and as many back before each block's first
+//! conv (residual shift, [`temporal_shift`]); averaging the per-frame
+//! features before `fc` is TSM's average consensus. A width multiplier
+//! scales every channel count. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
+
+use crate::temporal_shift::temporal_shift;
+use crate::video_model::{Arch, VideoModelConfig};
+use crate::{Error, Result};
+use candle_core::{Module, ModuleT, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use wsbcn_nn::{global_avg_pool, max_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
+
+/// I3D-ResNet-50's inflated blocks per stage (1: a 3x1x1 first conv).
+const I3D_INFLATE: [&[u8]; 4] = [&[1, 1, 1], &[1, 0, 1, 0], &[1, 0, 1, 0, 1, 0], &[0, 1, 0]];
+
+fn conv(
+    f: &LayerFactory,
+    cin: usize,
+    cout: usize,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    vb: VarBuilder,
+) -> Result<Conv3d> {
+    let geometry = ConvGeometry {
+        stride,
+        padding: kernel.map(|k| k / 2),
+        ..ConvGeometry::default()
+    };
+    Ok(f.conv(cin, cout, kernel, geometry, vb)?)
+}
+
+#[derive(Debug)]
+struct Bottleneck {
+    convs: [Conv3d; 3],
+    norms: [Norm; 3],
+    downsample: Option<(Conv3d, Norm)>,
+    shift_div: Option<usize>,
+}
+
+impl Bottleneck {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = match self.shift_div {
+            Some(d) => temporal_shift(x, d)?,
+            None => x.clone(),
+        };
+        for (i, (c, n)) in self.convs.iter().zip(&self.norms).enumerate() {
+            y = n.forward_t(&c.forward(&y)?, train)?;
+            if i < 2 {
+                y = relu(&y)?;
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        Ok(relu(&(y + shortcut)?)?)
+    }
+}
+
+/// I3D-ResNet-50 or TSM-ResNet-50/101 (see the module docs).
+#[derive(Debug)]
+pub struct BottleneckResNet {
+    arch: Arch,
+    conv1: Conv3d,
+    bn1: Norm,
+    layers: Vec<Bottleneck>,
+    /// Blocks in layer1, after which I3D pools time.
+    layer1_blocks: usize,
+    fc: Linear,
+}
+
+impl BottleneckResNet {
+    /// Builds the model with every conv and norm from `f`.
+    pub fn new(cfg: &VideoModelConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
+        let i3d = match cfg.arch {
+            Arch::I3d => true,
+            Arch::Tsm => false,
+            other => {
+                return Err(Error::Config(format!(
+                    "{other:?} is not a bottleneck ResNet"
+                )))
+            }
+        };
+        let blocks = match (cfg.depth, i3d) {
+            (50, _) => [3, 4, 6, 3],
+            (101, false) => [3, 4, 23, 3],
+            (d, _) => {
+                return Err(Error::Config(format!(
+                    "{:?} depth {d}: expected 50{}",
+                    cfg.arch,
+                    if i3d { "" } else { " or 101" }
+                )))
+            }
+        };
+        let c64 = cfg.channels(64);
+        let (k1, s1) = if i3d {
+            ([5, 7, 7], [2, 2, 2])
+        } else {
+            ([1, 7, 7], [1, 2, 2])
+        };
+        let conv1 = conv(f, 3, c64, k1, s1, vb.pp("conv1"))?;
+        let bn1 = f.norm(c64, vb.pp("bn1"))?;
+        let mut layers = vec![];
+        let mut cin = c64;
+        for (stage, &count) in blocks.iter().enumerate() {
+            let planes = cfg.channels(64 << stage);
+            let cout = 4 * planes;
+            for i in 0..count {
+                let vb = vb.pp(format!("layer{}.{i}", stage + 1));
+                let s = if stage > 0 && i == 0 { 2 } else { 1 };
+                let inflated = i3d && I3D_INFLATE[stage].get(i) == Some(&1);
+                let k1 = if inflated { [3, 1, 1] } else { [1, 1, 1] };
+                let convs = [
+                    conv(f, cin, planes, k1, [1, 1, 1], vb.pp("conv1"))?,
+                    conv(f, planes, planes, [1, 3, 3], [1, s, s], vb.pp("conv2"))?,
+                    conv(f, planes, cout, [1, 1, 1], [1, 1, 1], vb.pp("conv3"))?,
+                ];
+                let norms = [
+                    f.norm(planes, vb.pp("bn1"))?,
+                    f.norm(planes, vb.pp("bn2"))?,
+                    f.norm(cout, vb.pp("bn3"))?,
+                ];
+                let downsample = if s != 1 || cin != cout {
+                    Some((
+                        conv(f, cin, cout, [1, 1, 1], [1, s, s], vb.pp("downsample.0"))?,
+                        f.norm(cout, vb.pp("downsample.1"))?,
+                    ))
+                } else {
+                    None
+                };
+                layers.push(Bottleneck {
+                    convs,
+                    norms,
+                    downsample,
+                    shift_div: (!i3d).then_some(cfg.shift_div),
+                });
+                cin = cout;
+            }
+        }
+        let fc = candle_nn::linear(cin, cfg.num_classes, vb.pp("fc"))?;
+        Ok(Self {
+            arch: cfg.arch,
+            conv1,
+            bn1,
+            layers,
+            layer1_blocks: blocks[0],
+            fc,
+        })
+    }
+
+    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let i3d = self.arch == Arch::I3d;
+        let y = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        // A window of 3 frames only where there are 3 to pool.
+        let kt = if i3d && y.dim(2)? >= 3 { 3 } else { 1 };
+        let st = if i3d { 2 } else { 1 };
+        let mut y = max_pool(&y, [kt, 3, 3], [st, 2, 2], [kt / 2, 1, 1])?;
+        for (i, block) in self.layers.iter().enumerate() {
+            y = block.forward_t(&y, train)?;
+            if i3d && i + 1 == self.layer1_blocks && y.dim(2)? >= 2 {
+                y = max_pool(&y, [2, 1, 1], [2, 1, 1], [0, 0, 0])?;
+            }
+        }
+        let pooled = global_avg_pool(&y)?.flatten_from(1)?;
+        Ok(self.fc.forward(&pooled)?)
+    }
+}
