@@ -245,3 +245,40 @@ fn every_video_config_loads_with_the_norm_its_name_says() {
     }
     assert_eq!(names.len(), 16, "{names:?}");
 }
+
+#[test]
+fn the_confusion_figure_is_a_png_and_an_svg_naming_classes_and_counts() {
+    let d = fresh_dir("confusion");
+    let classes: Vec<String> = ["left to right", "right to left", "rotating"]
+        .map(String::from)
+        .to_vec();
+    // Two videos of class 0 called 1, one of class 2 called 0.
+    let scored = [
+        (vec![0.9, 0.1, 0.0], 0),
+        (vec![0.8, 0.1, 0.1], 0),
+        (vec![0.2, 0.7, 0.1], 0),
+        (vec![0.1, 0.6, 0.3], 0),
+        (vec![0.1, 0.8, 0.1], 1),
+        (vec![0.6, 0.1, 0.3], 2),
+        (vec![0.1, 0.1, 0.8], 2),
+    ];
+    let m = video_metrics(&scored, 3, 0);
+    assert_eq!(m.confusion, [vec![2, 2, 0], vec![0, 1, 0], vec![1, 0, 1]]);
+    let fig = wsbcn_plot::ConfusionFigure {
+        title: "test".into(),
+        classes: &classes,
+        counts: &m.confusion,
+    };
+    let [png, svg] = wsbcn_plot::save(&fig, &d.join("confusion")).unwrap();
+    let img = image::open(&png).unwrap();
+    use wsbcn_plot::Figure;
+    assert_eq!((img.width(), img.height()), fig.size());
+    let svg = std::fs::read_to_string(svg).unwrap();
+    for name in &classes {
+        assert!(svg.contains(name.as_str()), "{name}");
+    }
+    // The counts are printed in their cells: three cells hold a 1, two a 2.
+    let texts = |v: &str| svg.matches(&format!(">\n{v}\n</text>")).count();
+    assert_eq!((texts("1"), texts("2")), (3, 2), "{svg}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -27,7 +27,7 @@ pub struct Outcome {
 /// Runs the comparison read from `file` (see the module docs).
 pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outcome> {
     // Fail before hours of training, not after.
-    figures::font()?;
+    wsbcn_plot::font()?;
     for task in &cmp.tasks {
         if let Some(kind) = task.data {
             crate::data::ensure(kind, &|m| eprintln!("wsbcn-compare: {m}"))?;

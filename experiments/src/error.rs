@@ -17,6 +17,10 @@ pub enum Error {
     #[error(transparent)]
     Video(#[from] wsbcn_video::Error),
 
+    /// Drawing or writing a figure failed.
+    #[error(transparent)]
+    Plot(#[from] wsbcn_plot::Error),
+
     /// Reading or writing a file failed.
     #[error("{path}: {msg}")]
     File {

@@ -14,11 +14,11 @@
 //! comparison file picks it).
 
 use crate::records::{mean_std, Record, Runs};
-use crate::{Error, Result};
+use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use wsbcn_plot::{draw_err as plot_err, Figure as Draw};
 
 /// Every figure's file stem.
 pub const FIGURES: [&str; 5] = [
@@ -43,42 +43,6 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-const FONT_PATHS: [&str; 2] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-];
-
-/// Registers the sans-serif font plotters lays text out with: the file
-/// named by `WSBCN_FONT`, else DejaVu Sans (Debian's `fonts-dejavu-core`).
-/// (Plotters' own font lookup needs fontconfig and freetype; reading one
-/// TTF keeps the build free of them.)
-pub fn font() -> Result<()> {
-    static FONT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    FONT.get_or_init(|| {
-        let paths: Vec<PathBuf> = match std::env::var_os("WSBCN_FONT") {
-            Some(p) => vec![p.into()],
-            None => FONT_PATHS.iter().map(PathBuf::from).collect(),
-        };
-        let path = paths.iter().find(|p| p.exists()).ok_or_else(|| {
-            format!(
-                "no font for the figures at {}: install fonts-dejavu-core or set WSBCN_FONT to a .ttf file",
-                paths[0].display()
-            )
-        })?;
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // plotters keeps registered fonts for the life of the process.
-        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-            .map_err(|_| format!("{}: not a TrueType font", path.display()))
-    })
-    .clone()
-    .map_err(Error::Runs)
-}
-
-fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Runs(format!("drawing a figure: {e}"))
-}
-
 /// One line of a chart (the figure's legend names its colour).
 struct Series {
     colour: RGBColor,
@@ -102,7 +66,7 @@ impl Figure<'_> {
         PALETTE[i % PALETTE.len()]
     }
 
-    fn size(&self) -> (u32, u32) {
+    fn figure_size(&self) -> (u32, u32) {
         let tasks = self.runs.tasks().len().max(1) as u32;
         match self.stem {
             "curves" | "singularity" => (560 * tasks, 800),
@@ -132,7 +96,7 @@ impl Figure<'_> {
             .collect()
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
+    fn draw_all<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         root.fill(&WHITE).map_err(plot_err)?;
         let legend = self.legend();
         let per_row = (root.dim_in_pixel().0 as usize / 260).max(1);
@@ -505,37 +469,23 @@ fn mean_over_seeds(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+impl Draw for Figure<'_> {
+    fn size(&self) -> (u32, u32) {
+        self.figure_size()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> wsbcn_plot::Result<()> {
+        self.draw_all(root)
+            .map_err(|e| wsbcn_plot::Error::Draw(e.to_string()))
+    }
+}
+
 /// Draws every figure of `runs` into `dir` as `<stem>.png` and
 /// `<stem>.svg`; returns the files written.
 pub fn write_figures(runs: &Runs, dir: &Path) -> Result<Vec<PathBuf>> {
-    font()?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
     let mut written = vec![];
     for stem in FIGURES {
-        let fig = Figure { runs, stem };
-        let (w, h) = fig.size();
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-            fig.draw(&root)?;
-            root.present().map_err(plot_err)?;
-        }
-        let mut rgb = vec![0u8; w as usize * h as usize * 3];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-            fig.draw(&root)?;
-            root.present().map_err(plot_err)?;
-        }
-        let png_path = dir.join(format!("{stem}.png"));
-        let mut png = vec![];
-        image::RgbImage::from_raw(w, h, rgb)
-            .ok_or_else(|| Error::file(&png_path, "image buffer of the wrong size"))?
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|e| Error::file(&png_path, e))?;
-        crate::write_atomic(&png_path, &png)?;
-        let svg_path = dir.join(format!("{stem}.svg"));
-        crate::write_atomic(&svg_path, svg.as_bytes())?;
-        written.extend([png_path, svg_path]);
+        written.extend(wsbcn_plot::save(&Figure { runs, stem }, &dir.join(stem))?);
     }
     Ok(written)
 }

@@ -27,6 +27,10 @@ pub enum Error {
         msg: String,
     },
 
+    /// Drawing or writing a figure failed.
+    #[error(transparent)]
+    Plot(#[from] wsbcn_plot::Error),
+
     /// A model or data setting is inconsistent.
     #[error("{0}")]
     Config(String),

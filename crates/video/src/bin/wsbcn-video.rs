@@ -58,6 +58,9 @@ enum Command {
         /// Views per video, `CLIPSxCROPS` (crops 1 or 3).
         #[arg(long, default_value = "1x1", value_parser = views)]
         views: (usize, usize),
+        /// Draw the confusion matrix as `FILE.png` and `FILE.svg`.
+        #[arg(long, value_name = "FILE")]
+        confusion: Option<PathBuf>,
     },
 }
 
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> Result<()> {
             config,
             set,
             views: (clips, crops),
+            confusion,
         } => {
             let cfg = config_for_checkpoint::<VideoConfig>(&checkpoint, config.as_deref(), &set)?;
             let task = VideoTask::new(&cfg, &Device::Cpu)?;
@@ -130,6 +134,16 @@ fn run(cli: Cli) -> Result<()> {
             let m = task.evaluate_views(clips, crops)?;
             println!("views {clips}x{crops}");
             print_metrics(&m, task.classes());
+            if let Some(stem) = confusion {
+                let fig = wsbcn_plot::ConfusionFigure {
+                    title: format!("confusion, {clips}x{crops} views: top-1 {:.4}", m.top1),
+                    classes: task.classes(),
+                    counts: &m.confusion,
+                };
+                for path in wsbcn_plot::save(&fig, &stem)? {
+                    println!("wrote {}", path.display());
+                }
+            }
         }
     }
     Ok(())
