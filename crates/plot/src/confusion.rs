@@ -1,6 +1,7 @@
-//! The confusion matrix as a heat map: rows the true class, columns the
-//! predicted one, each row normalised to the fraction of its videos (or
-//! pixels), the count printed in each cell.
+//! The confusion matrix as a heat map: rows the true class (labelled
+//! `index name`), columns the predicted one (labelled by index), each row
+//! shaded by the fraction of its videos (or pixels), the count printed in
+//! each cell.
 
 use crate::figure::{draw_err, Figure};
 use crate::Result;
@@ -43,8 +44,7 @@ impl ConfusionFigure<'_> {
 
 impl Figure for ConfusionFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        let side = self.side() + self.label_px() + 40;
-        (side, side + 40)
+        (self.side() + self.label_px() + 40, self.side() + 110)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
@@ -59,30 +59,24 @@ impl Figure for ConfusionFigure<'_> {
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 18))
             .margin(10)
-            .x_label_area_size(self.label_px())
+            .x_label_area_size(50)
             .y_label_area_size(self.label_px())
             .build_cartesian_2d(0.0..n as f64, n as f64..0.0)
             .map_err(draw_err)?;
-        let label = |v: &f64| {
+        let centre = |v: &f64| {
             let i = v.floor() as usize;
-            if (v - v.floor() - 0.5).abs() < 0.01 && i < n {
-                names(i)
-            } else {
-                String::new()
-            }
+            ((v - v.floor() - 0.5).abs() < 0.01 && i < n).then_some(i)
         };
+        let x_label = |v: &f64| centre(v).map_or(String::new(), |i| i.to_string());
+        let y_label = |v: &f64| centre(v).map_or(String::new(), |i| format!("{i}  {}", names(i)));
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(2 * n + 1)
             .y_labels(2 * n + 1)
-            .x_label_formatter(&label)
-            .y_label_formatter(&label)
-            .x_label_style(
-                ("sans-serif", 12)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_label_style(("sans-serif", 12))
             .y_label_style(("sans-serif", 12))
             .x_desc("predicted class")
             .y_desc("true class")
