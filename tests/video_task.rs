@@ -277,8 +277,9 @@ fn the_confusion_figure_is_a_png_and_an_svg_naming_classes_and_counts() {
     for name in &classes {
         assert!(svg.contains(name.as_str()), "{name}");
     }
-    // The counts are printed in their cells: three cells hold a 1, two a 2.
+    // The counts are printed in their cells (three cells hold a 1, two a
+    // 2), and the columns are labelled 0, 1, 2 once each.
     let texts = |v: &str| svg.matches(&format!(">\n{v}\n</text>")).count();
-    assert_eq!((texts("1"), texts("2")), (3, 2), "{svg}");
+    assert_eq!((texts("1"), texts("2"), texts("0")), (4, 3, 1), "{svg}");
     let _ = std::fs::remove_dir_all(&d);
 }
