@@ -17,9 +17,11 @@ pub fn log_path(dir: &Path) -> std::path::PathBuf {
 /// Whether the run in `dir` has a log whose last evaluation is after its
 /// final step (a run that diverged or was killed has not).
 pub fn finished(dir: &Path) -> bool {
-    let Ok(log) = RunLog::read(&log_path(dir)) else {
-        return false;
-    };
+    RunLog::read(&log_path(dir)).is_ok_and(|log| log_finished(&log))
+}
+
+/// Whether `log`'s last evaluation is after its run's final step.
+pub fn log_finished(log: &RunLog) -> bool {
     let steps = log
         .attr("train_config")
         .and_then(|t| toml::from_str::<TrainConfig>(t).ok())

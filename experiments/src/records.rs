@@ -79,7 +79,7 @@ impl Record {
 
     /// Whether the run reached its configured steps.
     pub fn finished(&self) -> bool {
-        crate::cell_run::finished(&self.dir)
+        crate::cell_run::log_finished(&self.log)
     }
 
     /// Wall-clock seconds of the run (steps and evaluations).

@@ -26,37 +26,21 @@
 //! features before `fc` is TSM's average consensus. A width multiplier
 //! scales every channel count. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
 
+use crate::conv_norm::ConvNorm;
 use crate::temporal_shift::temporal_shift;
 use crate::video_model::{Arch, VideoModelConfig};
 use crate::{Error, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, max_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{global_avg_pool, max_pool, relu, LayerFactory};
 
 /// I3D-ResNet-50's inflated blocks per stage (1: a 3x1x1 first conv).
 const I3D_INFLATE: [&[u8]; 4] = [&[1, 1, 1], &[1, 0, 1, 0], &[1, 0, 1, 0, 1, 0], &[0, 1, 0]];
 
-fn conv(
-    f: &LayerFactory,
-    cin: usize,
-    cout: usize,
-    kernel: [usize; 3],
-    stride: [usize; 3],
-    vb: VarBuilder,
-) -> Result<Conv3d> {
-    let geometry = ConvGeometry {
-        stride,
-        padding: kernel.map(|k| k / 2),
-        ..ConvGeometry::default()
-    };
-    Ok(f.conv(cin, cout, kernel, geometry, vb)?)
-}
-
 #[derive(Debug)]
 struct Bottleneck {
-    convs: [Conv3d; 3],
-    norms: [Norm; 3],
-    downsample: Option<(Conv3d, Norm)>,
+    convs: [ConvNorm; 3],
+    downsample: Option<ConvNorm>,
     shift_div: Option<usize>,
 }
 
@@ -66,14 +50,14 @@ impl Bottleneck {
             Some(d) => temporal_shift(x, d)?,
             None => x.clone(),
         };
-        for (i, (c, n)) in self.convs.iter().zip(&self.norms).enumerate() {
-            y = n.forward_t(&c.forward(&y)?, train)?;
+        for (i, cn) in self.convs.iter().enumerate() {
+            y = cn.forward_t(&y, train)?;
             if i < 2 {
                 y = relu(&y)?;
             }
         }
         let shortcut = match &self.downsample {
-            Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
+            Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
         Ok(relu(&(y + shortcut)?)?)
@@ -84,8 +68,7 @@ impl Bottleneck {
 #[derive(Debug)]
 pub struct BottleneckResNet {
     arch: Arch,
-    conv1: Conv3d,
-    bn1: Norm,
+    stem: ConvNorm,
     layers: Vec<Bottleneck>,
     /// Blocks in layer1, after which I3D pools time.
     layer1_blocks: usize,
@@ -121,8 +104,7 @@ impl BottleneckResNet {
         } else {
             ([1, 7, 7], [1, 2, 2])
         };
-        let conv1 = conv(f, 3, c64, k1, s1, vb.pp("conv1"))?;
-        let bn1 = f.norm(c64, vb.pp("bn1"))?;
+        let stem = ConvNorm::new(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?;
         let mut layers = vec![];
         let mut cin = c64;
         for (stage, &count) in blocks.iter().enumerate() {
@@ -133,27 +115,30 @@ impl BottleneckResNet {
                 let s = if stage > 0 && i == 0 { 2 } else { 1 };
                 let inflated = i3d && I3D_INFLATE[stage].get(i) == Some(&1);
                 let k1 = if inflated { [3, 1, 1] } else { [1, 1, 1] };
+                let pair = |cin, cout, kernel, stride, i: usize| {
+                    let (c, n) = (format!("conv{i}"), format!("bn{i}"));
+                    ConvNorm::new(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n))
+                };
                 let convs = [
-                    conv(f, cin, planes, k1, [1, 1, 1], vb.pp("conv1"))?,
-                    conv(f, planes, planes, [1, 3, 3], [1, s, s], vb.pp("conv2"))?,
-                    conv(f, planes, cout, [1, 1, 1], [1, 1, 1], vb.pp("conv3"))?,
-                ];
-                let norms = [
-                    f.norm(planes, vb.pp("bn1"))?,
-                    f.norm(planes, vb.pp("bn2"))?,
-                    f.norm(cout, vb.pp("bn3"))?,
+                    pair(cin, planes, k1, [1, 1, 1], 1)?,
+                    pair(planes, planes, [1, 3, 3], [1, s, s], 2)?,
+                    pair(planes, cout, [1, 1, 1], [1, 1, 1], 3)?,
                 ];
                 let downsample = if s != 1 || cin != cout {
-                    Some((
-                        conv(f, cin, cout, [1, 1, 1], [1, s, s], vb.pp("downsample.0"))?,
-                        f.norm(cout, vb.pp("downsample.1"))?,
-                    ))
+                    Some(ConvNorm::new(
+                        f,
+                        cin,
+                        cout,
+                        [1, 1, 1],
+                        [1, s, s],
+                        vb.pp("downsample.0"),
+                        vb.pp("downsample.1"),
+                    )?)
                 } else {
                     None
                 };
                 layers.push(Bottleneck {
                     convs,
-                    norms,
                     downsample,
                     shift_div: (!i3d).then_some(cfg.shift_div),
                 });
@@ -163,8 +148,7 @@ impl BottleneckResNet {
         let fc = candle_nn::linear(cin, cfg.num_classes, vb.pp("fc"))?;
         Ok(Self {
             arch: cfg.arch,
-            conv1,
-            bn1,
+            stem,
             layers,
             layer1_blocks: blocks[0],
             fc,
@@ -174,7 +158,7 @@ impl BottleneckResNet {
     /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let i3d = self.arch == Arch::I3d;
-        let y = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let y = relu(&self.stem.forward_t(x, train)?)?;
         // A window of 3 frames only where there are 3 to pool.
         let kt = if i3d && y.dim(2)? >= 3 { 3 } else { 1 };
         let st = if i3d { 2 } else { 1 };

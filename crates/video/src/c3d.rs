@@ -18,11 +18,12 @@
 //! scales channels and hidden units. Pools skip an axis already down to
 //! one element. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
 
+use crate::conv_norm::ConvNorm;
 use crate::video_model::VideoModelConfig;
 use crate::Result;
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, max_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{global_avg_pool, max_pool, relu, LayerFactory};
 
 /// (name, base channels, pool after it: 0 none, 1 spatial only, 2 all axes).
 const LAYERS: [(&str, usize, u8); 8] = [
@@ -39,7 +40,7 @@ const LAYERS: [(&str, usize, u8); 8] = [
 /// C3D (see the module docs).
 #[derive(Debug)]
 pub struct C3d {
-    convs: Vec<(Conv3d, Norm, u8)>,
+    convs: Vec<(ConvNorm, u8)>,
     fc6: Linear,
     fc7: Linear,
     fc: Linear,
@@ -50,17 +51,11 @@ impl C3d {
     pub fn new(cfg: &VideoModelConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
         let mut convs = vec![];
         let mut cin = 3;
-        let geometry = ConvGeometry {
-            padding: [1, 1, 1],
-            ..ConvGeometry::default()
-        };
         for (name, base, pool) in LAYERS {
             let cout = cfg.channels(base);
-            convs.push((
-                f.conv(cin, cout, [3, 3, 3], geometry, vb.pp(name))?,
-                f.norm(cout, vb.pp(format!("{name}_norm")))?,
-                pool,
-            ));
+            let norm = vb.pp(format!("{name}_norm"));
+            let conv = ConvNorm::new(f, cin, cout, [3, 3, 3], [1, 1, 1], vb.pp(name), norm)?;
+            convs.push((conv, pool));
             cin = cout;
         }
         let hidden = cfg.channels(4096);
@@ -75,8 +70,8 @@ impl C3d {
     /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = x.clone();
-        for (conv, norm, pool) in &self.convs {
-            y = relu(&norm.forward_t(&conv.forward(&y)?, train)?)?;
+        for (conv, pool) in &self.convs {
+            y = relu(&conv.forward_t(&y, train)?)?;
             if *pool > 0 {
                 let (_, _, t, h, w) = y.dims5()?;
                 let k = |extent: usize, pooled: bool| if pooled && extent >= 2 { 2 } else { 1 };

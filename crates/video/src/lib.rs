@@ -26,6 +26,7 @@ pub mod c3d;
 pub mod clip_cache;
 pub mod clip_data;
 pub mod clip_transform;
+mod conv_norm;
 pub mod decode;
 mod error;
 pub mod fashion_ssv2;

@@ -28,50 +28,16 @@
 //! Norm layers see the whole `(N, T, H, W)` extent of a channel, as
 //! BatchNorm3d does. Input `(N, 3, T, H, W)`, output logits `(N, classes)`.
 
+use crate::conv_norm::ConvNorm;
 use crate::video_model::{Arch, VideoModelConfig};
 use crate::{Error, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, relu, Conv3d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{global_avg_pool, relu, LayerFactory};
 
 /// `n` rounded up to a multiple of `m`.
 fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
-}
-
-/// A conv followed by its norm.
-#[derive(Debug)]
-struct ConvNorm {
-    conv: Conv3d,
-    norm: Norm,
-}
-
-impl ConvNorm {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        f: &LayerFactory,
-        cin: usize,
-        cout: usize,
-        kernel: [usize; 3],
-        stride: [usize; 3],
-        vb_conv: VarBuilder,
-        vb_norm: VarBuilder,
-    ) -> Result<Self> {
-        let geometry = ConvGeometry {
-            stride,
-            padding: kernel.map(|k| k / 2),
-            ..ConvGeometry::default()
-        };
-        Ok(Self {
-            conv: f.conv(cin, cout, kernel, geometry, vb_conv)?,
-            norm: f.norm(cout, vb_norm)?,
-        })
-    }
-
-    /// `norm(conv(x))`, without the activation.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.norm.forward_t(&self.conv.forward(x)?, train)?)
-    }
 }
 
 /// A block's conv: one conv, or R(2+1)D's spatial then temporal pair, each
