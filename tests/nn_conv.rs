@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
-    conv, conv2d, conv2d_generic, conv3d, conv3d_generic, standardize, standardize_composite,
+    conv, conv2d, conv2d_with, conv3d_with, standardize, standardize_composite, ConvBackend,
     ConvConfig, ConvGeometry, Diagnostics, WeightInit, WeightMode,
 };
 use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
@@ -44,13 +44,12 @@ fn geometry<const D: usize>(c: &Case) -> ConvGeometry<D> {
 }
 
 impl Case {
-    /// The convolution under test: the CPU op, or the generic candle-op path.
-    fn conv(&self, x: &Tensor, w: &Tensor, generic: bool) -> wsbcn_nn::Result<Tensor> {
-        match (self.stride.len(), generic) {
-            (2, false) => conv2d(x, w, &geometry(self)),
-            (2, true) => conv2d_generic(x, w, &geometry(self)),
-            (_, false) => conv3d(x, w, &geometry(self)),
-            (_, true) => conv3d_generic(x, w, &geometry(self)),
+    /// The convolution under test, on one backend.
+    fn conv(&self, x: &Tensor, w: &Tensor, backend: ConvBackend) -> wsbcn_nn::Result<Tensor> {
+        if self.stride.len() == 2 {
+            conv2d_with(backend, x, w, &geometry(self))
+        } else {
+            conv3d_with(backend, x, w, &geometry(self))
         }
     }
 
@@ -168,19 +167,24 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+// oneDNN runs f32 only (f64 calls take the GEMM op), so its f32 results
+// are held to the direct definition and to the f64 reference gradients. The
+// tests need `libdnnl.so.2` (Debian package libdnnl2, installed by
+// .ci/setup): without it the oneDNN calls fail, naming the library.
+
 #[test]
-fn conv_matches_direct_definition_on_both_paths() -> Result<()> {
+fn conv_matches_direct_definition_on_every_backend() -> Result<()> {
     let mut rng = Rng::new(1);
     for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
         for c in cases() {
             let (x, w) = c.tensors(&mut rng, dtype)?;
             let want = c.direct(x.as_tensor(), w.as_tensor())?;
-            for generic in [false, true] {
-                let y = c.conv(x.as_tensor(), w.as_tensor(), generic)?;
+            for backend in ConvBackend::ALL {
+                let y = c.conv(x.as_tensor(), w.as_tensor(), backend)?;
                 let err = max_abs_diff(&y, &want)?;
                 assert!(
                     err < tol,
-                    "{dtype:?} x{:?} w{:?} generic={generic}: {err}",
+                    "{dtype:?} x{:?} w{:?} {backend:?}: {err}",
                     c.x,
                     c.w
                 );
@@ -191,26 +195,29 @@ fn conv_matches_direct_definition_on_both_paths() -> Result<()> {
 }
 
 #[test]
-fn cpu_op_and_generic_path_agree_in_gradients() -> Result<()> {
-    // On the CPU conv2d/conv3d run the vol2col + GEMM op; the candle-op
-    // path (every other device) must give the same gradients.
+fn every_backend_gives_the_reference_gradients() -> Result<()> {
+    // The reference: the GEMM op in f64, held to finite differences below.
     let mut rng = Rng::new(30);
-    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-3)] {
-        for c in cases() {
-            let (x, w) = c.tensors(&mut rng, dtype)?;
-            let gf = probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), false)?, 1)?.backward()?;
-            let gs = probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), true)?, 1)?.backward()?;
-            for v in [&x, &w] {
-                let err = max_abs_diff(
-                    gf.get(v.as_tensor()).unwrap(),
-                    gs.get(v.as_tensor()).unwrap(),
-                )?;
-                assert!(
-                    err < tol,
-                    "x{:?} w{:?}: gradient differs by {err}",
-                    c.x,
-                    c.w
-                );
+    for c in cases() {
+        let (x, w) = c.tensors(&mut rng, DType::F64)?;
+        let reference =
+            probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), ConvBackend::Gemm)?, 1)?.backward()?;
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-3)] {
+            let xd = Var::from_tensor(&x.to_dtype(dtype)?)?;
+            let wd = Var::from_tensor(&w.to_dtype(dtype)?)?;
+            for backend in ConvBackend::ALL {
+                let y = c.conv(xd.as_tensor(), wd.as_tensor(), backend)?;
+                let grads = probe_loss(&y.to_dtype(DType::F64)?, 1)?.backward()?;
+                for (v, vd) in [(&x, &xd), (&w, &wd)] {
+                    let got = grads.get(vd.as_tensor()).unwrap().to_dtype(DType::F64)?;
+                    let err = max_abs_diff(&got, reference.get(v.as_tensor()).unwrap())?;
+                    assert!(
+                        err < tol,
+                        "{dtype:?} {backend:?} x{:?} w{:?}: gradient differs by {err}",
+                        c.x,
+                        c.w
+                    );
+                }
             }
         }
     }
@@ -222,11 +229,28 @@ fn conv_gradients_match_finite_differences() -> Result<()> {
     let mut rng = Rng::new(3);
     for (i, c) in cases().into_iter().enumerate() {
         let (x, w) = c.tensors(&mut rng, DType::F64)?;
-        let loss = || probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), false)?, 10 + i as u64);
+        let loss = || {
+            probe_loss(
+                &c.conv(x.as_tensor(), w.as_tensor(), ConvBackend::Gemm)?,
+                10 + i as u64,
+            )
+        };
         check_grads(loss, &[("x", &x), ("w", &w)], 1e-5, 1e-6, 40)
             .map_err(|e| e.context(format!("case {i}")))?;
     }
     Ok(())
+}
+
+#[test]
+fn conv_backend_names_parse_and_unknown_ones_are_errors() {
+    for b in ConvBackend::ALL {
+        assert_eq!(ConvBackend::from_name(b.name()).unwrap(), b);
+    }
+    let err = ConvBackend::from_name("cudnn").unwrap_err().to_string();
+    assert!(
+        err.contains("\"cudnn\"") && err.contains("onednn, gemm or candle"),
+        "{err}"
+    );
 }
 
 const WS_MODES: [WeightMode; 3] = [WeightMode::Ws, WeightMode::WsUnbiased, WeightMode::WsStdEps];

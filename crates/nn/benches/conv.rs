@@ -1,22 +1,20 @@
-//! Convolution benchmark of wsbcn-nn: the CPU conv op plain and with WS,
-//! candle's own convolution, and PyTorch's, in the same run, 2D and 3D.
+//! Convolution benchmark of wsbcn-nn: every CPU backend (oneDNN, the
+//! vol2col + GEMM op, candle's own convolution) and PyTorch's, in the same
+//! run, forward and forward+backward, on the 2D and 3D shapes the models
+//! use; then the cost of WS alone.
 //!
 //! `cargo bench -p wsbcn-nn` prints a markdown table. Set
 //! `WSBCN_TORCH_PYTHON=/path/to/python` (a Python with torch) to time
 //! PyTorch on the same shapes in the same run; `WSBCN_BENCH_ITERS` sets the
-//! timed rounds (median reported, after two warm-up rounds; plain and WS
-//! alternate within each round, in
-//! alternating order).
+//! timed rounds (median reported, after two warm-up rounds; the backends of
+//! a case take turns within each round, in alternating order);
+//! `WSBCN_BENCH_BACKENDS=onednn,gemm` times only the backends named.
 
-use candle_core::{DType, Device, Module, Result, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_nn::{
-    conv, conv2d_generic, conv3d_generic, standardize, Conv, ConvConfig, ConvGeometry, ConvOp,
-    WeightInit, WeightMode,
-};
+use wsbcn_nn::{conv2d_with, conv3d_with, standardize, ConvBackend, ConvGeometry, WeightMode};
 
 /// Medians (ms) of `fs`, timed in turn within each round so that load on
 /// the machine hits every variant alike; two warm-up rounds first.
@@ -102,47 +100,130 @@ fn time_variants(
 }
 
 /// GFLOP of one forward: 2 per multiply-add.
-fn forward_gflop<const D: usize>(layer: &Conv<D>, x: &Tensor) -> Result<f64>
-where
-    ConvGeometry<D>: ConvOp,
-{
-    let y = layer.forward(&x.detach())?;
-    let fan_in = layer.weight().elem_count() / layer.weight().dim(0)?;
+fn forward_gflop(y: &Tensor, w: &Tensor) -> Result<f64> {
+    let fan_in = w.elem_count() / w.dim(0)?;
     Ok(2.0 * (y.elem_count() * fan_in) as f64 / 1e9)
 }
 
-fn build<const D: usize>(
-    cin: usize,
-    cout: usize,
-    kernel: [usize; D],
-    mode: WeightMode,
-) -> Result<Conv<D>>
-where
-    ConvGeometry<D>: ConvOp,
-{
-    let vb = VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu);
-    let cfg = ConvConfig {
-        kernel,
-        geometry: ConvGeometry::uniform(1, 1, 1),
-        bias: false,
-        mode,
-        ws_eps: 1e-5,
-        init: WeightInit::default(),
-    };
-    Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
+/// One benchmark shape: input dims, output channels, kernel and geometry
+/// per spatial axis (2 or 3 axes).
+struct Case {
+    name: &'static str,
+    x: &'static [usize],
+    out: usize,
+    kernel: &'static [usize],
+    stride: usize,
+    padding: &'static [usize],
+    dilation: usize,
 }
 
-fn torch_times(iters: usize, cases: &[&str]) -> HashMap<String, (f64, f64)> {
+/// The shapes of the fast-convolution issue: 2D ResNet/DeepLab convs, the
+/// 3D R3D conv and R(2+1)D's factored pair.
+const CASES: [Case; 7] = [
+    Case {
+        name: "conv2d_3x3_64to64_2x64x64x64",
+        x: &[2, 64, 64, 64],
+        out: 64,
+        kernel: &[3, 3],
+        stride: 1,
+        padding: &[1, 1],
+        dilation: 1,
+    },
+    Case {
+        name: "conv2d_3x3s2_128to256_2x128x32x32",
+        x: &[2, 128, 32, 32],
+        out: 256,
+        kernel: &[3, 3],
+        stride: 2,
+        padding: &[1, 1],
+        dilation: 1,
+    },
+    Case {
+        name: "conv2d_1x1_256to64_2x256x32x32",
+        x: &[2, 256, 32, 32],
+        out: 64,
+        kernel: &[1, 1],
+        stride: 1,
+        padding: &[0, 0],
+        dilation: 1,
+    },
+    Case {
+        name: "conv2d_3x3d2_256to256_2x256x33x33",
+        x: &[2, 256, 33, 33],
+        out: 256,
+        kernel: &[3, 3],
+        stride: 1,
+        padding: &[2, 2],
+        dilation: 2,
+    },
+    Case {
+        name: "conv3d_3x3x3_64to64_2x64x8x28x28",
+        x: &[2, 64, 8, 28, 28],
+        out: 64,
+        kernel: &[3, 3, 3],
+        stride: 1,
+        padding: &[1, 1, 1],
+        dilation: 1,
+    },
+    Case {
+        name: "conv3d_1x3x3_64to64_2x64x8x28x28",
+        x: &[2, 64, 8, 28, 28],
+        out: 64,
+        kernel: &[1, 3, 3],
+        stride: 1,
+        padding: &[0, 1, 1],
+        dilation: 1,
+    },
+    Case {
+        name: "conv3d_3x1x1_64to64_2x64x8x28x28",
+        x: &[2, 64, 8, 28, 28],
+        out: 64,
+        kernel: &[3, 1, 1],
+        stride: 1,
+        padding: &[1, 0, 0],
+        dilation: 1,
+    },
+];
+
+impl Case {
+    fn conv(&self, backend: ConvBackend, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let y = if self.kernel.len() == 2 {
+            let geo = ConvGeometry {
+                stride: [self.stride; 2],
+                padding: [self.padding[0], self.padding[1]],
+                dilation: [self.dilation; 2],
+                groups: 1,
+            };
+            conv2d_with(backend, x, w, &geo)
+        } else {
+            let geo = ConvGeometry {
+                stride: [self.stride; 3],
+                padding: [self.padding[0], self.padding[1], self.padding[2]],
+                dilation: [self.dilation; 3],
+                groups: 1,
+            };
+            conv3d_with(backend, x, w, &geo)
+        };
+        y.map_err(candle_core::Error::wrap)
+    }
+
+    fn weight_dims(&self) -> Vec<usize> {
+        [&[self.out, self.x[1]][..], self.kernel].concat()
+    }
+}
+
+/// PyTorch's times per case (`fwd`, `fwd+bwd` ms) and its matmul GFLOP/s,
+/// from `torch_conv.py` in a child process; empty without
+/// `WSBCN_TORCH_PYTHON`.
+fn torch_times(iters: usize, threads: usize) -> (HashMap<String, (f64, f64)>, Option<f64>) {
     let Ok(python) = std::env::var("WSBCN_TORCH_PYTHON") else {
-        return HashMap::new();
+        return (HashMap::new(), None);
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_conv.py");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out = Command::new(&python)
         .arg(script)
         .arg(threads.to_string())
         .arg(iters.to_string())
-        .args(cases)
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o.stdout,
@@ -151,23 +232,37 @@ fn torch_times(iters: usize, cases: &[&str]) -> HashMap<String, (f64, f64)> {
                 "PyTorch side failed: {}",
                 String::from_utf8_lossy(&o.stderr)
             );
-            return HashMap::new();
+            return (HashMap::new(), None);
         }
         Err(e) => {
             eprintln!("could not run {python}: {e}");
-            return HashMap::new();
+            return (HashMap::new(), None);
         }
     };
-    String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some((
-                f.first()?.to_string(),
-                (f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?),
-            ))
-        })
-        .collect()
+    let mut times = HashMap::new();
+    let mut matmul = None;
+    for l in String::from_utf8_lossy(&out).lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["matmul_gflops", v] => matmul = v.parse().ok(),
+            [name, fwd, fb] => {
+                if let (Ok(a), Ok(b)) = (fwd.parse(), fb.parse()) {
+                    times.insert(name.to_string(), (a, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    (times, matmul)
+}
+
+/// candle's f32 matmul throughput (GFLOP/s) on 1024 x 1024 matrices: the
+/// machine's GEMM speed the conv rows are read against.
+fn matmul_gflops(iters: usize) -> Result<f64> {
+    let a = Tensor::randn(0f32, 1.0, (1024, 1024), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (1024, 1024), &Device::Cpu)?;
+    let ms = interleaved_ms(iters, &mut [&mut || a.matmul(&b).map(|_| ())])?[0];
+    Ok(2.0 * 1024f64.powi(3) / 1e9 / (ms / 1e3))
 }
 
 fn main() -> Result<()> {
@@ -176,97 +271,91 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let dev = Device::Cpu;
+    // WSBCN_BENCH_BACKENDS=onednn,gemm limits the backends timed.
+    let only = std::env::var("WSBCN_BENCH_BACKENDS").ok();
+    let backends: Vec<ConvBackend> = ConvBackend::ALL
+        .into_iter()
+        .filter(|b| {
+            only.as_ref()
+                .is_none_or(|o| o.split(',').any(|n| n == b.name()))
+        })
+        .filter(|b| match b.available() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", b.name());
+                false
+            }
+        })
+        .collect();
     let mut rows = vec![];
-
-    let x2 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 64, 56, 56), &dev)?)?;
-    let (p, w) = (
-        build(64, 64, [3, 3], WeightMode::Plain)?,
-        build(64, 64, [3, 3], WeightMode::Ws)?,
-    );
-    let geo2 = *p.geometry();
-    let gflop = forward_gflop(&p, x2.as_tensor())?;
-    let variants: Vec<(&'static str, ConvFn)> = vec![
-        ("plain", Box::new(|x| p.forward(x))),
-        ("ws", Box::new(|x| w.forward(x))),
-        (
-            "candle conv2d",
-            Box::new(|x| Ok(conv2d_generic(x, p.weight(), &geo2)?)),
-        ),
-    ];
-    rows.extend(time_variants(
-        "conv2d_3x3_64_2x64x56x56",
-        variants,
-        &x2,
-        gflop,
-        iters,
-    )?);
-
-    let x3 = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 64, 8, 28, 28), &dev)?)?;
-    let (p, w) = (
-        build(64, 64, [3, 3, 3], WeightMode::Plain)?,
-        build(64, 64, [3, 3, 3], WeightMode::Ws)?,
-    );
-    let geo3 = *p.geometry();
-    let gflop = forward_gflop(&p, x3.as_tensor())?;
-    let variants: Vec<(&'static str, ConvFn)> = vec![
-        ("plain", Box::new(|x| p.forward(x))),
-        ("ws", Box::new(|x| w.forward(x))),
-        (
-            "candle conv2d over taps",
-            Box::new(|x| Ok(conv3d_generic(x, p.weight(), &geo3)?)),
-        ),
-    ];
-    rows.extend(time_variants(
-        "conv3d_3x3x3_64_2x64x8x28x28",
-        variants,
-        &x3,
-        gflop,
-        iters,
-    )?);
-    let torch = torch_times(
-        iters,
-        &["conv2d_3x3_64_2x64x56x56", "conv3d_3x3x3_64_2x64x8x28x28"],
-    );
-
+    for case in &CASES {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, case.x, &dev)?)?;
+        let w = Tensor::randn(0f32, 0.1, case.weight_dims(), &dev)?;
+        let gflop = forward_gflop(&case.conv(ConvBackend::Gemm, x.as_tensor(), &w)?, &w)?;
+        let variants: Vec<(&'static str, ConvFn)> = backends
+            .iter()
+            .map(|&b| {
+                let w = &w;
+                let f: ConvFn = Box::new(move |x| case.conv(b, x, w));
+                (b.name(), f)
+            })
+            .collect();
+        rows.extend(time_variants(case.name, variants, &x, gflop, iters)?);
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (torch, torch_matmul) = torch_times(iters, threads);
+    let matmul = matmul_gflops(iters * 4)?;
+
     println!("wsbcn-nn conv benchmark, f32, CPU, {threads} threads, median of {iters} runs (ms)\n");
-    println!("| case | variant | fwd ms | fwd+bwd ms | fwd GFLOP/s | PyTorch fwd ms | PyTorch fwd+bwd ms | speed vs PyTorch (fwd+bwd) |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "matmul 1024^3: candle {matmul:.1} GFLOP/s, PyTorch {}\n",
+        torch_matmul.map_or("-".into(), |g| format!("{g:.1} GFLOP/s"))
+    );
+    println!("| case | backend | fwd ms | fwd+bwd ms | fwd+bwd GFLOP/s | PyTorch fwd ms | PyTorch fwd+bwd ms | PyTorch fwd+bwd GFLOP/s | speed vs PyTorch (fwd+bwd) |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
-        let (tf, tfb, ratio) = match torch.get(r.name) {
-            Some((f, fb)) => (
-                format!("{f:.1}"),
-                format!("{fb:.1}"),
+        // Forward + backward: the forward, the input gradient and the
+        // weight gradient, each as many FLOPs as the forward.
+        let fb_gflops = |ms: f64| 3.0 * r.gflop / (ms / 1e3);
+        let (tf, tfb, tg, ratio) = match torch.get(r.name) {
+            Some(&(f, fb)) => (
+                format!("{f:.2}"),
+                format!("{fb:.2}"),
+                format!("{:.0}", fb_gflops(fb)),
                 format!("{:.2}x", fb / r.fwd_bwd),
             ),
-            None => ("-".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {tf} | {tfb} | {ratio} |",
+            "| {} | {} | {:.2} | {:.2} | {:.0} | {tf} | {tfb} | {tg} | {ratio} |",
             r.name,
             r.variant,
             r.fwd,
             r.fwd_bwd,
-            r.gflop / (r.fwd / 1e3)
+            fb_gflops(r.fwd_bwd),
         );
     }
-    // The cost of WS itself, timed alone: the standardization of each
-    // kernel, forward and backward. The plain/WS rows above differ by this
-    // plus the machine's noise.
-    for (name, dims, fwd_bwd) in [
-        (
-            "conv2d_3x3_64_2x64x56x56",
-            vec![64, 64, 3, 3],
-            rows[0].fwd_bwd,
-        ),
-        (
-            "conv3d_3x3x3_64_2x64x8x28x28",
-            vec![64, 64, 3, 3, 3],
-            rows[3].fwd_bwd,
-        ),
-    ] {
-        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, dims, &dev)?)?;
-        let g = Tensor::randn(0f32, 1.0, w.shape(), &dev)?;
+    ws_cost(iters, &rows, &dev)?;
+    if torch.is_empty() {
+        println!("\n(PyTorch columns empty: set WSBCN_TORCH_PYTHON to a Python with torch.)");
+    }
+    Ok(())
+}
+
+/// The cost of WS itself, timed alone: standardizing the kernel forward and
+/// backward, against the plain conv's forward+backward on the selected
+/// backend.
+fn ws_cost(iters: usize, rows: &[Row], dev: &Device) -> Result<()> {
+    let selected = ConvBackend::selected().map_err(candle_core::Error::wrap)?;
+    for case in [&CASES[0], &CASES[4]] {
+        let Some(conv) = rows
+            .iter()
+            .find(|r| r.name == case.name && r.variant == selected.name())
+        else {
+            continue;
+        };
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, case.weight_dims(), dev)?)?;
+        let g = Tensor::randn(0f32, 1.0, w.shape(), dev)?;
         let t = interleaved_ms(
             iters * 4,
             &mut [&mut || {
@@ -276,27 +365,11 @@ fn main() -> Result<()> {
             }],
         )?[0];
         println!(
-            "\nWS alone on {name}'s kernel: {t:.3} ms forward+backward, {:.2}% of the plain conv's forward+backward",
-            100.0 * t / fwd_bwd
+            "\nWS alone on {}'s kernel: {t:.3} ms forward+backward, {:.2}% of the {} conv's forward+backward",
+            case.name,
+            100.0 * t / conv.fwd_bwd,
+            selected.name()
         );
-    }
-    for case in rows.chunks(3) {
-        if let [plain, ws, candle] = case {
-            println!(
-                "\n{}: the CPU op is {:.1}x faster than candle's conv forward+backward",
-                plain.name,
-                candle.fwd_bwd / plain.fwd_bwd
-            );
-            println!(
-                "\nWS overhead on {}: forward {:+.1}%, forward+backward {:+.1}%",
-                plain.name,
-                (ws.fwd / plain.fwd - 1.0) * 100.0,
-                (ws.fwd_bwd / plain.fwd_bwd - 1.0) * 100.0
-            );
-        }
-    }
-    if torch.is_empty() {
-        println!("\n(PyTorch columns empty: set WSBCN_TORCH_PYTHON to a Python with torch.)");
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 """PyTorch side of `cargo bench -p wsbcn-nn`: times the same convolutions.
 
 Run by benches/conv.rs when WSBCN_TORCH_PYTHON names a Python with torch.
-Prints one line per case: `name forward_ms forward_backward_ms`.
+Prints `matmul_gflops G` (1024^3 f32 matmul), then one line per case:
+`name forward_ms forward_backward_ms`. The cases mirror CASES in conv.rs.
 """
 
 import sys
@@ -14,11 +15,11 @@ torch.set_num_threads(int(sys.argv[1]))
 ITERS = int(sys.argv[2])
 
 
-def median_ms(fn):
+def median_ms(fn, iters=ITERS):
     for _ in range(2):
         fn()
     times = []
-    for _ in range(ITERS):
+    for _ in range(iters):
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e3)
@@ -26,22 +27,36 @@ def median_ms(fn):
     return times[len(times) // 2]
 
 
+# name: (input dims, output channels, kernel, stride, padding, dilation)
 CASES = {
-    "conv2d_3x3_64_2x64x56x56": (F.conv2d, (2, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
-    "conv3d_3x3x3_64_2x64x8x28x28": (F.conv3d, (2, 64, 8, 28, 28), (64, 64, 3, 3, 3), dict(padding=1)),
+    "conv2d_3x3_64to64_2x64x64x64": ((2, 64, 64, 64), 64, (3, 3), 1, (1, 1), 1),
+    "conv2d_3x3s2_128to256_2x128x32x32": ((2, 128, 32, 32), 256, (3, 3), 2, (1, 1), 1),
+    "conv2d_1x1_256to64_2x256x32x32": ((2, 256, 32, 32), 64, (1, 1), 1, (0, 0), 1),
+    "conv2d_3x3d2_256to256_2x256x33x33": ((2, 256, 33, 33), 256, (3, 3), 1, (2, 2), 2),
+    "conv3d_3x3x3_64to64_2x64x8x28x28": ((2, 64, 8, 28, 28), 64, (3, 3, 3), 1, (1, 1, 1), 1),
+    "conv3d_1x3x3_64to64_2x64x8x28x28": ((2, 64, 8, 28, 28), 64, (1, 3, 3), 1, (0, 1, 1), 1),
+    "conv3d_3x1x1_64to64_2x64x8x28x28": ((2, 64, 8, 28, 28), 64, (3, 1, 1), 1, (1, 0, 0), 1),
 }
-for name in sys.argv[3:]:
-    fn, xs, ws, kw = CASES[name]
+
+a = torch.randn(1024, 1024)
+b = torch.randn(1024, 1024)
+print("matmul_gflops", f"{2 * 1024**3 / 1e9 / (median_ms(lambda: a @ b, ITERS * 4) / 1e3):.1f}", flush=True)
+
+for name, (xs, out, kernel, stride, padding, dilation) in CASES.items():
+    conv = F.conv2d if len(kernel) == 2 else F.conv3d
     x = torch.randn(xs, requires_grad=True)
-    w = torch.randn(ws, requires_grad=True)
+    w = (0.1 * torch.randn((out, xs[1]) + kernel)).requires_grad_()
+
+    def run():
+        return conv(x, w, stride=stride, padding=padding, dilation=dilation)
 
     def fwd():
         with torch.no_grad():
-            fn(x, w, **kw)
+            run()
 
     def fwd_bwd():
         x.grad = None
         w.grad = None
-        fn(x, w, **kw).sum().backward()
+        run().sum().backward()
 
     print(name, f"{median_ms(fwd):.3f}", f"{median_ms(fwd_bwd):.3f}", flush=True)

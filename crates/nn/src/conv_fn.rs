@@ -20,12 +20,14 @@
 //!
 //! Both paths are differentiable with candle's autograd (`index_select`,
 //! `stack`, `conv2d` and `matmul` all have backward passes). They are the
-//! `*_generic` functions, used on every device but the CPU; on the CPU, in
-//! f32 and f64, [`conv2d`] and [`conv3d`] run the op of
-//! the op of `cpu_conv.rs` instead (vol2col + GEMM with its own backward pass).
+//! `*_generic` functions, used on every device but the CPU. On the CPU, in
+//! f32 and f64, [`conv2d`] and [`conv3d`] run the op of `cpu_conv.rs`
+//! instead (oneDNN, or vol2col + GEMM, each with its own backward pass):
+//! which one is [`ConvBackend::selected`]; [`conv2d_with`] and
+//! [`conv3d_with`] take it as an argument.
 
 use crate::cpu_conv::{CpuConv, Geometry};
-use crate::{Error, Result};
+use crate::{ConvBackend, Error, Result};
 use candle_core::{DType, Device, Tensor};
 
 /// Geometry of a `D`-dimensional convolution: per-axis stride, padding and
@@ -159,26 +161,49 @@ pub(crate) fn strided_indices(
     Ok(Tensor::from_vec(idx, len, device)?)
 }
 
-/// Whether the CPU op (`cpu_conv.rs`) handles these tensors.
-fn use_cpu_op(x: &Tensor, w: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == w.dtype() && matches!(x.dtype(), DType::F32 | DType::F64)
+/// Whether the CPU op (`cpu_conv.rs`) handles these tensors with `backend`.
+fn use_cpu_op(backend: ConvBackend, x: &Tensor, w: &Tensor) -> bool {
+    backend != ConvBackend::Candle
+        && x.device().is_cpu()
+        && x.dtype() == w.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// Runs the CPU op on contiguous inputs.
-fn cpu_conv(x: &Tensor, w: &Tensor, geometry: Geometry) -> Result<Tensor> {
-    Ok(x.contiguous()?
-        .apply_op2(&w.contiguous()?, CpuConv::forward(geometry))?)
+fn cpu_conv(backend: ConvBackend, x: &Tensor, w: &Tensor, geometry: Geometry) -> Result<Tensor> {
+    backend.available()?;
+    let op = CpuConv::forward(geometry, backend == ConvBackend::OneDnn);
+    Ok(x.contiguous()?.apply_op2(&w.contiguous()?, op)?)
 }
 
-/// 2D convolution `x: (N, C, H, W)`, `w: (O, C/g, kh, kw)` -> `(N, O, Ho, Wo)`.
+/// 2D convolution `x: (N, C, H, W)`, `w: (O, C/g, kh, kw)` -> `(N, O, Ho, Wo)`,
+/// with the [selected](ConvBackend::selected) backend.
 pub fn conv2d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<2>) -> Result<Tensor> {
+    conv2d_with(ConvBackend::selected()?, x, w, geo)
+}
+
+/// 3D convolution `x: (N, C, T, H, W)`, `w: (O, C/g, kt, kh, kw)` ->
+/// `(N, O, To, Ho, Wo)`, contiguous, with the
+/// [selected](ConvBackend::selected) backend.
+pub fn conv3d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
+    conv3d_with(ConvBackend::selected()?, x, w, geo)
+}
+
+/// [`conv2d`] with the given backend (candle's ops off the CPU).
+pub fn conv2d_with(
+    backend: ConvBackend,
+    x: &Tensor,
+    w: &Tensor,
+    geo: &ConvGeometry<2>,
+) -> Result<Tensor> {
     let out = geo.check("conv2d", x, w)?;
-    if !use_cpu_op(x, w) {
+    if !use_cpu_op(backend, x, w) {
         return conv2d_generic(x, w, geo);
     }
     let (n, c, h, wi) = x.dims4()?;
     let (o, _, kh, kw) = w.dims4()?;
     cpu_conv(
+        backend,
         x,
         w,
         Geometry {
@@ -197,16 +222,21 @@ pub fn conv2d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<2>) -> Result<Tensor> {
     )
 }
 
-/// 3D convolution `x: (N, C, T, H, W)`, `w: (O, C/g, kt, kh, kw)` ->
-/// `(N, O, To, Ho, Wo)`, contiguous.
-pub fn conv3d(x: &Tensor, w: &Tensor, geo: &ConvGeometry<3>) -> Result<Tensor> {
+/// [`conv3d`] with the given backend (candle's ops off the CPU).
+pub fn conv3d_with(
+    backend: ConvBackend,
+    x: &Tensor,
+    w: &Tensor,
+    geo: &ConvGeometry<3>,
+) -> Result<Tensor> {
     let out = geo.check("conv3d", x, w)?;
-    if !use_cpu_op(x, w) {
+    if !use_cpu_op(backend, x, w) {
         return conv3d_generic(x, w, geo);
     }
     let (n, c, t, h, wi) = x.dims5()?;
     let (o, _, kt, kh, kw) = w.dims5()?;
     cpu_conv(
+        backend,
         x,
         w,
         Geometry {

@@ -25,7 +25,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// The full geometry of one convolution call (2D calls have `t = kt = 1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Geometry {
     pub n: usize,
     pub c: usize,
@@ -351,8 +351,8 @@ fn input_grad<T: WithDType>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
 }
 
 /// Which computation a [`CpuConv`] op runs on its two inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pass {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
     /// `(x, w) -> y`, differentiable.
     Forward,
     /// `(dy, w) -> dx`.
@@ -362,18 +362,21 @@ enum Pass {
 }
 
 /// The convolution op: the forward pass, and its two gradient passes used
-/// by the forward's backward.
+/// by the forward's backward. With `onednn`, f32 passes run through oneDNN
+/// (`onednn.rs`), f64 ones (which oneDNN lacks) through the GEMM lowering.
 pub(crate) struct CpuConv {
     geometry: Geometry,
     pass: Pass,
+    onednn: bool,
 }
 
 impl CpuConv {
     /// The differentiable forward op `(x, w) -> y`.
-    pub fn forward(geometry: Geometry) -> Self {
+    pub fn forward(geometry: Geometry, onednn: bool) -> Self {
         Self {
             geometry,
             pass: Pass::Forward,
+            onednn,
         }
     }
 }
@@ -395,6 +398,19 @@ impl CustomOp2 for CpuConv {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
+        if let (true, CpuStorage::F32(_), CpuStorage::F32(_)) = (self.onednn, s1, s2) {
+            let (a, b) = (
+                contiguous("cpu conv", s1, l1)?,
+                contiguous("cpu conv", s2, l2)?,
+            );
+            let (shape, len) = match self.pass {
+                Pass::Forward => (g.shape(g.o, g.output), g.n * g.o * g.l()),
+                Pass::InputGrad => (g.shape(g.c, g.input), g.n * g.c * g.in_volume()),
+                Pass::WeightGrad => (g.weight_shape(), g.o * g.k()),
+            };
+            let out = crate::onednn::run(g, self.pass, a, b, len)?;
+            return Ok((CpuStorage::F32(out), shape));
+        }
         Ok(match self.pass {
             Pass::Forward => (
                 dispatch!(s1, l1, s2, l2, |x, w| forward(g, x, w)),
@@ -425,6 +441,7 @@ impl CustomOp2 for CpuConv {
         let pass = |pass| CpuConv {
             geometry: self.geometry,
             pass,
+            onednn: self.onednn,
         };
         let dx = dy.apply_op2_no_bwd(w, &pass(Pass::InputGrad))?;
         let dw = x.apply_op2_no_bwd(&dy, &pass(Pass::WeightGrad))?;

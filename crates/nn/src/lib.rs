@@ -29,6 +29,7 @@
 pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
+pub mod conv_backend;
 pub mod conv_fn;
 mod cpu_conv;
 mod cpu_group_norm;
@@ -40,6 +41,7 @@ pub mod factory;
 pub mod group_norm;
 pub mod input;
 pub mod norm;
+mod onednn;
 pub mod pool;
 pub mod relu;
 pub mod resize;
@@ -49,7 +51,10 @@ pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
 pub use batch_norm::{batch_norm, BatchNorm};
-pub use conv_fn::{conv2d, conv2d_generic, conv3d, conv3d_generic, ConvGeometry};
+pub use conv_backend::ConvBackend;
+pub use conv_fn::{
+    conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,
+};
 pub use diagnostics::{
     singularity_fraction, Diagnostics, SingularityRecord, SingularityThresholds, WsGradRatio,
 };

@@ -1,0 +1,758 @@
+//! f32 convolution on the CPU through oneDNN, PyTorch's own CPU convolution
+//! library, loaded at run time from `libdnnl.so.2` (Debian/Ubuntu package
+//! `libdnnl2`, oneDNN 2.x). Loading at run time keeps oneDNN out of the
+//! build: without it the GEMM lowering of `cpu_conv.rs` runs instead. Written
+//! by hand because no maintained crate binds oneDNN's C API; only the dozen
+//! functions a convolution needs are declared.
+//!
+//! Each [`Pass`] of a [`Geometry`] becomes a [`Plan`], built once and cached:
+//! the oneDNN primitive (forward, backward data, backward weights; the
+//! backward ones hinted by the forward primitive, as oneDNN requires), with
+//! every tensor's layout left to oneDNN (`format_tag::any`, typically a
+//! channel-blocked `nChw16c`). Our tensors are contiguous NC(T)HW, so a
+//! call reorders its inputs into the chosen layouts, runs the primitive and
+//! reorders the result back, exactly as PyTorch does for NCHW tensors.
+//!
+//! The C structs `dnnl_memory_desc_t` and `dnnl_convolution_desc_t` are
+//! only ever passed by pointer, so they are held here as opaque, 8-aligned
+//! buffers larger than oneDNN 2.6's (696 and 5,976 bytes); the enum values
+//! are those of oneDNN 2.x's `dnnl_types.h`, checked against the loaded
+//! library's major version.
+
+use crate::cpu_conv::{Geometry, Pass};
+use libloading::Library;
+use std::collections::HashMap;
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Status = c_int;
+type Handle = *mut c_void;
+type Dims = [i64; 12];
+
+/// `dnnl_memory_desc_t`, opaque.
+#[repr(C, align(8))]
+struct MemoryDesc([u8; 1024]);
+
+/// `dnnl_convolution_desc_t`, opaque.
+#[repr(C, align(8))]
+struct ConvDesc([u8; 8192]);
+
+/// `dnnl_exec_arg_t`.
+#[repr(C)]
+struct ExecArg {
+    arg: c_int,
+    memory: Handle,
+}
+
+/// `dnnl_version_t`.
+#[repr(C)]
+struct Version {
+    major: c_int,
+    minor: c_int,
+    patch: c_int,
+}
+
+// oneDNN 2.x enum values (dnnl_types.h).
+const F32: c_int = 3;
+const FORMAT_ANY: c_int = 1;
+const PLAIN_TAGS: [c_int; 7] = [0, 2, 3, 4, 5, 7, 8]; // a, ab, abc, abcd, abcde, abcdef by rank
+const FORWARD_TRAINING: c_int = 64;
+const CONVOLUTION_DIRECT: c_int = 1;
+const ENGINE_CPU: c_int = 1;
+const STREAM_DEFAULT: c_uint = 1;
+const SCRATCHPAD_USER: c_int = 1;
+const ARG_SRC: c_int = 1;
+const ARG_DST: c_int = 17;
+const ARG_WEIGHTS: c_int = 33;
+const ARG_SCRATCHPAD: c_int = 80;
+const ARG_DIFF_SRC: c_int = 129;
+const ARG_DIFF_DST: c_int = 145;
+const ARG_DIFF_WEIGHTS: c_int = 161;
+const QUERY_SCRATCHPAD_MD: c_int = 136;
+
+/// The query that returns the memory descriptor of execution argument `arg`.
+fn query_for(arg: c_int) -> c_int {
+    match arg {
+        ARG_SRC => 129,
+        ARG_DIFF_SRC => 130,
+        ARG_WEIGHTS => 131,
+        ARG_DIFF_WEIGHTS => 132,
+        ARG_DST => 133,
+        _ => 134, // ARG_DIFF_DST
+    }
+}
+
+type ConvFwdInit = unsafe extern "C" fn(
+    *mut ConvDesc,
+    c_int,
+    c_int,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const i64,
+    *const i64,
+    *const i64,
+    *const i64,
+) -> Status;
+type ConvBwdDataInit = unsafe extern "C" fn(
+    *mut ConvDesc,
+    c_int,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const i64,
+    *const i64,
+    *const i64,
+    *const i64,
+) -> Status;
+type ConvBwdWeightsInit = unsafe extern "C" fn(
+    *mut ConvDesc,
+    c_int,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const MemoryDesc,
+    *const i64,
+    *const i64,
+    *const i64,
+    *const i64,
+) -> Status;
+
+/// The loaded library and the functions used from it.
+struct Api {
+    _lib: Library,
+    engine: Handle,
+    version: unsafe extern "C" fn() -> *const Version,
+    engine_create: unsafe extern "C" fn(*mut Handle, c_int, usize) -> Status,
+    stream_create: unsafe extern "C" fn(*mut Handle, Handle, c_uint) -> Status,
+    stream_destroy: unsafe extern "C" fn(Handle) -> Status,
+    stream_wait: unsafe extern "C" fn(Handle) -> Status,
+    memory_desc_init_by_tag:
+        unsafe extern "C" fn(*mut MemoryDesc, c_int, *const i64, c_int, c_int) -> Status,
+    memory_desc_equal: unsafe extern "C" fn(*const MemoryDesc, *const MemoryDesc) -> c_int,
+    memory_desc_get_size: unsafe extern "C" fn(*const MemoryDesc) -> usize,
+    memory_create: unsafe extern "C" fn(*mut Handle, *const MemoryDesc, Handle, Handle) -> Status,
+    memory_destroy: unsafe extern "C" fn(Handle) -> Status,
+    conv_fwd_init: ConvFwdInit,
+    conv_bwd_data_init: ConvBwdDataInit,
+    conv_bwd_weights_init: ConvBwdWeightsInit,
+    primitive_desc_create:
+        unsafe extern "C" fn(*mut Handle, *const c_void, Handle, Handle, Handle) -> Status,
+    primitive_desc_query_md: unsafe extern "C" fn(Handle, c_int, c_int) -> *const MemoryDesc,
+    primitive_desc_destroy: unsafe extern "C" fn(Handle) -> Status,
+    primitive_create: unsafe extern "C" fn(*mut Handle, Handle) -> Status,
+    primitive_execute: unsafe extern "C" fn(Handle, Handle, c_int, *const ExecArg) -> Status,
+    primitive_destroy: unsafe extern "C" fn(Handle) -> Status,
+    reorder_pd_create: unsafe extern "C" fn(
+        *mut Handle,
+        *const MemoryDesc,
+        Handle,
+        *const MemoryDesc,
+        Handle,
+        Handle,
+    ) -> Status,
+    attr_create: unsafe extern "C" fn(*mut Handle) -> Status,
+    attr_set_scratchpad_mode: unsafe extern "C" fn(Handle, c_int) -> Status,
+    attr_destroy: unsafe extern "C" fn(Handle) -> Status,
+}
+
+// SAFETY: the engine handle is only used to create primitives and memory
+// objects, which oneDNN allows from any thread; the rest are function
+// pointers into a library that stays loaded for the life of the process.
+unsafe impl Send for Api {}
+unsafe impl Sync for Api {}
+
+fn check(status: Status, what: &str) -> candle_core::Result<()> {
+    if status == 0 {
+        Ok(())
+    } else {
+        candle_core::bail!("oneDNN: {what} failed with status {status}")
+    }
+}
+
+impl Api {
+    fn load() -> Result<Self, String> {
+        // oneDNN's OpenMP threads spin after each parallel region by
+        // default, taking the cores from the candle ops that run between
+        // convolutions: every op of a training step was slower (up to 2x in
+        // the benchmark). Sleeping threads cost only a wake-up. A user's
+        // own setting wins; libgomp reads it when oneDNN loads it.
+        if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+            std::env::set_var("OMP_WAIT_POLICY", "passive");
+        }
+        // SAFETY: loading oneDNN runs its (side-effect free) initialisers.
+        let lib = unsafe { Library::new("libdnnl.so.2") }.map_err(|e| e.to_string())?;
+        macro_rules! sym {
+            ($name:literal) => {
+                // SAFETY: the declared type is the oneDNN 2.x prototype of
+                // the symbol (dnnl.h); the pointer outlives no library
+                // (`_lib` is stored alongside).
+                *unsafe { lib.get($name) }.map_err(|e: libloading::Error| e.to_string())?
+            };
+        }
+        let mut api = Api {
+            engine: std::ptr::null_mut(),
+            version: sym!(b"dnnl_version"),
+            engine_create: sym!(b"dnnl_engine_create"),
+            stream_create: sym!(b"dnnl_stream_create"),
+            stream_destroy: sym!(b"dnnl_stream_destroy"),
+            stream_wait: sym!(b"dnnl_stream_wait"),
+            memory_desc_init_by_tag: sym!(b"dnnl_memory_desc_init_by_tag"),
+            memory_desc_equal: sym!(b"dnnl_memory_desc_equal"),
+            memory_desc_get_size: sym!(b"dnnl_memory_desc_get_size"),
+            memory_create: sym!(b"dnnl_memory_create"),
+            memory_destroy: sym!(b"dnnl_memory_destroy"),
+            conv_fwd_init: sym!(b"dnnl_dilated_convolution_forward_desc_init"),
+            conv_bwd_data_init: sym!(b"dnnl_dilated_convolution_backward_data_desc_init"),
+            conv_bwd_weights_init: sym!(b"dnnl_dilated_convolution_backward_weights_desc_init"),
+            primitive_desc_create: sym!(b"dnnl_primitive_desc_create"),
+            primitive_desc_query_md: sym!(b"dnnl_primitive_desc_query_md"),
+            primitive_desc_destroy: sym!(b"dnnl_primitive_desc_destroy"),
+            primitive_create: sym!(b"dnnl_primitive_create"),
+            primitive_execute: sym!(b"dnnl_primitive_execute"),
+            primitive_destroy: sym!(b"dnnl_primitive_destroy"),
+            reorder_pd_create: sym!(b"dnnl_reorder_primitive_desc_create"),
+            attr_create: sym!(b"dnnl_primitive_attr_create"),
+            attr_set_scratchpad_mode: sym!(b"dnnl_primitive_attr_set_scratchpad_mode"),
+            attr_destroy: sym!(b"dnnl_primitive_attr_destroy"),
+            _lib: lib,
+        };
+        // SAFETY: dnnl_version returns a pointer to a static struct.
+        let major = unsafe { (*(api.version)()).major };
+        if major != 2 {
+            return Err(format!(
+                "libdnnl.so.2 reports version {major}, 2.x expected"
+            ));
+        }
+        // SAFETY: engine_create writes one handle.
+        let status = unsafe { (api.engine_create)(&mut api.engine, ENGINE_CPU, 0) };
+        if status != 0 {
+            return Err(format!(
+                "creating the CPU engine failed with status {status}"
+            ));
+        }
+        Ok(api)
+    }
+
+    fn md(&self, dims: &[usize], tag: c_int) -> candle_core::Result<Box<MemoryDesc>> {
+        let mut md = Box::new(MemoryDesc([0; 1024]));
+        let mut d: Dims = [0; 12];
+        for (a, &v) in d.iter_mut().zip(dims) {
+            *a = v as i64;
+        }
+        // SAFETY: `md` is larger than dnnl_memory_desc_t; `d` holds 12 dims.
+        check(
+            unsafe {
+                (self.memory_desc_init_by_tag)(&mut *md, dims.len() as c_int, d.as_ptr(), F32, tag)
+            },
+            "memory_desc_init_by_tag",
+        )?;
+        Ok(md)
+    }
+
+    /// Creates a primitive descriptor from an op descriptor, or a reorder.
+    fn primitive(&self, pd: Handle) -> candle_core::Result<Prim<'_>> {
+        let mut prim = std::ptr::null_mut();
+        // SAFETY: `pd` is a valid primitive descriptor; on failure it is
+        // destroyed here, on success it is owned by the returned Prim.
+        let status = unsafe { (self.primitive_create)(&mut prim, pd) };
+        if status != 0 {
+            unsafe { (self.primitive_desc_destroy)(pd) };
+            check(status, "primitive_create")?;
+        }
+        Ok(Prim {
+            api: self,
+            pd,
+            prim,
+        })
+    }
+}
+
+/// A primitive and its descriptor, destroyed together.
+struct Prim<'a> {
+    api: &'a Api,
+    pd: Handle,
+    prim: Handle,
+}
+
+impl Drop for Prim<'_> {
+    fn drop(&mut self) {
+        // SAFETY: both handles were created by this API and are dropped once.
+        unsafe {
+            (self.api.primitive_destroy)(self.prim);
+            (self.api.primitive_desc_destroy)(self.pd);
+        }
+    }
+}
+
+/// One tensor of a plan: our plain layout, oneDNN's, and the reorder
+/// between them when they differ.
+struct Port<'a> {
+    arg: c_int,
+    plain: Box<MemoryDesc>,
+    /// Owned by the plan's primitive descriptor.
+    inner: *const MemoryDesc,
+    inner_len: usize,
+    reorder: Option<Prim<'a>>,
+}
+
+/// A cached convolution pass: the primitive and its tensors.
+pub(crate) struct Plan {
+    main: Prim<'static>,
+    inputs: [Port<'static>; 2],
+    output: Port<'static>,
+    /// Owned by the primitive descriptor; null when none is needed.
+    scratchpad: *const MemoryDesc,
+    scratchpad_len: usize,
+}
+
+// SAFETY: a plan is immutable once built; oneDNN primitives may be executed
+// from several threads at once, and each call brings its own scratchpad.
+unsafe impl Send for Plan {}
+unsafe impl Sync for Plan {}
+
+/// The loaded library, or why it could not be loaded.
+fn api() -> Result<&'static Api, &'static str> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(Api::load).as_ref().map_err(String::as_str)
+}
+
+/// Whether oneDNN could be loaded; the reason when not.
+pub(crate) fn available() -> Result<(), String> {
+    api()
+        .map(|_| ())
+        .map_err(|e| format!("libdnnl.so.2 (oneDNN 2.x) is not usable: {e}"))
+}
+
+/// The tensor dims oneDNN sees: `(N, C, [T,] H, W)` and the kernel with a
+/// leading group axis when grouped.
+fn dims(g: &Geometry) -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+    let spatial = |v: [usize; 3]| if g.is_2d { v[1..].to_vec() } else { v.to_vec() };
+    let x = [vec![g.n, g.c], spatial(g.input)].concat();
+    let y = [vec![g.n, g.o], spatial(g.output)].concat();
+    let k = spatial(g.kernel);
+    let w = if g.groups > 1 {
+        [vec![g.groups, g.o / g.groups, g.c / g.groups], k].concat()
+    } else {
+        [vec![g.o, g.c], k].concat()
+    };
+    (x, w, y)
+}
+
+impl Plan {
+    fn build(
+        api: &'static Api,
+        g: &Geometry,
+        pass: Pass,
+        hint: Option<&Plan>,
+    ) -> candle_core::Result<Self> {
+        let (xd, wd, yd) = dims(g);
+        let any = |d: &[usize]| api.md(d, FORMAT_ANY);
+        let (x_any, w_any, y_any) = (any(&xd)?, any(&wd)?, any(&yd)?);
+        let axes = |v: [usize; 3], minus: usize| -> Dims {
+            let mut d = [0; 12];
+            let v = if g.is_2d { &v[1..] } else { &v[..] };
+            for (a, &s) in d.iter_mut().zip(v) {
+                *a = s as i64 - minus as i64;
+            }
+            d
+        };
+        let (s, dil, p) = (axes(g.stride, 0), axes(g.dilation, 1), axes(g.padding, 0));
+        let mut desc = Box::new(ConvDesc([0; 8192]));
+        // SAFETY: every descriptor pointer is valid, `desc` is larger than
+        // dnnl_convolution_desc_t, the dims arrays hold 12 entries.
+        let status = unsafe {
+            match pass {
+                Pass::Forward => (api.conv_fwd_init)(
+                    &mut *desc,
+                    FORWARD_TRAINING,
+                    CONVOLUTION_DIRECT,
+                    &*x_any,
+                    &*w_any,
+                    std::ptr::null(),
+                    &*y_any,
+                    s.as_ptr(),
+                    dil.as_ptr(),
+                    p.as_ptr(),
+                    p.as_ptr(),
+                ),
+                Pass::InputGrad => (api.conv_bwd_data_init)(
+                    &mut *desc,
+                    CONVOLUTION_DIRECT,
+                    &*x_any,
+                    &*w_any,
+                    &*y_any,
+                    s.as_ptr(),
+                    dil.as_ptr(),
+                    p.as_ptr(),
+                    p.as_ptr(),
+                ),
+                Pass::WeightGrad => (api.conv_bwd_weights_init)(
+                    &mut *desc,
+                    CONVOLUTION_DIRECT,
+                    &*x_any,
+                    &*w_any,
+                    std::ptr::null(),
+                    &*y_any,
+                    s.as_ptr(),
+                    dil.as_ptr(),
+                    p.as_ptr(),
+                    p.as_ptr(),
+                ),
+            }
+        };
+        check(status, "convolution descriptor")?;
+        let mut attr = std::ptr::null_mut();
+        // SAFETY: attr_create writes one handle, destroyed below.
+        check(
+            unsafe { (api.attr_create)(&mut attr) },
+            "primitive_attr_create",
+        )?;
+        let mut pd = std::ptr::null_mut();
+        let hint_pd = hint.map_or(std::ptr::null_mut(), |h| h.main.pd);
+        // SAFETY: valid descriptor, attribute, engine and (optional) hint.
+        let status = unsafe {
+            (api.attr_set_scratchpad_mode)(attr, SCRATCHPAD_USER);
+            let status = (api.primitive_desc_create)(
+                &mut pd,
+                (&*desc as *const ConvDesc).cast(),
+                attr,
+                api.engine,
+                hint_pd,
+            );
+            (api.attr_destroy)(attr);
+            status
+        };
+        check(status, "convolution primitive descriptor")?;
+        let main = api.primitive(pd)?;
+        let (ins, out) = match pass {
+            Pass::Forward => ([(ARG_SRC, &xd), (ARG_WEIGHTS, &wd)], (ARG_DST, &yd)),
+            Pass::InputGrad => (
+                [(ARG_DIFF_DST, &yd), (ARG_WEIGHTS, &wd)],
+                (ARG_DIFF_SRC, &xd),
+            ),
+            Pass::WeightGrad => (
+                [(ARG_SRC, &xd), (ARG_DIFF_DST, &yd)],
+                (ARG_DIFF_WEIGHTS, &wd),
+            ),
+        };
+        let port = |(arg, d): (c_int, &Vec<usize>),
+                    into_inner: bool|
+         -> candle_core::Result<Port<'static>> {
+            let plain = api.md(d, PLAIN_TAGS[d.len()])?;
+            // SAFETY: the query returns null or a descriptor owned by `pd`.
+            let inner = unsafe { (api.primitive_desc_query_md)(main.pd, query_for(arg), 0) };
+            if inner.is_null() {
+                candle_core::bail!("oneDNN: no layout for argument {arg}");
+            }
+            // SAFETY: two valid descriptors.
+            let same = unsafe { (api.memory_desc_equal)(&*plain, inner) } != 0;
+            let reorder = if same {
+                None
+            } else {
+                let (src, dst) = if into_inner {
+                    (&*plain as *const MemoryDesc, inner)
+                } else {
+                    (inner, &*plain as *const MemoryDesc)
+                };
+                let mut rpd = std::ptr::null_mut();
+                // SAFETY: valid descriptors and engine, no attribute.
+                check(
+                    unsafe {
+                        (api.reorder_pd_create)(
+                            &mut rpd,
+                            src,
+                            api.engine,
+                            dst,
+                            api.engine,
+                            std::ptr::null_mut(),
+                        )
+                    },
+                    "reorder primitive descriptor",
+                )?;
+                Some(api.primitive(rpd)?)
+            };
+            // SAFETY: a valid descriptor.
+            let inner_len = unsafe { (api.memory_desc_get_size)(inner) };
+            Ok(Port {
+                arg,
+                plain,
+                inner,
+                inner_len,
+                reorder,
+            })
+        };
+        let inputs = [port(ins[0], true)?, port(ins[1], true)?];
+        let output = port(out, false)?;
+        // SAFETY: as for the ports' queries.
+        let scratchpad = unsafe { (api.primitive_desc_query_md)(main.pd, QUERY_SCRATCHPAD_MD, 0) };
+        let scratchpad_len = if scratchpad.is_null() {
+            0
+        } else {
+            // SAFETY: a valid descriptor.
+            unsafe { (api.memory_desc_get_size)(scratchpad) }
+        };
+        Ok(Plan {
+            main,
+            inputs,
+            output,
+            scratchpad,
+            scratchpad_len,
+        })
+    }
+}
+
+/// A oneDNN memory object over a buffer we own, destroyed on drop.
+struct Memory(Handle);
+
+impl Memory {
+    fn new(md: *const MemoryDesc, data: *mut c_void) -> candle_core::Result<Self> {
+        let api = api().map_err(candle_core::Error::msg)?;
+        let mut mem = std::ptr::null_mut();
+        // SAFETY: a valid descriptor; `data` holds at least its size in
+        // bytes and outlives the memory object (the caller keeps both).
+        check(
+            unsafe { (api.memory_create)(&mut mem, md, api.engine, data) },
+            "memory_create",
+        )?;
+        Ok(Self(mem))
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        if let Ok(api) = api() {
+            // SAFETY: created by memory_create, destroyed once.
+            unsafe { (api.memory_destroy)(self.0) };
+        }
+    }
+}
+
+/// A CPU stream for one call, destroyed on drop.
+struct Stream(Handle);
+
+impl Stream {
+    fn new(api: &Api) -> candle_core::Result<Self> {
+        let mut s = std::ptr::null_mut();
+        // SAFETY: stream_create writes one handle.
+        check(
+            unsafe { (api.stream_create)(&mut s, api.engine, STREAM_DEFAULT) },
+            "stream_create",
+        )?;
+        Ok(Self(s))
+    }
+
+    fn execute(&self, api: &Api, prim: &Prim, args: &[ExecArg]) -> candle_core::Result<()> {
+        // SAFETY: every argument's memory object is alive for the call,
+        // which waits for completion before returning.
+        unsafe {
+            check(
+                (api.primitive_execute)(prim.prim, self.0, args.len() as c_int, args.as_ptr()),
+                "primitive_execute",
+            )?;
+            check((api.stream_wait)(self.0), "stream_wait")
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Ok(api) = api() {
+            // SAFETY: created by stream_create, destroyed once.
+            unsafe { (api.stream_destroy)(self.0) };
+        }
+    }
+}
+
+/// A buffer of at least `bytes` bytes for oneDNN to write (its blocked
+/// copies, its scratchpad), taken from this thread's pool and returned to it
+/// on drop: fresh allocations of this size are page-faulted in on every
+/// call, which cost as much as the reorders themselves. Its contents are
+/// never read from Rust, so they stay uninitialised (length 0, capacity
+/// `bytes`).
+struct Buffer(Vec<u8>);
+
+/// Buffers a thread keeps for reuse.
+const POOL_SIZE: usize = 8;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Buffer {
+    fn take(bytes: usize) -> Self {
+        let reused = POOL.with_borrow_mut(|pool| {
+            let best = (0..pool.len())
+                .filter(|&i| pool[i].capacity() >= bytes)
+                .min_by_key(|&i| pool[i].capacity())?;
+            Some(pool.swap_remove(best))
+        });
+        Self(reused.unwrap_or_else(|| Vec::with_capacity(bytes.max(64))))
+    }
+
+    fn ptr(&mut self) -> *mut c_void {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        POOL.with_borrow_mut(|pool| {
+            pool.push(buf);
+            if pool.len() > POOL_SIZE {
+                let smallest = (0..pool.len()).min_by_key(|&i| pool[i].capacity());
+                if let Some(i) = smallest {
+                    pool.swap_remove(i);
+                }
+            }
+        });
+    }
+}
+
+impl Plan {
+    /// Runs the pass on two plain inputs, writing the plain output of
+    /// `out_len` elements into `out`'s capacity.
+    fn execute(
+        &self,
+        inputs: [&[f32]; 2],
+        out: &mut Vec<f32>,
+        out_len: usize,
+    ) -> candle_core::Result<()> {
+        let api = api().map_err(candle_core::Error::msg)?;
+        let stream = Stream::new(api)?;
+        // Memory objects and buffers the primitive reads, alive until it ran.
+        let mut keep = Vec::with_capacity(4);
+        let mut args = Vec::with_capacity(4);
+        for (port, data) in self.inputs.iter().zip(inputs) {
+            let plain = Memory::new(&*port.plain, data.as_ptr() as *mut c_void)?;
+            match &port.reorder {
+                None => {
+                    args.push(ExecArg {
+                        arg: port.arg,
+                        memory: plain.0,
+                    });
+                    keep.push((None, plain));
+                }
+                Some(reorder) => {
+                    let mut buf = Buffer::take(port.inner_len);
+                    let inner = Memory::new(port.inner, buf.ptr())?;
+                    stream.execute(
+                        api,
+                        reorder,
+                        &[
+                            ExecArg {
+                                arg: ARG_SRC,
+                                memory: plain.0,
+                            },
+                            ExecArg {
+                                arg: ARG_DST,
+                                memory: inner.0,
+                            },
+                        ],
+                    )?;
+                    args.push(ExecArg {
+                        arg: port.arg,
+                        memory: inner.0,
+                    });
+                    keep.push((Some(buf), inner));
+                }
+            }
+        }
+        // SAFETY: a valid descriptor.
+        let out_bytes = unsafe { (api.memory_desc_get_size)(&*self.output.plain) };
+        if out_bytes != out_len * 4 || out.capacity() < out_len {
+            candle_core::bail!("oneDNN: output of {out_bytes} bytes, {out_len} f32 expected");
+        }
+        let plain_out = Memory::new(&*self.output.plain, out.as_mut_ptr().cast())?;
+        let mut out_buf = None;
+        let inner_out = match &self.output.reorder {
+            None => None,
+            Some(_) => {
+                let buf = out_buf.insert(Buffer::take(self.output.inner_len));
+                Some(Memory::new(self.output.inner, buf.ptr())?)
+            }
+        };
+        args.push(ExecArg {
+            arg: self.output.arg,
+            memory: inner_out.as_ref().unwrap_or(&plain_out).0,
+        });
+        let mut scratch = Buffer::take(self.scratchpad_len);
+        let _scratch_mem = if self.scratchpad_len > 0 {
+            let m = Memory::new(self.scratchpad, scratch.ptr())?;
+            args.push(ExecArg {
+                arg: ARG_SCRATCHPAD,
+                memory: m.0,
+            });
+            Some(m)
+        } else {
+            None
+        };
+        stream.execute(api, &self.main, &args)?;
+        if let (Some(reorder), Some(inner)) = (&self.output.reorder, &inner_out) {
+            stream.execute(
+                api,
+                reorder,
+                &[
+                    ExecArg {
+                        arg: ARG_SRC,
+                        memory: inner.0,
+                    },
+                    ExecArg {
+                        arg: ARG_DST,
+                        memory: plain_out.0,
+                    },
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The cached plan of `pass` for geometry `g`, built on first use (the
+/// backward passes build the forward plan first: it is their hint).
+fn plan(g: &Geometry, pass: Pass) -> candle_core::Result<Arc<Plan>> {
+    type Cache = Mutex<HashMap<(Geometry, Pass), Arc<Plan>>>;
+    static PLANS: OnceLock<Cache> = OnceLock::new();
+    let api = api().map_err(candle_core::Error::msg)?;
+    let mut plans = PLANS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = plans.get(&(*g, pass)) {
+        return Ok(p.clone());
+    }
+    let hint = match pass {
+        Pass::Forward => None,
+        _ => Some(match plans.get(&(*g, Pass::Forward)) {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(Plan::build(api, g, Pass::Forward, None)?);
+                plans.insert((*g, Pass::Forward), p.clone());
+                p
+            }
+        }),
+    };
+    let p = Arc::new(Plan::build(api, g, pass, hint.as_deref())?);
+    plans.insert((*g, pass), p.clone());
+    Ok(p)
+}
+
+/// Runs `pass` of geometry `g` on its two contiguous f32 inputs (see
+/// [`Pass`] for which), returning the contiguous result of `out_len`
+/// elements.
+pub(crate) fn run(
+    g: &Geometry,
+    pass: Pass,
+    a: &[f32],
+    b: &[f32],
+    out_len: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let plan = plan(g, pass)?;
+    let mut out = Vec::with_capacity(out_len);
+    plan.execute([a, b], &mut out, out_len)?;
+    // SAFETY: execute wrote every one of the `out_len` elements.
+    unsafe { out.set_len(out_len) };
+    Ok(out)
+}
