@@ -8,7 +8,9 @@
 //! PyTorch on the same shapes in the same run; `WSBCN_BENCH_ITERS` sets the
 //! timed rounds (median reported, after two warm-up rounds; the backends of
 //! a case take turns within each round, in alternating order);
-//! `WSBCN_BENCH_BACKENDS=onednn,gemm` times only the backends named.
+//! `WSBCN_BENCH_BACKENDS=onednn,gemm` times only the backends named;
+//! `WSBCN_BENCH_ROUNDS` repeats the whole pass (PyTorch timed right after
+//! each case) and reports medians over the rounds.
 
 use candle_core::{Device, Result, Tensor, Var};
 use std::collections::HashMap;
@@ -45,6 +47,7 @@ fn interleaved_ms(iters: usize, fs: &mut [&mut dyn FnMut() -> Result<()>]) -> Re
         .collect())
 }
 
+#[derive(Clone, Copy)]
 struct Row {
     name: &'static str,
     variant: &'static str,
@@ -212,10 +215,14 @@ impl Case {
     }
 }
 
-/// PyTorch's times per case (`fwd`, `fwd+bwd` ms) and its matmul GFLOP/s,
-/// from `torch_conv.py` in a child process; empty without
-/// `WSBCN_TORCH_PYTHON`.
-fn torch_times(iters: usize, threads: usize) -> (HashMap<String, (f64, f64)>, Option<f64>) {
+/// PyTorch's times (`fwd`, `fwd+bwd` ms) for the cases `names` and, with
+/// `matmul` among them, its matmul GFLOP/s, from `torch_conv.py` in a child
+/// process; empty without `WSBCN_TORCH_PYTHON`.
+fn torch_times(
+    iters: usize,
+    threads: usize,
+    names: &[&str],
+) -> (HashMap<String, (f64, f64)>, Option<f64>) {
     let Ok(python) = std::env::var("WSBCN_TORCH_PYTHON") else {
         return (HashMap::new(), None);
     };
@@ -224,6 +231,7 @@ fn torch_times(iters: usize, threads: usize) -> (HashMap<String, (f64, f64)>, Op
         .arg(script)
         .arg(threads.to_string())
         .arg(iters.to_string())
+        .args(names)
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o.stdout,
@@ -287,26 +295,68 @@ fn main() -> Result<()> {
             }
         })
         .collect();
-    let mut rows = vec![];
-    for case in &CASES {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, case.x, &dev)?)?;
-        let w = Tensor::randn(0f32, 0.1, case.weight_dims(), &dev)?;
-        let gflop = forward_gflop(&case.conv(ConvBackend::Gemm, x.as_tensor(), &w)?, &w)?;
-        let variants: Vec<(&'static str, ConvFn)> = backends
-            .iter()
-            .map(|&b| {
-                let w = &w;
-                let f: ConvFn = Box::new(move |x| case.conv(b, x, w));
-                (b.name(), f)
-            })
-            .collect();
-        rows.extend(time_variants(case.name, variants, &x, gflop, iters)?);
-    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (torch, torch_matmul) = torch_times(iters, threads);
+    // PyTorch times each case right after ours: this machine's speed
+    // drifts by tens of percent over minutes, and the ratio must not.
+    let mut torch = HashMap::new();
+    let (_, torch_matmul) = torch_times(iters, threads, &["matmul"]);
     let matmul = matmul_gflops(iters * 4)?;
+    // WSBCN_BENCH_ROUNDS passes over all cases (default 1); each number is
+    // the median over rounds of the per-round medians.
+    let rounds = std::env::var("WSBCN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    let mut per_round: Vec<Vec<Row>> = vec![];
+    let mut torch_rounds: Vec<HashMap<String, (f64, f64)>> = vec![];
+    for _ in 0..rounds {
+        let mut rows = vec![];
+        let mut torch_round = HashMap::new();
+        for case in &CASES {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, case.x, &dev)?)?;
+            let w = Tensor::randn(0f32, 0.1, case.weight_dims(), &dev)?;
+            let gflop = forward_gflop(&case.conv(ConvBackend::Gemm, x.as_tensor(), &w)?, &w)?;
+            let variants: Vec<(&'static str, ConvFn)> = backends
+                .iter()
+                .map(|&b| {
+                    let w = &w;
+                    let f: ConvFn = Box::new(move |x| case.conv(b, x, w));
+                    (b.name(), f)
+                })
+                .collect();
+            rows.extend(time_variants(case.name, variants, &x, gflop, iters)?);
+            torch_round.extend(torch_times(iters, threads, &[case.name]).0);
+        }
+        per_round.push(rows);
+        torch_rounds.push(torch_round);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let rows: Vec<Row> = (0..per_round[0].len())
+        .map(|i| Row {
+            fwd: median(per_round.iter().map(|r| r[i].fwd).collect()),
+            fwd_bwd: median(per_round.iter().map(|r| r[i].fwd_bwd).collect()),
+            ..per_round[0][i]
+        })
+        .collect();
+    for case in &CASES {
+        let seen: Vec<(f64, f64)> = torch_rounds
+            .iter()
+            .filter_map(|t| t.get(case.name).copied())
+            .collect();
+        if !seen.is_empty() {
+            let t = (
+                median(seen.iter().map(|t| t.0).collect()),
+                median(seen.iter().map(|t| t.1).collect()),
+            );
+            torch.insert(case.name.to_string(), t);
+        }
+    }
 
-    println!("wsbcn-nn conv benchmark, f32, CPU, {threads} threads, median of {iters} runs (ms)\n");
+    println!("wsbcn-nn conv benchmark, f32, CPU, {threads} threads, median of {iters} runs, {rounds} rounds (ms)\n");
     println!(
         "matmul 1024^3: candle {matmul:.1} GFLOP/s, PyTorch {}\n",
         torch_matmul.map_or("-".into(), |g| format!("{g:.1} GFLOP/s"))

@@ -1,8 +1,10 @@
 """PyTorch side of `cargo bench -p wsbcn-nn`: times the same convolutions.
 
 Run by benches/conv.rs when WSBCN_TORCH_PYTHON names a Python with torch.
-Prints `matmul_gflops G` (1024^3 f32 matmul), then one line per case:
-`name forward_ms forward_backward_ms`. The cases mirror CASES in conv.rs.
+Arguments: threads, timed rounds, then the names to time (`matmul` or a
+case; all when none). Prints `matmul_gflops G` (1024^3 f32 matmul) and one
+line per case: `name forward_ms forward_backward_ms`. The cases mirror
+CASES in conv.rs.
 """
 
 import sys
@@ -38,11 +40,15 @@ CASES = {
     "conv3d_3x1x1_64to64_2x64x8x28x28": ((2, 64, 8, 28, 28), 64, (3, 1, 1), 1, (1, 0, 0), 1),
 }
 
-a = torch.randn(1024, 1024)
-b = torch.randn(1024, 1024)
-print("matmul_gflops", f"{2 * 1024**3 / 1e9 / (median_ms(lambda: a @ b, ITERS * 4) / 1e3):.1f}", flush=True)
+NAMES = sys.argv[3:] or ["matmul", *CASES]
 
-for name, (xs, out, kernel, stride, padding, dilation) in CASES.items():
+if "matmul" in NAMES:
+    a = torch.randn(1024, 1024)
+    b = torch.randn(1024, 1024)
+    print("matmul_gflops", f"{2 * 1024**3 / 1e9 / (median_ms(lambda: a @ b, ITERS * 4) / 1e3):.1f}", flush=True)
+
+for name in NAMES[NAMES[0] == "matmul":]:
+    xs, out, kernel, stride, padding, dilation = CASES[name]
     conv = F.conv2d if len(kernel) == 2 else F.conv3d
     x = torch.randn(xs, requires_grad=True)
     w = (0.1 * torch.randn((out, xs[1]) + kernel)).requires_grad_()

@@ -42,11 +42,11 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.c / self.groups * self.kernel.iter().product::<usize>()
     }
 
-    fn l(&self) -> usize {
+    pub(crate) fn l(&self) -> usize {
         self.output.iter().product()
     }
 
@@ -54,7 +54,7 @@ impl Geometry {
         self.input.iter().product()
     }
 
-    fn is_pointwise(&self) -> bool {
+    pub(crate) fn is_pointwise(&self) -> bool {
         self.kernel == [1; 3] && self.stride == [1; 3] && self.padding == [0; 3]
     }
 
