@@ -657,6 +657,15 @@ impl Plan {
         let mut keep = Vec::with_capacity(4);
         let mut args = Vec::with_capacity(4);
         for (port, data) in self.inputs.iter().zip(inputs) {
+            // SAFETY: a valid descriptor.
+            let bytes = unsafe { (api.memory_desc_get_size)(&*port.plain) };
+            if std::mem::size_of_val(data) != bytes {
+                candle_core::bail!(
+                    "oneDNN: input {} has {} bytes, the plan expects {bytes}",
+                    port.arg,
+                    std::mem::size_of_val(data)
+                );
+            }
             let plain = Memory::new(&*port.plain, data.as_ptr() as *mut c_void)?;
             match &port.reorder {
                 None => {
