@@ -145,6 +145,10 @@ fn metrics_equal_a_hand_computed_confusion_matrix() {
 fn deeplab_fits_a_fixed_batch() {
     // Blocks of 8x8 pixels whose colour gives their class: a model whose
     // gradients reach every layer drives the loss far down in 40 steps.
+    // The blocks carry a fixed texture: on flat blocks, BN at batch 2 had
+    // channels of almost no variance whose ReLU masks followed the
+    // convolution's rounding, and its loss spiked late with one backend
+    // and not another (oneDNN and the GEMM op agree to 3e-7 per conv).
     let (n, k, s) = (2usize, 5usize, 32usize);
     let mut pixels = vec![0f32; n * 3 * s * s];
     let mut labels = vec![0u32; n * s * s];
@@ -154,9 +158,12 @@ fn deeplab_fits_a_fixed_batch() {
                 let class = ((y / 8) * 3 + (x / 8) + b) % k;
                 labels[(b * s + y) * s + x] = class as u32;
                 for c in 0..3 {
-                    pixels[((b * 3 + c) * s + y) * s + x] =
-                        if (class >> c) & 1 == 1 { 1.0 } else { -1.0 }
-                            + 0.5 * (class == 4) as u8 as f32;
+                    let i = ((b * 3 + c) * s + y) * s + x;
+                    // A fixed pseudo-random texture in [-0.25, 0.25).
+                    let texture = (i.wrapping_mul(2654435761) % 1000) as f32 / 2000.0 - 0.25;
+                    pixels[i] = if (class >> c) & 1 == 1 { 1.0 } else { -1.0 }
+                        + 0.5 * (class == 4) as u8 as f32
+                        + texture;
                 }
             }
         }
@@ -180,13 +187,7 @@ fn deeplab_fits_a_fixed_batch() {
             sgd.step(&grads, cfg.lr).unwrap();
         }
         eprintln!("{spec}: {losses:?}");
-        // The best of the last five steps: BN at batch 2 on these flat
-        // colour blocks has channels of almost no variance, whose ReLU masks
-        // follow the convolution's rounding, so its late steps can spike
-        // (oneDNN and the GEMM op agree to 3e-7 per convolution here, yet
-        // their BN runs part at step 38).
-        let late = losses[35..].iter().cloned().fold(f32::INFINITY, f32::min);
-        assert!(late < 0.3 * losses[0], "{spec}: {:?}", losses);
+        assert!(losses[39] < 0.3 * losses[0], "{spec}: {:?}", losses);
     }
 }
 
