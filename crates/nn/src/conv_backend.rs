@@ -93,11 +93,9 @@ impl ConvBackend {
 /// program so that it reads the setting. A user's own setting is kept;
 /// when re-executing fails the program goes on as it is.
 pub fn passive_openmp() {
-    use crate::onednn::OMP_WAIT_POLICY;
-    if std::env::var_os(OMP_WAIT_POLICY).is_some() {
+    if !default_wait_policy() {
         return;
     }
-    std::env::set_var(OMP_WAIT_POLICY, "passive");
     let gomp_loaded =
         std::fs::read_to_string("/proc/self/maps").is_ok_and(|maps| maps.contains("libgomp"));
     #[cfg(unix)]
@@ -110,4 +108,14 @@ pub fn passive_openmp() {
                 .exec();
         }
     }
+}
+
+/// Sets `OMP_WAIT_POLICY=passive` unless the user set it; whether it did.
+pub(crate) fn default_wait_policy() -> bool {
+    const OMP_WAIT_POLICY: &str = "OMP_WAIT_POLICY";
+    if std::env::var_os(OMP_WAIT_POLICY).is_some() {
+        return false;
+    }
+    std::env::set_var(OMP_WAIT_POLICY, "passive");
+    true
 }

@@ -398,33 +398,25 @@ impl CustomOp2 for CpuConv {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
+        let shape = match self.pass {
+            Pass::Forward => g.shape(g.o, g.output),
+            Pass::InputGrad => g.shape(g.c, g.input),
+            Pass::WeightGrad => g.weight_shape(),
+        };
         if let (true, CpuStorage::F32(_), CpuStorage::F32(_)) = (self.onednn, s1, s2) {
             let (a, b) = (
                 contiguous("cpu conv", s1, l1)?,
                 contiguous("cpu conv", s2, l2)?,
             );
-            let (shape, len) = match self.pass {
-                Pass::Forward => (g.shape(g.o, g.output), g.n * g.o * g.l()),
-                Pass::InputGrad => (g.shape(g.c, g.input), g.n * g.c * g.in_volume()),
-                Pass::WeightGrad => (g.weight_shape(), g.o * g.k()),
-            };
-            let out = crate::onednn::run(g, self.pass, a, b, len)?;
+            let out = crate::onednn::run(g, self.pass, a, b, shape.elem_count())?;
             return Ok((CpuStorage::F32(out), shape));
         }
-        Ok(match self.pass {
-            Pass::Forward => (
-                dispatch!(s1, l1, s2, l2, |x, w| forward(g, x, w)),
-                g.shape(g.o, g.output),
-            ),
-            Pass::InputGrad => (
-                dispatch!(s1, l1, s2, l2, |dy, w| input_grad(g, dy, w)),
-                g.shape(g.c, g.input),
-            ),
-            Pass::WeightGrad => (
-                dispatch!(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy)),
-                g.weight_shape(),
-            ),
-        })
+        let storage = match self.pass {
+            Pass::Forward => dispatch!(s1, l1, s2, l2, |x, w| forward(g, x, w)),
+            Pass::InputGrad => dispatch!(s1, l1, s2, l2, |dy, w| input_grad(g, dy, w)),
+            Pass::WeightGrad => dispatch!(s1, l1, s2, l2, |x, dy| weight_grad(g, x, dy)),
+        };
+        Ok((storage, shape))
     }
 
     fn bwd(

@@ -59,9 +59,6 @@ struct Version {
     patch: c_int,
 }
 
-/// The OpenMP setting for what idle threads do (`passive`: sleep).
-pub(crate) const OMP_WAIT_POLICY: &str = "OMP_WAIT_POLICY";
-
 // oneDNN 2.x enum values (dnnl_types.h).
 const F32: c_int = 3;
 const FORMAT_ANY: c_int = 1;
@@ -187,12 +184,9 @@ fn check(status: Status, what: &str) -> candle_core::Result<()> {
 
 impl Api {
     fn load() -> Result<Self, String> {
-        // Sleeping OpenMP threads: see `crate::conv_backend::passive_openmp`.
-        // Here libgomp is loaded with oneDNN, unless the program links it
-        // already (FFmpeg does), and reads the variable then.
-        if std::env::var_os(OMP_WAIT_POLICY).is_none() {
-            std::env::set_var(OMP_WAIT_POLICY, "passive");
-        }
+        // libgomp is loaded with oneDNN, unless the program links it already
+        // (FFmpeg does; `passive_openmp` handles that), and reads this then.
+        crate::conv_backend::default_wait_policy();
         // SAFETY: loading oneDNN runs its (side-effect free) initialisers.
         let lib = unsafe { Library::new("libdnnl.so.2") }.map_err(|e| e.to_string())?;
         macro_rules! sym {
@@ -312,6 +306,7 @@ impl Drop for Prim<'_> {
 struct Port<'a> {
     arg: c_int,
     plain: Box<MemoryDesc>,
+    plain_len: usize,
     /// Owned by the plan's primitive descriptor.
     inner: *const MemoryDesc,
     inner_len: usize,
@@ -505,12 +500,18 @@ impl Plan {
                 Some(api.primitive(rpd)?)
             };
             // SAFETY: a valid descriptor.
-            let inner_len = unsafe { (api.memory_desc_get_size)(inner) };
+            let (inner_len, plain_len) = unsafe {
+                (
+                    (api.memory_desc_get_size)(inner),
+                    (api.memory_desc_get_size)(&*plain),
+                )
+            };
             Ok(Port {
                 arg,
                 plain,
                 inner,
                 inner_len,
+                plain_len,
                 reorder,
             })
         };
@@ -657,8 +658,7 @@ impl Plan {
         let mut keep = Vec::with_capacity(4);
         let mut args = Vec::with_capacity(4);
         for (port, data) in self.inputs.iter().zip(inputs) {
-            // SAFETY: a valid descriptor.
-            let bytes = unsafe { (api.memory_desc_get_size)(&*port.plain) };
+            let bytes = port.plain_len;
             if std::mem::size_of_val(data) != bytes {
                 candle_core::bail!(
                     "oneDNN: input {} has {} bytes, the plan expects {bytes}",
@@ -700,8 +700,7 @@ impl Plan {
                 }
             }
         }
-        // SAFETY: a valid descriptor.
-        let out_bytes = unsafe { (api.memory_desc_get_size)(&*self.output.plain) };
+        let out_bytes = self.output.plain_len;
         if out_bytes != out_len * 4 || out.capacity() < out_len {
             candle_core::bail!("oneDNN: output of {out_bytes} bytes, {out_len} f32 expected");
         }
