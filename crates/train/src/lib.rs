@@ -15,9 +15,11 @@ pub mod h5_file;
 pub mod loader;
 pub mod loss;
 pub mod optim;
+mod pixel_ce_cpu;
 pub mod progress;
 pub mod run_log;
 pub mod schedule;
+mod sgd_cpu;
 pub mod trainer;
 
 pub use checkpoint::{

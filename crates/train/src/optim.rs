@@ -11,7 +11,7 @@
 //! p = p - lr d
 //! ```
 
-use crate::{Error, Result};
+use crate::{sgd_cpu, Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
@@ -182,36 +182,30 @@ impl Sgd {
 
     /// One step with the scheduled learning rate `lr`. Parameters without a
     /// gradient are not touched (their momentum does not decay either, as in
-    /// PyTorch).
+    /// PyTorch). On the CPU each parameter is updated in place in one pass
+    /// ([`crate::sgd_cpu`]); elsewhere through tensor ops.
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         for group in &self.groups {
-            let lr = lr * group.lr_mult;
+            let update = sgd_cpu::WeightUpdate {
+                lr: lr * group.lr_mult,
+                weight_decay: group.weight_decay,
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+            };
             for p in &group.params {
                 let Some(g) = grads.get(&p.name) else {
                     continue;
                 };
-                // Detached: the update must not join the autograd graph, or
-                // each momentum buffer would hold every earlier step alive.
-                let w = p.var.as_tensor().detach();
-                let g = g.detach();
-                let mut d = if group.weight_decay > 0.0 {
-                    (&g + w.affine(group.weight_decay, 0.0)?)?
-                } else {
-                    g
+                let w = p.var.as_tensor();
+                let fused = match self.buffers.get(&p.name) {
+                    Some(b) => sgd_cpu::supported(&[w, g, b]),
+                    None => sgd_cpu::supported(&[w, g]),
                 };
-                if self.momentum > 0.0 {
-                    let b = match self.buffers.get(&p.name) {
-                        Some(b) => (b.affine(self.momentum, 0.0)? + &d)?,
-                        None => d.clone(),
-                    };
-                    d = if self.nesterov {
-                        (d + b.affine(self.momentum, 0.0)?)?
-                    } else {
-                        b.clone()
-                    };
-                    self.buffers.insert(p.name.clone(), b);
+                if fused {
+                    step_in_place(&mut self.buffers, &p.name, w, g, &update)?;
+                } else {
+                    step_with_ops(&mut self.buffers, p, g, &update)?;
                 }
-                p.var.set(&(&w - d.affine(lr, 0.0)?)?)?;
             }
         }
         Ok(())
@@ -245,15 +239,80 @@ impl Sgd {
     }
 }
 
+/// The update of one parameter through [`sgd_cpu`]'s in-place ops.
+fn step_in_place(
+    buffers: &mut HashMap<String, Tensor>,
+    name: &str,
+    w: &Tensor,
+    g: &Tensor,
+    update: &sgd_cpu::WeightUpdate,
+) -> Result<()> {
+    if update.momentum == 0.0 {
+        w.inplace_op3(g, g, update)?;
+        return Ok(());
+    }
+    // A zero buffer makes the first update b = d.
+    let b = match buffers.get(name) {
+        Some(b) => b.clone(),
+        None => {
+            let b = w.zeros_like()?;
+            buffers.insert(name.to_string(), b.clone());
+            b
+        }
+    };
+    let momentum = sgd_cpu::MomentumUpdate {
+        momentum: update.momentum,
+        weight_decay: update.weight_decay,
+    };
+    b.inplace_op3(g, w, &momentum)?;
+    w.inplace_op3(g, &b, update)?;
+    Ok(())
+}
+
+/// The update of one parameter through tensor ops (any device).
+fn step_with_ops(
+    buffers: &mut HashMap<String, Tensor>,
+    p: &Param,
+    g: &Tensor,
+    update: &sgd_cpu::WeightUpdate,
+) -> Result<()> {
+    // Detached: the update must not join the autograd graph, or each
+    // momentum buffer would hold every earlier step alive.
+    let w = p.var.as_tensor().detach();
+    let g = g.detach();
+    let mut d = if update.weight_decay > 0.0 {
+        (&g + w.affine(update.weight_decay, 0.0)?)?
+    } else {
+        g
+    };
+    if update.momentum > 0.0 {
+        let b = match buffers.get(&p.name) {
+            Some(b) => (b.affine(update.momentum, 0.0)? + &d)?,
+            None => d.clone(),
+        };
+        d = if update.nesterov {
+            (d + b.affine(update.momentum, 0.0)?)?
+        } else {
+            b.clone()
+        };
+        buffers.insert(p.name.clone(), b);
+    }
+    p.var.set(&(&w - d.affine(update.lr, 0.0)?)?)?;
+    Ok(())
+}
+
 /// The global L2 norm of `grads`.
 pub fn global_norm(grads: &Grads) -> Result<f64> {
     let mut sum = 0.0;
     for g in grads.values() {
-        sum += g
-            .to_dtype(DType::F64)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?;
+        sum += if sgd_cpu::supported(&[g]) {
+            sgd_cpu::squared_norm(g)?
+        } else {
+            g.to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?
+        };
     }
     Ok(sum.sqrt())
 }
