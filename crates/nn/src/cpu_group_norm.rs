@@ -14,7 +14,7 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -47,15 +47,8 @@ struct GroupNormOp {
 /// Mean and `1 / sqrt(var + eps)` of one block, accumulated in f64.
 fn block_stats<T: WithDType>(block: &[T], eps: f64) -> (f64, f64) {
     let m = block.len() as f64;
-    let mean = block.iter().map(|v| v.to_f64()).sum::<f64>() / m;
-    let var = block
-        .iter()
-        .map(|v| {
-            let d = v.to_f64() - mean;
-            d * d
-        })
-        .sum::<f64>()
-        / m;
+    let mean = lane_sum(block, |v| v.to_f64()) / m;
+    let var = lane_sum(block, |v| (v.to_f64() - mean).powi(2)) / m;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -102,12 +95,8 @@ impl GroupNormOp {
                 let mut sums = Vec::with_capacity(cg);
                 let (mut a, mut bsum) = (0.0, 0.0);
                 for (j, (xc, dyc)) in xb.chunks(l).zip(dyb.chunks(l)).enumerate() {
-                    let (mut s_dy, mut s_dyx) = (0.0, 0.0);
-                    for (v, g) in xc.iter().zip(dyc) {
-                        let g = g.to_f64();
-                        s_dy += g;
-                        s_dyx += g * (v.to_f64() - mean) * r;
-                    }
+                    let s_dy = lane_sum(dyc, |g| g.to_f64());
+                    let s_dyx = lane_sum2(xc, dyc, |v, g| g.to_f64() * (v.to_f64() - mean) * r);
                     let wc = w[c0 + j].to_f64();
                     a += wc * s_dy;
                     bsum += wc * s_dyx;

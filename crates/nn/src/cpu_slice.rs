@@ -28,3 +28,36 @@ pub fn contiguous_mut<'a, T>(
         None => candle_core::bail!("{op}: the output must be contiguous"),
     }
 }
+
+/// `sum_i f(xs[i])` in eight running sums. One running sum is a chain of
+/// dependent additions that the compiler may not reorder (a few cycles
+/// each, and no vectorization); eight independent ones pipeline.
+pub fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut lanes = xs.chunks_exact(8);
+    for c in &mut lanes {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    let rest: f64 = lanes.remainder().iter().map(|&x| f(x)).sum();
+    acc.iter().sum::<f64>() + rest
+}
+
+/// `sum_i f(xs[i], ys[i])` over two equally long slices, as [`lane_sum`].
+pub fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let (mut xl, mut yl) = (xs.chunks_exact(8), ys.chunks_exact(8));
+    for (cx, cy) in (&mut xl).zip(&mut yl) {
+        for (a, (&x, &y)) in acc.iter_mut().zip(cx.iter().zip(cy)) {
+            *a += f(x, y);
+        }
+    }
+    let rest: f64 = xl
+        .remainder()
+        .iter()
+        .zip(yl.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    acc.iter().sum::<f64>() + rest
+}

@@ -65,10 +65,9 @@ fn mask<T: WithDType>(y: &[T], g: &[T]) -> Vec<T> {
     out.par_chunks_mut(CHUNK)
         .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
         .for_each(|(o, (y, g))| {
-            for ((o, y), g) in o.iter_mut().zip(y).zip(g) {
-                if *y > T::zero() {
-                    *o = *g;
-                }
+            // A select, not a branch, so that the loop vectorizes.
+            for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                *o = if y > T::zero() { g } else { T::zero() };
             }
         });
     out

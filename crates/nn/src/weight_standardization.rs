@@ -27,7 +27,7 @@
 //! [`standardize_composite`], built from candle ops; the tests hold the two
 //! to each other.
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -125,8 +125,8 @@ pub fn standardize_composite(w: &Tensor, mode: WeightMode, eps: f64) -> Result<(
 /// Per-row constants of the fused op: `(mean, s, k)` (see the module docs).
 fn row_stats(row: &[f64], mode: WeightMode, eps: f64) -> (f64, f64, f64) {
     let n = row.len() as f64;
-    let mean = row.iter().sum::<f64>() / n;
-    let ss: f64 = row.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let mean = lane_sum(row, |v| v) / n;
+    let ss = lane_sum(row, |v| (v - mean) * (v - mean));
     let nu = (n - 1.0).max(1.0);
     match mode {
         WeightMode::WsUnbiased => (mean, (ss / nu + eps).sqrt(), 1.0 / nu),
@@ -210,12 +210,8 @@ impl StandardizeGrad {
                 row.extend(wc.iter().map(|v| v.to_f64()));
                 let (mean, s, k) = row_stats(row, self.mode, self.eps);
                 let inv = 1.0 / s;
-                let mean_g = gc.iter().map(|v| v.to_f64()).sum::<f64>() / fan_in as f64;
-                let dot: f64 = row
-                    .iter()
-                    .zip(gc)
-                    .map(|(v, g)| (v - mean) * inv * g.to_f64())
-                    .sum();
+                let mean_g = lane_sum(gc, |v| v.to_f64()) / fan_in as f64;
+                let dot = lane_sum2(row, gc, |v, g| (v - mean) * inv * g.to_f64());
                 for ((d, v), g) in dst.iter_mut().zip(row.iter()).zip(gc) {
                     let w_hat = (v - mean) * inv;
                     *d = T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) * inv);

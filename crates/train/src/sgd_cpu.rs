@@ -12,7 +12,7 @@
 
 use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Tensor, WithDType};
 use rayon::prelude::*;
-use wsbcn_nn::cpu_slice::{contiguous, contiguous_mut};
+use wsbcn_nn::cpu_slice::{contiguous, contiguous_mut, lane_sum};
 
 /// Elements per parallel work unit: smaller tensors (most norm weights and
 /// biases) take one thread.
@@ -36,23 +36,9 @@ pub(crate) fn squared_norm(g: &Tensor) -> candle_core::Result<f64> {
         candle_core::bail!("squared_norm: the gradient is not on the CPU");
     };
     fn sum<T: WithDType>(cpu: &CpuStorage, layout: &Layout) -> candle_core::Result<f64> {
-        // Eight partial sums per chunk: one running sum is a chain of
-        // dependent additions the compiler may not vectorize.
-        let partial = |c: &[T]| {
-            let mut acc = [0f64; 8];
-            let mut lanes = c.chunks_exact(8);
-            for l in &mut lanes {
-                for (a, v) in acc.iter_mut().zip(l) {
-                    let v = v.to_f64();
-                    *a += v * v;
-                }
-            }
-            let rest: f64 = lanes.remainder().iter().map(|v| v.to_f64().powi(2)).sum();
-            acc.iter().sum::<f64>() + rest
-        };
         Ok(contiguous::<T>("squared_norm", cpu, layout)?
             .par_chunks(CHUNK)
-            .map(partial)
+            .map(|c| lane_sum(c, |v| v.to_f64().powi(2)))
             .sum())
     }
     match g.dtype() {
