@@ -185,7 +185,7 @@ fn check(status: Status, what: &str) -> candle_core::Result<()> {
 impl Api {
     fn load() -> Result<Self, String> {
         // libgomp is loaded with oneDNN, unless the program links it already
-        // (FFmpeg does; `passive_openmp` handles that), and reads this then.
+        // (FFmpeg does; `quiet_thread_pools` handles that), and reads this then.
         crate::conv_backend::default_wait_policy();
         // SAFETY: loading oneDNN runs its (side-effect free) initialisers.
         let lib = unsafe { Library::new("libdnnl.so.2") }.map_err(|e| e.to_string())?;

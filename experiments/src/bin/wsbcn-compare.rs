@@ -34,7 +34,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    wsbcn_nn::passive_openmp();
+    wsbcn_nn::quiet_thread_pools();
     let cli = Cli::parse();
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)

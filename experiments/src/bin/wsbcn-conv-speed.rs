@@ -122,7 +122,7 @@ fn measure(spec: &str, backend: ConvBackend, steps: u64) -> Result<f64> {
 }
 
 fn main() {
-    wsbcn_nn::passive_openmp();
+    wsbcn_nn::quiet_thread_pools();
     let cli = Cli::parse();
     if let (Some(spec), Some(dir)) = (&cli.child, &cli.run_dir) {
         if let Err(e) = train(spec, cli.steps, dir) {

@@ -200,7 +200,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    wsbcn_nn::passive_openmp();
+    wsbcn_nn::quiet_thread_pools();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
