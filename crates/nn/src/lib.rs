@@ -33,6 +33,7 @@ pub mod conv_backend;
 pub mod conv_fn;
 mod cpu_conv;
 mod cpu_group_norm;
+mod cpu_max_pool;
 pub mod cpu_slice;
 pub mod diagnostics;
 pub mod error;

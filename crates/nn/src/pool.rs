@@ -2,9 +2,11 @@
 //!
 //! * [`max_pool`]: max over a window with per-axis kernel, stride and
 //!   padding (padding counts as `-inf`, as in PyTorch), e.g. the ResNet stem's
-//!   3x3 stride-2 pad-1 pool. The window taps are gathered with strided
-//!   `index_select`s and reduced with `max`, so the gradient goes to the
-//!   maximum of each window (to every maximum on exact ties).
+//!   3x3 stride-2 pad-1 pool. On the CPU one op reads each window in place
+//!   and sends the gradient to the first maximum of each window, as PyTorch
+//!   does ([`crate::cpu_max_pool`]); on other devices the window taps are
+//!   gathered with strided `index_select`s and reduced with `max`, so the
+//!   gradient goes to every maximum on exact ties.
 //! * [`adaptive_avg_pool`]: PyTorch's adaptive average pooling, output cell
 //!   `o` of an axis of extent `in` averaging inputs
 //!   `floor(o in / out) .. ceil((o + 1) in / out)`; one separable map per axis.
@@ -12,8 +14,9 @@
 
 use crate::axis_map::{map_axis, sparse_matrix};
 use crate::conv_fn::strided_indices;
+use crate::cpu_max_pool::MaxPool;
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 fn spatial_rank(op: &str, x: &Tensor, d: usize) -> Result<()> {
     if x.rank() != d + 2 {
@@ -35,11 +38,9 @@ pub fn max_pool<const D: usize>(
     padding: [usize; D],
 ) -> Result<Tensor> {
     spatial_rank("max_pool", x, D)?;
-    let mut taps = vec![x.clone()];
     for a in 0..D {
         let (k, s, p) = (kernel[a], stride[a], padding[a]);
-        let extent = x.dim(a + 2)?;
-        if k == 0 || s == 0 || 2 * p > k || extent + 2 * p < k {
+        if k == 0 || s == 0 || 2 * p > k || x.dim(a + 2)? + 2 * p < k {
             return Err(Error::config(
                 "max_pool",
                 format!(
@@ -48,7 +49,31 @@ pub fn max_pool<const D: usize>(
                 ),
             ));
         }
-        let out = (extent + 2 * p - k) / s + 1;
+    }
+    if D <= 3 && x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        // The CPU op pools the last three axes: 2D pooling gets T = 1.
+        let lift = |v: [usize; D], fill: usize| -> [usize; 3] {
+            std::array::from_fn(|a| if a + D < 3 { fill } else { v[a + D - 3] })
+        };
+        let op = MaxPool {
+            kernel: lift(kernel, 1),
+            stride: lift(stride, 1),
+            padding: lift(padding, 0),
+        };
+        let (n, c) = (x.dim(0)?, x.dim(1)?);
+        let spatial = lift(std::array::from_fn(|a| x.dims()[a + 2]), 1);
+        let y = x
+            .contiguous()?
+            .reshape((n, c, spatial[0], spatial[1], spatial[2]))?
+            .apply_op1(op)?;
+        let mut shape = vec![n, c];
+        shape.extend_from_slice(&y.dims()[5 - D..]);
+        return Ok(y.reshape(shape)?);
+    }
+    let mut taps = vec![x.clone()];
+    for a in 0..D {
+        let (k, s, p) = (kernel[a], stride[a], padding[a]);
+        let out = (x.dim(a + 2)? + 2 * p - k) / s + 1;
         let mut next = Vec::with_capacity(taps.len() * k);
         for t in &taps {
             let padded = if p > 0 {
