@@ -53,8 +53,8 @@ impl MaxPool {
                     let v = plane[row + w];
                     let better = match best {
                         None => true,
-                        // `v != v`: NaN wins and stays.
-                        Some((_, b)) => b == b && (v > b || v != v),
+                        // A NaN wins and stays.
+                        Some((_, b)) => !b.to_f64().is_nan() && (v > b || v.to_f64().is_nan()),
                     };
                     if better {
                         best = Some((row + w, v));
