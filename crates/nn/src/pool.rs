@@ -4,7 +4,7 @@
 //!   padding (padding counts as `-inf`, as in PyTorch), e.g. the ResNet stem's
 //!   3x3 stride-2 pad-1 pool. On the CPU one op reads each window in place
 //!   and sends the gradient to the first maximum of each window, as PyTorch
-//!   does ([`crate::cpu_max_pool`]); on other devices the window taps are
+//!   does (`cpu_max_pool.rs`); on other devices the window taps are
 //!   gathered with strided `index_select`s and reduced with `max`, so the
 //!   gradient goes to every maximum on exact ties.
 //! * [`adaptive_avg_pool`]: PyTorch's adaptive average pooling, output cell

@@ -102,7 +102,7 @@ fn class_weight_error(k: usize, weight: Option<&Tensor>) -> Error {
 }
 
 /// [`pixel_cross_entropy`] through the one-pass CPU op of
-/// [`crate::pixel_ce_cpu`], for targets already checked.
+/// `pixel_ce_cpu.rs`, for targets already checked.
 fn pixel_cross_entropy_cpu(
     logits: &Tensor,
     targets: Vec<u32>,

@@ -183,7 +183,7 @@ impl Sgd {
     /// One step with the scheduled learning rate `lr`. Parameters without a
     /// gradient are not touched (their momentum does not decay either, as in
     /// PyTorch). On the CPU each parameter is updated in place in one pass
-    /// ([`crate::sgd_cpu`]); elsewhere through tensor ops.
+    /// (`sgd_cpu.rs`); elsewhere through tensor ops.
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         for group in &self.groups {
             let update = sgd_cpu::WeightUpdate {
