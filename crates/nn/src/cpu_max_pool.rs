@@ -13,7 +13,6 @@
 //! reduces them; this reads each window in place. A NaN in a window is its
 //! maximum.
 
-use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -115,15 +114,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = extents(l);
-        let y = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(self.forward(contiguous(self.name(), s, l)?, input))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(self.forward(contiguous(self.name(), s, l)?, input))
-            }
-            _ => candle_core::bail!("{}: f32 or f64 only", self.name()),
-        };
+        let y = crate::float_op!(self.name(), (s, l), |x| self.forward(x, input));
         let out = self.output(input);
         let d = l.dims();
         Ok((y, Shape::from((d[0], d[1], out[0], out[1], out[2]))))
@@ -153,19 +144,9 @@ impl CustomOp2 for MaxPoolGrad {
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = extents(xl);
-        let dx = match xs {
-            CpuStorage::F32(_) => CpuStorage::F32(self.0.backward(
-                contiguous(self.name(), xs, xl)?,
-                contiguous(self.name(), gs, gl)?,
-                input,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.0.backward(
-                contiguous(self.name(), xs, xl)?,
-                contiguous(self.name(), gs, gl)?,
-                input,
-            )),
-            _ => candle_core::bail!("{}: f32 or f64 only", self.name()),
-        };
+        let dx = crate::float_op!(self.name(), (xs, xl), (gs, gl), |x, dy| {
+            self.0.backward(x, dy, input)
+        });
         Ok((dx, xl.shape().clone()))
     }
 }

@@ -61,3 +61,40 @@ pub fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) 
         .sum();
     acc.iter().sum::<f64>() + rest
 }
+
+/// Runs a kernel generic over the element type on the contiguous elements of
+/// one or two f32 (or f64) CPU storages, giving a storage of the same type:
+/// `float_op!(name, (s, l), |x| kernel(x))` or
+/// `float_op!(name, (s1, l1), (s2, l2), |a, b| kernel(a, b))`. Other types
+/// (and mixed ones) are an error naming `name`.
+#[macro_export]
+macro_rules! float_op {
+    ($name:expr, ($s:expr, $l:expr), |$x:ident| $body:expr) => {
+        match $s {
+            candle_core::CpuStorage::F32(_) => {
+                let $x = $crate::cpu_slice::contiguous::<f32>($name, $s, $l)?;
+                candle_core::CpuStorage::F32($body)
+            }
+            candle_core::CpuStorage::F64(_) => {
+                let $x = $crate::cpu_slice::contiguous::<f64>($name, $s, $l)?;
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 only", $name),
+        }
+    };
+    ($name:expr, ($s1:expr, $l1:expr), ($s2:expr, $l2:expr), |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (candle_core::CpuStorage::F32(_), candle_core::CpuStorage::F32(_)) => {
+                let $a = $crate::cpu_slice::contiguous::<f32>($name, $s1, $l1)?;
+                let $b = $crate::cpu_slice::contiguous::<f32>($name, $s2, $l2)?;
+                candle_core::CpuStorage::F32($body)
+            }
+            (candle_core::CpuStorage::F64(_), candle_core::CpuStorage::F64(_)) => {
+                let $a = $crate::cpu_slice::contiguous::<f64>($name, $s1, $l1)?;
+                let $b = $crate::cpu_slice::contiguous::<f64>($name, $s2, $l2)?;
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 only (both operands alike)", $name),
+        }
+    };
+}

@@ -5,7 +5,6 @@
 //! the activation with its own allocation; here it is one pass over `y` and
 //! `dy`. Other devices and dtypes use candle's `relu`.
 
-use crate::cpu_slice::contiguous;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -40,15 +39,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(map(contiguous::<f32>("relu", s, l)?, |v| v.max(0.0)))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(map(contiguous::<f64>("relu", s, l)?, |v| v.max(0.0)))
-            }
-            _ => candle_core::bail!("fused relu supports f32 and f64"),
-        };
+        let out = crate::float_op!("relu", (s, l), |x| map(x, |v| v.max(0.0)));
         Ok((out, l.shape().clone()))
     }
 
@@ -85,17 +76,7 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(mask(
-                contiguous::<f32>("relu", s1, l1)?,
-                contiguous::<f32>("relu", s2, l2)?,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(mask(
-                contiguous::<f64>("relu", s1, l1)?,
-                contiguous::<f64>("relu", s2, l2)?,
-            )),
-            _ => candle_core::bail!("fused relu supports f32 and f64"),
-        };
+        let out = crate::float_op!("relu", (s1, l1), (s2, l2), |y, g| mask(y, g));
         Ok((out, l1.shape().clone()))
     }
 }

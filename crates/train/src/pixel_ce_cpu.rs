@@ -15,7 +15,6 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
-use wsbcn_nn::cpu_slice::contiguous;
 
 /// The loss of logits of shape `(N, K, H, W)` against fixed targets.
 #[derive(Clone, Debug)]
@@ -93,15 +92,7 @@ impl CustomOp1 for PixelCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(vec![self.loss(contiguous::<f32>(self.name(), s, l)?)])
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(vec![self.loss(contiguous::<f64>(self.name(), s, l)?)])
-            }
-            _ => candle_core::bail!("{}: f32 or f64 logits only", self.name()),
-        };
+        let out = wsbcn_nn::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
         Ok((out, Shape::from(())))
     }
 
@@ -126,15 +117,7 @@ impl CustomOp1 for PixelCrossEntropyGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(self.loss.grad(contiguous(self.name(), s, l)?, self.g))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(self.loss.grad(contiguous(self.name(), s, l)?, self.g))
-            }
-            _ => candle_core::bail!("{}: f32 or f64 logits only", self.name()),
-        };
+        let out = wsbcn_nn::float_op!(self.name(), (s, l), |z| self.loss.grad(z, self.g));
         Ok((out, l.shape().clone()))
     }
 }

@@ -48,6 +48,28 @@ pub(crate) fn squared_norm(g: &Tensor) -> candle_core::Result<f64> {
     }
 }
 
+/// Calls `run(op, dst, src1, src2)` on the contiguous f32 or f64 elements
+/// of an in-place op's storages.
+macro_rules! in_place {
+    ($op:expr, $run:ident, ($d:ident, $dl:expr), ($a:ident, $al:expr), ($b:ident, $bl:expr)) => {
+        match $d {
+            CpuStorage::F32(v) => $run(
+                $op,
+                contiguous_mut($op.name(), v, $dl)?,
+                contiguous($op.name(), $a, $al)?,
+                contiguous($op.name(), $b, $bl)?,
+            ),
+            CpuStorage::F64(v) => $run(
+                $op,
+                contiguous_mut($op.name(), v, $dl)?,
+                contiguous($op.name(), $a, $al)?,
+                contiguous($op.name(), $b, $bl)?,
+            ),
+            _ => candle_core::bail!("{}: f32 or f64 only", $op.name()),
+        }
+    };
+}
+
 /// The momentum buffer update `b = m b + d` with `d = g + wd w`, in place on
 /// `b` (a zero buffer on the first step gives `b = d`).
 #[derive(Clone, Copy, Debug)]
@@ -106,21 +128,7 @@ impl InplaceOp3 for MomentumUpdate {
                 });
             Ok(())
         }
-        match b {
-            CpuStorage::F32(bs) => run(
-                self,
-                contiguous_mut(self.name(), bs, bl)?,
-                contiguous(self.name(), g, gl)?,
-                contiguous(self.name(), w, wl)?,
-            ),
-            CpuStorage::F64(bs) => run(
-                self,
-                contiguous_mut(self.name(), bs, bl)?,
-                contiguous(self.name(), g, gl)?,
-                contiguous(self.name(), w, wl)?,
-            ),
-            _ => candle_core::bail!("{}: f32 or f64 only", self.name()),
-        }
+        in_place!(self, run, (b, bl), (g, gl), (w, wl))
     }
 }
 
@@ -164,21 +172,7 @@ impl InplaceOp3 for WeightUpdate {
                 });
             Ok(())
         }
-        match w {
-            CpuStorage::F32(ws) => run(
-                self,
-                contiguous_mut(self.name(), ws, wl)?,
-                contiguous(self.name(), g, gl)?,
-                contiguous(self.name(), b, bl)?,
-            ),
-            CpuStorage::F64(ws) => run(
-                self,
-                contiguous_mut(self.name(), ws, wl)?,
-                contiguous(self.name(), g, gl)?,
-                contiguous(self.name(), b, bl)?,
-            ),
-            _ => candle_core::bail!("{}: f32 or f64 only", self.name()),
-        }
+        in_place!(self, run, (w, wl), (g, gl), (b, bl))
     }
 }
 
