@@ -1,12 +1,13 @@
-//! DeepLabV3: torchvision-compatible names and shapes, output shapes at
-//! output stride 8 and 16 for every norm kind, batch-1 training steps, and
-//! the metrics against a hand-computed confusion matrix.
+//! DeepLabV3: torchvision-compatible names and shapes, the deep stem's
+//! names and strides, output shapes at output stride 8 and 16 for every
+//! norm kind, batch-1 training steps, and the metrics against a
+//! hand-computed confusion matrix.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
-use wsbcn_seg::resnet::ResNetConfig;
+use wsbcn_seg::resnet::{ResNet, ResNetConfig};
 use wsbcn_tests::{assert_torchvision_layout, build_model, NORM_SPECS};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
@@ -32,6 +33,49 @@ fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
         let (vm, _) = build(&cfg, "bn", 32);
         let file = format!("torchvision_deeplabv3_resnet{depth}.txt");
         assert_torchvision_layout(&vm, &file, want_params);
+    }
+}
+
+#[test]
+fn deep_stem_has_resnet_d_names_and_keeps_the_output_stride() {
+    // timm's `resnet*d` / mmsegmentation's ResNetV1c stem: 3x3 convs
+    // 3 -> 32 (stride 2), 32 -> 32, 32 -> 64 (times the width), named as the
+    // `conv1` Sequential's children, the last norm as `bn1`.
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 64, 64), &DEV).unwrap();
+    for os in [8, 16] {
+        let cfg = ResNetConfig {
+            depth: 18,
+            width: 0.25,
+            deep_stem: true,
+            output_stride: os,
+            ..ResNetConfig::default()
+        };
+        let (vm, net) = build_model("bn", 4, |f, vb| ResNet::new(&cfg, f, vb));
+        let stem: Vec<(String, Vec<usize>)> = {
+            let data = vm.data().lock().unwrap();
+            let mut v: Vec<_> = data
+                .iter()
+                .filter(|(n, _)| n.starts_with("conv1.") || n.starts_with("bn1."))
+                .map(|(n, t)| (n.clone(), t.dims().to_vec()))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut want = vec![
+            ("conv1.0.weight".to_string(), vec![8, 3, 3, 3]),
+            ("conv1.3.weight".to_string(), vec![8, 8, 3, 3]),
+            ("conv1.6.weight".to_string(), vec![16, 8, 3, 3]),
+        ];
+        for (norm, c) in [("conv1.1", 8), ("conv1.4", 8), ("bn1", 16)] {
+            for v in ["bias", "running_mean", "running_var", "weight"] {
+                want.push((format!("{norm}.{v}"), vec![c]));
+            }
+        }
+        want.sort();
+        assert_eq!(stem, want, "os{os}");
+        let (c3, c4) = net.forward_t(&x, false).unwrap();
+        assert_eq!(c3.dims(), [1, 64, 64 / os, 64 / os], "os{os} stage 3");
+        assert_eq!(c4.dims(), [1, 128, 64 / os, 64 / os], "os{os} stage 4");
     }
 }
 
