@@ -103,6 +103,33 @@ fn spatial_ops_have_correct_gradients() -> Result<()> {
 }
 
 #[test]
+fn max_pool_propagates_nan_and_sends_ties_to_the_first_maximum() -> Result<()> {
+    // Two 2x2 windows: [1 NaN; 5 NaN] and [3 3; 3 2].
+    let nan = f32::NAN;
+    let x = Var::from_tensor(&Tensor::from_vec(
+        vec![1f32, nan, 3.0, 3.0, 5.0, nan, 3.0, 2.0],
+        (1, 1, 2, 4),
+        &DEV,
+    )?)?;
+    let y = max_pool(x.as_tensor(), [2, 2], [2, 2], [0, 0])?;
+    let yv: Vec<f32> = y.flatten_all()?.to_vec1()?;
+    assert!(
+        yv[0].is_nan(),
+        "a NaN in the window gives NaN, got {}",
+        yv[0]
+    );
+    assert_eq!(yv[1], 3.0);
+    let grads = y.sum_all()?.backward()?;
+    let dx: Vec<f32> = grads.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1()?;
+    // The whole gradient of the NaN window goes to one of its NaNs; the tie
+    // in the second window goes to its first 3 (PyTorch's rule).
+    assert_eq!(dx[1] + dx[5], 1.0, "{dx:?}");
+    assert_eq!([dx[0], dx[4]], [0.0, 0.0], "{dx:?}");
+    assert_eq!([dx[2], dx[3], dx[6], dx[7]], [1.0, 0.0, 0.0, 0.0], "{dx:?}");
+    Ok(())
+}
+
+#[test]
 fn global_pool_keeps_axes_and_bad_geometry_is_an_error() -> Result<()> {
     let x = Tensor::arange(0f32, 24., &DEV)?.reshape((1, 2, 3, 4))?;
     let y = global_avg_pool(&x)?;

@@ -5,10 +5,11 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use std::collections::BTreeMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
-use wsbcn_tests::{assert_torchvision_layout, build_model, NORM_SPECS};
+use wsbcn_tests::{assert_torchvision_layout, build_model, variable_shapes, NORM_SPECS};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
 const DEV: Device = Device::Cpu;
@@ -51,27 +52,18 @@ fn deep_stem_has_resnet_d_names_and_keeps_the_output_stride() {
             ..ResNetConfig::default()
         };
         let (vm, net) = build_model("bn", 4, |f, vb| ResNet::new(&cfg, f, vb));
-        let stem: Vec<(String, Vec<usize>)> = {
-            let data = vm.data().lock().unwrap();
-            let mut v: Vec<_> = data
-                .iter()
-                .filter(|(n, _)| n.starts_with("conv1.") || n.starts_with("bn1."))
-                .map(|(n, t)| (n.clone(), t.dims().to_vec()))
-                .collect();
-            v.sort();
-            v
-        };
-        let mut want = vec![
+        let mut stem = variable_shapes(&vm);
+        stem.retain(|n, _| n.starts_with("conv1.") || n.starts_with("bn1."));
+        let mut want = BTreeMap::from([
             ("conv1.0.weight".to_string(), vec![8, 3, 3, 3]),
             ("conv1.3.weight".to_string(), vec![8, 8, 3, 3]),
             ("conv1.6.weight".to_string(), vec![16, 8, 3, 3]),
-        ];
+        ]);
         for (norm, c) in [("conv1.1", 8), ("conv1.4", 8), ("bn1", 16)] {
             for v in ["bias", "running_mean", "running_var", "weight"] {
-                want.push((format!("{norm}.{v}"), vec![c]));
+                want.insert(format!("{norm}.{v}"), vec![c]);
             }
         }
-        want.sort();
         assert_eq!(stem, want, "os{os}");
         let (c3, c4) = net.forward_t(&x, false).unwrap();
         assert_eq!(c3.dims(), [1, 64, 64 / os, 64 / os], "os{os} stage 3");

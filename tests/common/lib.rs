@@ -271,18 +271,20 @@ pub fn build_model<M, E: std::fmt::Debug>(
     (vm, model)
 }
 
+/// Every variable of `vm`, by name, with its shape.
+pub fn variable_shapes(vm: &candle_nn::VarMap) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let data = vm.data().lock().unwrap();
+    data.iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect()
+}
+
 /// Asserts that `vm` holds exactly the variables (names and shapes) of the
 /// torchvision model listed in `fixtures/<file>`, and that the optimizer
 /// trains `params` values, torchvision's parameter count.
 pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usize) {
     let want = torchvision_variables(file);
-    let got: std::collections::BTreeMap<String, Vec<usize>> = {
-        let data = vm.data().lock().unwrap();
-        data.iter()
-            .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-            .collect()
-    };
-    assert_eq!(got, want, "{file}: variables");
+    assert_eq!(variable_shapes(vm), want, "{file}: variables");
     assert_eq!(
         trainable_count(vm),
         params,

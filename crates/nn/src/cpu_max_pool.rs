@@ -11,7 +11,8 @@
 //!
 //! The composed form gathers `prod(k)` shifted copies of the input and
 //! reduces them; this reads each window in place. A NaN in a window is its
-//! maximum.
+//! maximum (the first NaN takes the gradient; PyTorch's CPU kernel gives it
+//! to the last).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -50,12 +51,13 @@ impl MaxPool {
                 let row = (t * input[1] + h) * input[2];
                 for w in range(2) {
                     let v = plane[row + w];
-                    let better = match best {
-                        None => true,
-                        // A NaN wins and stays.
-                        Some((_, b)) => !b.to_f64().is_nan() && (v > b || v.to_f64().is_nan()),
-                    };
-                    if better {
+                    if v.to_f64().is_nan() {
+                        // The first NaN wins: the output is NaN as in
+                        // PyTorch (whose CPU kernel sends the gradient to the
+                        // window's last NaN instead).
+                        return Some(row + w);
+                    }
+                    if best.is_none_or(|(_, b)| v > b) {
                         best = Some((row + w, v));
                     }
                 }
