@@ -45,19 +45,32 @@ fn bad_specs_and_group_counts_are_clear_errors() -> Result<()> {
     }
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
+    // The layers themselves refuse a group count that does not divide.
+    let err = wsbcn_nn::group_norm(32, 48, 1e-5, vb.pp("stem.bn"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stem.bn") && err.contains("num_groups (32) must divide num_channels (48)"),
+        "{err}"
+    );
+    let err = wsbcn_nn::batch_channel_norm(
+        32,
+        16,
+        1e-5,
+        wsbcn_nn::BatchStatistics::Batch { momentum: 0.1 },
+        vb.pp("head.bn"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("head.bn") && err.contains("num_groups (32)") && err.contains("(16)"),
+        "{err}"
+    );
+    // The factory picks, per layer, the largest divisor up to `groups`.
     for spec in ["gn", "bcn", "bcn-est+ws"] {
         let f = LayerFactory::from_spec(spec).unwrap(); // 32 groups
-        let err = f.norm(48, vb.pp("stem.bn")).unwrap_err().to_string();
-        assert!(
-            err.contains("stem.bn")
-                && err.contains("num_groups (32) must divide num_channels (48)"),
-            "{err}"
-        );
-        let err = f.norm(16, vb.pp("head.bn")).unwrap_err().to_string();
-        assert!(
-            err.contains("head.bn") && err.contains("num_groups (32)") && err.contains("(16)"),
-            "{err}"
-        );
+        assert_eq!([48, 16, 45, 64].map(|c| f.groups_for(c)), [24, 16, 15, 32]);
+        f.norm(48, vb.pp(format!("{spec}.bn")))?;
     }
     let cfg = NormConfig {
         spec: "gn".into(),

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
-use wsbcn_tests::{assert_torchvision_layout, build_model, variable_shapes, NORM_SPECS};
+use wsbcn_tests::{
+    assert_torchvision_layout, build_model, variable_shapes, weight_parameters, NORM_SPECS,
+};
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
 const DEV: Device = Device::Cpu;
@@ -286,4 +288,14 @@ fn pretrained_weights_load_by_name_and_mismatches_are_errors() {
         .to_string();
     assert!(err.contains("running_mean"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_norm_variant_has_the_same_convolutions() {
+    let cfg = tiny(8, true);
+    let counts: Vec<(&str, usize)> = ["bn", "bn+ws", "gn", "gn+ws", "bcn+ws", "bcn-est+ws"]
+        .into_iter()
+        .map(|spec| (spec, weight_parameters(&build(&cfg, spec, 4).0)))
+        .collect();
+    assert!(counts.iter().all(|c| c.1 == counts[0].1), "{counts:?}");
 }

@@ -7,7 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
 use wsbcn_tests::{
-    assert_torchvision_layout, build_model, torchvision_variables, trainable_count, NORM_SPECS,
+    assert_torchvision_layout, build_model, torchvision_variables, trainable_count,
+    weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
@@ -161,12 +162,15 @@ fn output_shapes_for_every_arch_and_norm() {
             }
         }
     }
-    // torchvision's R(2+1)D widths rounded up for GN(32): 45 -> 64, 144 -> 160.
+    // torchvision's R(2+1)D widths kept under BCN(32): 45 and 144, whose
+    // group parts take 15 and 24 groups.
     let full = VideoModelConfig::default();
-    let (vm, _) = build(&full, "gn+ws", 32);
+    let (vm, _) = build(&full, "bcn+ws", 32);
     let data = vm.data().lock().unwrap();
-    assert_eq!(data["stem.0.weight"].dims(), [64, 3, 1, 7, 7]);
-    assert_eq!(data["layer1.0.conv1.0.0.weight"].dims(), [160, 64, 1, 3, 3]);
+    assert_eq!(data["stem.0.weight"].dims(), [45, 3, 1, 7, 7]);
+    assert_eq!(data["stem.1.weight"].dims(), [15]);
+    assert_eq!(data["layer1.0.conv1.0.0.weight"].dims(), [144, 64, 1, 3, 3]);
+    assert_eq!(data["layer1.0.conv1.0.1.weight"].dims(), [24]);
     drop(data);
     let (_, deep) = build(&tiny(Arch::R3d, 34), "gn+ws", 4);
     assert_eq!(deep.forward_t(&x, true).unwrap().dims(), [2, 7]);
@@ -225,4 +229,32 @@ fn batch_one_training_steps_are_finite_for_every_norm() {
             }
         }
     }
+}
+
+#[test]
+fn every_norm_variant_has_the_same_convolutions() {
+    // R(2+1)D at quarter width has 11- and 36-channel layers that 8 groups
+    // do not divide: they keep their width, and GN / BCN there take the
+    // largest group count that divides them.
+    for arch in [Arch::R3d, Arch::Mc3, Arch::R2plus1d] {
+        let cfg = tiny(arch, 18);
+        let counts: Vec<(&str, usize)> = ["bn", "bn+ws", "gn", "gn+ws", "bcn+ws", "bcn-est+ws"]
+            .into_iter()
+            .map(|spec| (spec, weight_parameters(&build(&cfg, spec, 8).0)))
+            .collect();
+        assert!(
+            counts.iter().all(|c| c.1 == counts[0].1),
+            "{arch:?}: {counts:?}"
+        );
+    }
+    let f = LayerFactory::new(&wsbcn_nn::NormConfig {
+        spec: "gn".into(),
+        groups: 8,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        [11, 36, 16, 144, 7, 3].map(|c| f.groups_for(c)),
+        [1, 6, 8, 8, 7, 3]
+    );
 }

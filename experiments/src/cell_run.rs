@@ -29,15 +29,28 @@ pub fn log_finished(log: &RunLog) -> bool {
     steps.is_some() && log.eval_steps().last().copied() == steps
 }
 
-/// Applies the comparison's equal-sample budget to a cell's engine config.
+/// Applies the comparison's equal-sample budget to a cell's engine config
+/// (the protocol of [`crate::comparison::Budget`]): steps from the samples,
+/// the linearly scaled rate, and every schedule length as a fraction of
+/// the cell's steps.
 fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig) {
     let Some(b) = &cmp.budget else { return };
     let samples = cmp.tasks[cell.task].samples.unwrap_or(b.samples);
     let steps = (samples as f64 / cell.batch as f64).round().max(1.0) as u64;
+    train.schedule = train.schedule.rescaled(train.steps, steps);
+    train.schedule.warmup_iters = (b.warmup * steps as f64).round() as u64;
     train.steps = steps;
     train.optim.lr *= cell.batch as f64 / b.reference_batch as f64;
-    train.eval_interval = steps.div_ceil(b.evals);
-    train.checkpoint_interval = train.eval_interval;
+    let mut evals: Vec<u64> = b
+        .eval_at
+        .iter()
+        .map(|f| ((f * steps as f64).round() as u64).clamp(1, steps))
+        .collect();
+    evals.sort_unstable();
+    evals.dedup();
+    train.eval_interval = 0;
+    train.checkpoint_interval = steps.div_ceil(evals.len().max(1) as u64);
+    train.eval_steps = evals;
     train.diag_interval = steps.div_ceil(b.diags);
 }
 

@@ -10,7 +10,8 @@
 //! [budget]                    # optional: every cell sees the same samples
 //! samples = 3000              # steps = samples / batch
 //! reference_batch = 2         # lr = base lr x batch / reference_batch
-//! evals = 4                   # evaluations per run
+//! warmup = 0.05               # linear warmup, fraction of each cell's steps
+//! eval_at = [0.5, 0.9, 1.0]   # evaluations, fractions of each cell's steps
 //! diags = 40                  # singularity / WS diagnostics per run
 //!
 //! [[tasks]]
@@ -115,7 +116,17 @@ pub struct Variant {
     pub set: Vec<String>,
 }
 
-/// Equal-sample training budgets across batch sizes.
+/// Equal-sample training budgets across batch sizes: the protocol of
+/// Goyal et al. (arXiv 1706.02677), linear scaling with a gradual warmup.
+///
+/// A cell of batch `B` trains `T = samples / B` steps at base rate
+/// `lr0 = lr_ref B / reference_batch`, and every length of its schedule is a
+/// fraction of `T`: the warmup is `warmup T` steps, step-decay points keep
+/// their fraction of the base config's run, evaluations happen at
+/// `eval_at` of `T`. So the schedule `lr_t = lr0 f(t / T)` has the same
+/// shape `f` in every cell, and the sum of the rate over the steps,
+/// `lr_ref (samples / reference_batch) mean(f)`, is the same for every
+/// batch: each sample moves the weights by the same integrated rate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
@@ -124,16 +135,24 @@ pub struct Budget {
     /// The batch the base config's learning rate is for; others scale it
     /// linearly (Goyal et al.'s rule).
     pub reference_batch: usize,
-    /// Evaluations per run.
-    #[serde(default = "default_evals")]
-    pub evals: u64,
+    /// Linear warmup, as a fraction of each cell's steps.
+    #[serde(default = "default_warmup")]
+    pub warmup: f64,
+    /// Evaluation points, as fractions of each cell's steps (the end is
+    /// always one).
+    #[serde(default = "default_eval_at")]
+    pub eval_at: Vec<f64>,
     /// Diagnostic measurements per run.
     #[serde(default = "default_diags")]
     pub diags: u64,
 }
 
-fn default_evals() -> u64 {
-    4
+fn default_warmup() -> f64 {
+    0.05
+}
+
+fn default_eval_at() -> Vec<f64> {
+    vec![0.25, 0.5, 0.75, 0.9, 1.0]
 }
 
 fn default_diags() -> u64 {
@@ -212,10 +231,22 @@ impl Validate for Comparison {
                 .map_err(|e| (format!("variants.{}.norm", v.name), e.to_string()))?;
         }
         if let Some(b) = &self.budget {
-            if b.samples == 0 || b.reference_batch == 0 || b.evals == 0 {
+            if b.samples == 0 || b.reference_batch == 0 {
                 return Err((
                     "budget".into(),
-                    "samples, reference_batch and evals must be at least 1".into(),
+                    "samples and reference_batch must be at least 1".into(),
+                ));
+            }
+            if !(0.0..1.0).contains(&b.warmup) {
+                return Err((
+                    "budget.warmup".into(),
+                    format!("a fraction of the run in [0, 1), got {}", b.warmup),
+                ));
+            }
+            if let Some(f) = b.eval_at.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
+                return Err((
+                    "budget.eval_at".into(),
+                    format!("fractions of the run in (0, 1], got {f}"),
                 ));
             }
         }

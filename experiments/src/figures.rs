@@ -3,17 +3,20 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `curves` | training loss (moving average) and the validation metric against the step, a line per variant, a column per task |
-//! | `batch_sweep` | final metric against samples per step (log2 axis), a line per variant, a panel per task |
-//! | `singularity` | fraction of channels near elimination singularities against the step: mean over layers, and over the deepest stage |
-//! | `ws_grad_ratio` | WS gradient-norm reduction ratio against the step (WS variants) |
-//! | `final_bars` | final metric per variant, grouped by batch size, error bars one std over seeds |
+//! | `curves` | training loss (moving average) and the validation metric (with 95% intervals) against the training samples seen, a line per variant, a column per task |
+//! | `batch_sweep` | final metric against samples per step (log2 axis), 95% intervals, a line per variant, a panel per task |
+//! | `singularity` | fraction of channels near elimination singularities against the samples seen: mean over layers, and over the deepest stage |
+//! | `ws_grad_ratio` | WS gradient-norm reduction ratio against the samples seen (WS variants) |
+//! | `final_bars` | final metric per variant, grouped by batch size, error bars the 95% interval over seeds |
 //!
 //! Curves of a variant are those of its smallest batch size, averaged over
-//! seeds. A variant keeps its colour in every figure (its place in the
+//! seeds; their x axis is samples seen (step x batch), so cells of
+//! different batch sizes line up. Intervals are Student-t 95% intervals
+//! over seeds ([`crate::stats`]); a cell with one seed has none. A variant keeps its colour in every figure (its place in the
 //! comparison file picks it).
 
-use crate::records::{mean_std, Record, Runs};
+use crate::records::{Record, Runs};
+use crate::stats::Summary;
 use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -30,6 +33,9 @@ pub const FIGURES: [&str; 5] = [
 ];
 
 /// Tableau's ten colours.
+/// The x axis of every curve: cells of different batch sizes share it.
+const SAMPLES: &str = "training samples seen";
+
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -43,10 +49,12 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// One line of a chart (the figure's legend names its colour).
+/// One line of a chart (the figure's legend names its colour), with the
+/// half-width of a 95% interval at each point where there is one.
 struct Series {
     colour: RGBColor,
     points: Vec<(f64, f64)>,
+    errors: Vec<Option<f64>>,
 }
 
 /// A figure of the comparison `runs`.
@@ -130,7 +138,7 @@ impl Figure<'_> {
                     line_panel(
                         panel(0),
                         &format!("{task}: training loss"),
-                        "step",
+                        SAMPLES,
                         "loss",
                         &loss,
                         false,
@@ -138,8 +146,8 @@ impl Figure<'_> {
                     let m = self.curves(task, |r| eval_series(r, metric));
                     line_panel(
                         panel(1),
-                        &format!("{task}: validation {metric}"),
-                        "step",
+                        &format!("{task}: validation {metric} (mean, 95% CI over seeds)"),
+                        SAMPLES,
                         metric,
                         &m,
                         false,
@@ -151,7 +159,7 @@ impl Figure<'_> {
                     line_panel(
                         panel(0),
                         &title,
-                        "step",
+                        SAMPLES,
                         "fraction of channels",
                         &mean,
                         false,
@@ -161,7 +169,7 @@ impl Figure<'_> {
                     line_panel(
                         panel(1),
                         &title,
-                        "step",
+                        SAMPLES,
                         "fraction of channels",
                         &deep,
                         false,
@@ -170,11 +178,18 @@ impl Figure<'_> {
                 "ws_grad_ratio" => {
                     let s = self.curves(task, |r| step_series(r, "ws_grad_ratio.mean", false));
                     let title = format!("{task}: WS gradient-norm ratio");
-                    line_panel(panel(0), &title, "step", "|dL/dW| / |dL/dW_hat|", &s, false)?;
+                    line_panel(
+                        panel(0),
+                        &title,
+                        SAMPLES,
+                        "|dL/dW| / |dL/dW_hat|",
+                        &s,
+                        false,
+                    )?;
                 }
                 "batch_sweep" => {
                     let s = self.sweep(task);
-                    let title = format!("{task}: final {metric} against batch size");
+                    let title = format!("{task}: final {metric} against batch size (95% CI)");
                     line_panel(panel(0), &title, "samples per step", metric, &s, true)?;
                 }
                 _ => self.bars(panel(0), task, metric)?,
@@ -183,20 +198,28 @@ impl Figure<'_> {
         Ok(())
     }
 
-    /// A line per variant, from its smallest batch, averaged over seeds.
+    /// A line per variant, from its smallest batch, averaged over seeds,
+    /// against the training samples seen (`series` gives (step, value)).
     fn curves(&self, task: &str, series: impl Fn(&Record) -> Vec<(f64, f64)>) -> Vec<Series> {
         let mut out = vec![];
         for (variant, _) in self.runs.variants() {
             let Some(&batch) = self.runs.batches(task, &variant).first() else {
                 continue;
             };
-            let per_seed: Vec<Vec<(f64, f64)>> =
-                self.runs.cell(task, &variant, batch).map(&series).collect();
-            let points = mean_over_seeds(&per_seed);
+            let per_seed: Vec<Vec<(f64, f64)>> = self
+                .runs
+                .cell(task, &variant, batch)
+                .map(|r| {
+                    let b = r.batch as f64;
+                    series(r).into_iter().map(|(s, v)| (s * b, v)).collect()
+                })
+                .collect();
+            let (points, errors) = mean_over_seeds(&per_seed);
             if !points.is_empty() {
                 out.push(Series {
                     colour: self.colour(&variant),
                     points,
+                    errors,
                 });
             }
         }
@@ -206,7 +229,7 @@ impl Figure<'_> {
     fn sweep(&self, task: &str) -> Vec<Series> {
         let mut out = vec![];
         for (variant, _) in self.runs.variants() {
-            let points: Vec<(f64, f64)> = self
+            let (points, errors): (Vec<(f64, f64)>, Vec<Option<f64>>) = self
                 .runs
                 .batches(task, &variant)
                 .into_iter()
@@ -216,13 +239,17 @@ impl Figure<'_> {
                         .cell(task, &variant, b)
                         .filter_map(Record::final_metric)
                         .collect();
-                    (!finals.is_empty()).then(|| ((b as f64).log2(), mean_std(&finals).0))
+                    (!finals.is_empty()).then(|| {
+                        let s = Summary::of(&finals);
+                        (((b as f64).log2(), s.mean), s.half_width)
+                    })
                 })
-                .collect();
+                .unzip();
             if !points.is_empty() {
                 out.push(Series {
                     colour: self.colour(&variant),
                     points,
+                    errors,
                 });
             }
         }
@@ -239,7 +266,7 @@ impl Figure<'_> {
         let mut batches: Vec<usize> = self.runs.of_task(task).map(|r| r.batch).collect();
         batches.sort_unstable();
         batches.dedup();
-        // (group, variant index, mean, std)
+        // (group, variant index, mean, 95% half-width or 0 for one seed)
         let mut bars = vec![];
         for (g, &b) in batches.iter().enumerate() {
             for (i, (variant, _)) in variants.iter().enumerate() {
@@ -249,8 +276,8 @@ impl Figure<'_> {
                     .filter_map(Record::final_metric)
                     .collect();
                 if !finals.is_empty() {
-                    let (m, s) = mean_std(&finals);
-                    bars.push((g, i, m, s));
+                    let s = Summary::of(&finals);
+                    bars.push((g, i, s.mean, s.half_width.unwrap_or(0.0)));
                 }
             }
         }
@@ -262,7 +289,10 @@ impl Figure<'_> {
             * 1.25;
         let groups = batches.len().max(1) as f64;
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{task}: final {metric}"), ("sans-serif", 18))
+            .caption(
+                format!("{task}: final {metric} (95% CI)"),
+                ("sans-serif", 18),
+            )
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(55)
@@ -319,10 +349,12 @@ fn line_panel<DB: DrawingBackend>(
     series: &[Series],
     log2_x: bool,
 ) -> Result<()> {
-    let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    for s in series {
+        for (i, &(x, y)) in s.points.iter().enumerate() {
+            let e = s.errors.get(i).copied().flatten().unwrap_or(0.0);
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y - e), y1.max(y + e));
+        }
     }
     if x0 > x1 {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
@@ -370,10 +402,16 @@ fn line_panel<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
             .map_err(plot_err)?;
+        // Markers and interval bars on sparse series (evaluations, the
+        // sweep), not on per-step curves.
         if s.points.len() <= 12 {
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                 .map_err(plot_err)?;
+            let bars = s.points.iter().zip(&s.errors).filter_map(|(&(x, y), e)| {
+                e.map(|e| PathElement::new(vec![(x, y - e), (x, y + e)], colour.stroke_width(2)))
+            });
+            chart.draw_series(bars).map_err(plot_err)?;
         }
     }
     Ok(())
@@ -458,15 +496,17 @@ pub fn deepest_singularity(r: &Record) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Point-wise mean of curves measured at the same x (seeds of one cell).
-fn mean_over_seeds(curves: &[Vec<(f64, f64)>]) -> Vec<(f64, f64)> {
+/// Point-wise mean of curves measured at the same x (seeds of one cell),
+/// with the 95% half-width where there are two seeds or more.
+fn mean_over_seeds(curves: &[Vec<(f64, f64)>]) -> (Vec<(f64, f64)>, Vec<Option<f64>>) {
     let n = curves.iter().map(Vec::len).min().unwrap_or(0);
     (0..n)
         .map(|i| {
             let ys: Vec<f64> = curves.iter().map(|c| c[i].1).collect();
-            (curves[0][i].0, mean_std(&ys).0)
+            let s = Summary::of(&ys);
+            ((curves[0][i].0, s.mean), s.half_width)
         })
-        .collect()
+        .unzip()
 }
 
 impl Draw for Figure<'_> {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod figures;
 pub mod records;
 pub mod report;
+pub mod stats;
 
 pub use comparison::{Cell, Comparison, TaskKind, Variant};
 pub use error::{Error, Result};

@@ -221,15 +221,3 @@ fn comparison_order(records: &[Record]) -> impl Fn(&str, &str) -> (usize, usize,
         )
     }
 }
-
-/// Mean and (sample) standard deviation; std is 0 for one value.
-pub fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}

@@ -1,13 +1,27 @@
 //! The comparison report, `report.md` and `report.html` (figures inline as
 //! SVG), generated from the run logs alone: environment, resolved config,
-//! the table of final metrics (mean +- std over seeds) with run time and
-//! throughput, the figures, and which variants beat large-batch BN.
+//! the table of final metrics (mean and Student-t 95% interval over seeds)
+//! with convergence, run time and throughput, every cell's verdict against
+//! large-batch BN (Welch's t-test, [`crate::stats`]), one paragraph per
+//! task on the paper's three claims, and the figures.
+//!
+//! **Convergence rule.** A cell is *converged* when the mean over its seeds
+//! of (last evaluation - the evaluation before it) is at most
+//! [`PLATEAU`] (1 point of mIoU or top-1). A cell that is still rising
+//! faster, or that has a single evaluation, is "not converged", and no
+//! verdict is drawn from it.
 
 use crate::figures::FIGURES;
-use crate::records::{mean_std, Record, Runs};
+use crate::records::{Record, Runs};
+use crate::stats::{Summary, Verdict, Welch};
 use crate::{Error, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use wsbcn_nn::{LayerSpec, NormKind, WeightMode};
+
+/// The largest gain of the last evaluation over the one before it (mean
+/// over seeds, in metric units) at which a cell counts as converged.
+pub const PLATEAU: f64 = 0.01;
 
 /// A block of the report, rendered to Markdown or HTML.
 enum Block {
@@ -35,6 +49,12 @@ pub struct Row {
     pub finals: Vec<f64>,
     /// Seeds that have not finished.
     pub unfinished: usize,
+    /// Mean over finished seeds of (last evaluation - the one before it);
+    /// `None` when a seed has fewer than two evaluations.
+    pub last_gain: Option<f64>,
+    /// The fewest values per channel any norm layer saw in a training
+    /// forward (what a batch norm pools), as the diagnostics logged it.
+    pub values_per_channel: Option<f64>,
     /// Mean wall-clock seconds per run.
     pub wall_s: f64,
     /// Mean training samples per second.
@@ -44,21 +64,41 @@ pub struct Row {
 }
 
 impl Row {
-    /// The metric cell: `mean +- std` over seeds, 4 decimals.
+    /// Mean and interval of the finals, if any seed finished.
+    pub fn summary(&self) -> Option<Summary> {
+        (!self.finals.is_empty()).then(|| Summary::of(&self.finals))
+    }
+
+    /// Whether the cell converged by the rule of the module docs.
+    pub fn converged(&self) -> bool {
+        self.last_gain.is_some_and(|g| g <= PLATEAU)
+    }
+
+    /// The metric cell: `mean ± half-width (n = k)`, or `n = 1, no interval`.
     pub fn metric_text(&self) -> String {
-        if self.finals.is_empty() {
+        let Some(s) = self.summary() else {
             return "unfinished".into();
-        }
-        let (m, s) = mean_std(&self.finals);
-        let mut t = format!("{m:.4} ± {s:.4}");
+        };
+        let mut t = s.text();
         if self.unfinished > 0 {
             write!(t, " ({} unfinished)", self.unfinished).ok();
         }
         t
     }
 
+    fn convergence_text(&self) -> (String, String) {
+        match self.last_gain {
+            Some(g) => (
+                format!("{g:+.4}"),
+                if self.converged() { "yes" } else { "no" }.into(),
+            ),
+            None => ("-".into(), "no (one evaluation)".into()),
+        }
+    }
+
     /// The row's cells in table order.
     pub fn cells(&self) -> Vec<String> {
+        let (gain, converged) = self.convergence_text();
         vec![
             self.task.clone(),
             self.label.clone(),
@@ -66,23 +106,41 @@ impl Row {
             (self.finals.len() + self.unfinished).to_string(),
             self.metric.clone(),
             self.metric_text(),
+            gain,
+            converged,
             format!("{:.1}", self.wall_s),
             format!("{:.2}", self.samples_per_s),
         ]
     }
+
+    /// The parsed norm spec, if the log named a valid one.
+    fn spec(&self) -> Option<LayerSpec> {
+        self.norm.parse().ok()
+    }
+
+    fn is(&self, norm: &[NormKind], ws: bool) -> bool {
+        self.spec()
+            .is_some_and(|s| norm.contains(&s.norm) && (s.conv != WeightMode::Plain) == ws)
+    }
 }
 
 /// The table's header.
-pub const HEADER: [&str; 8] = [
+pub const HEADER: [&str; 10] = [
     "task",
     "variant",
     "batch",
     "seeds",
     "metric",
-    "final (mean ± std)",
+    "final (mean ± 95% CI)",
+    "last gain",
+    "converged",
     "run time (s)",
     "samples/s",
 ];
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
 
 /// The results table of `runs`, one row per (task, variant, batch).
 pub fn rows(runs: &Runs) -> Vec<Row> {
@@ -93,14 +151,28 @@ pub fn rows(runs: &Runs) -> Vec<Row> {
                 let cell: Vec<&Record> = runs.cell(&task, &variant, batch).collect();
                 let finished: Vec<&Record> =
                     cell.iter().copied().filter(|r| r.finished()).collect();
-                let mean = |f: &dyn Fn(&Record) -> Option<f64>| {
-                    let v: Vec<f64> = cell.iter().filter_map(|r| f(r)).collect();
-                    if v.is_empty() {
-                        f64::NAN
-                    } else {
-                        mean_std(&v).0
-                    }
+                let of_cell = |f: &dyn Fn(&Record) -> Option<f64>| {
+                    mean(&cell.iter().filter_map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
                 };
+                let gains: Vec<Option<f64>> = finished
+                    .iter()
+                    .map(|r| {
+                        let e = r.log.eval(r.metric())?;
+                        (e.len() >= 2).then(|| e[e.len() - 1] - e[e.len() - 2])
+                    })
+                    .collect();
+                let last_gain = gains
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<f64>>>()
+                    .and_then(|g| mean(&g));
+                let values_per_channel = cell
+                    .iter()
+                    .filter_map(|r| r.log.scalar("values_per_channel.min"))
+                    .flatten()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .reduce(f64::min);
                 rows.push(Row {
                     task: task.clone(),
                     variant: variant.clone(),
@@ -109,8 +181,10 @@ pub fn rows(runs: &Runs) -> Vec<Row> {
                     metric: cell[0].metric().to_string(),
                     finals: finished.iter().filter_map(|r| r.final_metric()).collect(),
                     unfinished: cell.len() - finished.len(),
-                    wall_s: mean(&Record::wall_s),
-                    samples_per_s: mean(&Record::samples_per_s),
+                    last_gain,
+                    values_per_channel,
+                    wall_s: of_cell(&Record::wall_s),
+                    samples_per_s: of_cell(&Record::samples_per_s),
                     norm: cell[0].log.attr("norm").unwrap_or_default().to_string(),
                 });
             }
@@ -119,67 +193,200 @@ pub fn rows(runs: &Runs) -> Vec<Row> {
     rows
 }
 
-/// Per task: which variants beat large-batch BN (the `bn` row of the
-/// largest batch), each at its smallest batch, and by how much.
-pub fn verdicts(rows: &[Row]) -> Vec<String> {
-    let mut out = vec![];
+/// Row `a` judged against row `b`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Judgement {
+    /// A cell is unfinished or not converged: no verdict is drawn.
+    NoVerdict(String),
+    /// The test's verdict, with its numbers in words.
+    Verdict(Verdict, String),
+}
+
+impl Judgement {
+    /// `better`, `worse`, `not resolved` or `no verdict (...)`.
+    pub fn word(&self) -> String {
+        match self {
+            Self::NoVerdict(why) => format!("no verdict ({why})"),
+            Self::Verdict(v, _) => v.word().into(),
+        }
+    }
+}
+
+/// Judges `a` against `b`: Welch's test at the 95% level when both cells
+/// converged, "not resolved" with fewer than two seeds a side.
+pub fn judge(a: &Row, b: &Row) -> Judgement {
+    for r in [a, b] {
+        if r.finals.is_empty() {
+            return Judgement::NoVerdict(format!(
+                "{} (batch {}) has no finished run",
+                r.label, r.batch
+            ));
+        }
+        if !r.converged() {
+            return Judgement::NoVerdict(format!("{} (batch {}) not converged", r.label, r.batch));
+        }
+    }
+    match Welch::test(&a.finals, &b.finals) {
+        Some(w) => Judgement::Verdict(w.verdict(), format!("difference {}", w.text())),
+        None => Judgement::Verdict(
+            Verdict::NotResolved,
+            format!(
+                "difference {:+.4}, n = {} and {}: no test with one seed",
+                mean(&a.finals).unwrap_or(f64::NAN) - mean(&b.finals).unwrap_or(f64::NAN),
+                a.finals.len(),
+                b.finals.len()
+            ),
+        ),
+    }
+}
+
+fn judged(a: &Row, b: &Row) -> String {
+    let text = |r: &Row| {
+        format!(
+            "{} (batch {}) {}",
+            r.label,
+            r.batch,
+            r.summary().map_or("unfinished".into(), |s| s.text())
+        )
+    };
+    match judge(a, b) {
+        Judgement::Verdict(v, detail) => {
+            format!(
+                "{} against {}: {detail}: **{}**",
+                text(a),
+                text(b),
+                v.word()
+            )
+        }
+        j => format!("{} against {}: {}", text(a), text(b), j.word()),
+    }
+}
+
+/// The large-batch BN row of `task`: plain BN at its largest batch.
+fn reference<'a>(rows: &'a [Row], task: &str) -> Option<&'a Row> {
+    rows.iter()
+        .filter(|r| r.task == task && r.is(&[NormKind::Bn], false))
+        .max_by_key(|r| r.batch)
+}
+
+fn tasks(rows: &[Row]) -> Vec<&str> {
     let mut tasks: Vec<&str> = rows.iter().map(|r| r.task.as_str()).collect();
     tasks.dedup();
-    for task in tasks {
-        let of_task: Vec<&Row> = rows
-            .iter()
-            .filter(|r| r.task == task && !r.finals.is_empty())
-            .collect();
-        let Some(reference) = of_task
-            .iter()
-            .filter(|r| r.norm == "bn")
-            .max_by_key(|r| r.batch)
-        else {
-            out.push(format!("{task}: no finished BN run to compare against."));
+    tasks
+}
+
+/// Per task: every other row judged against large-batch BN.
+pub fn verdicts(rows: &[Row]) -> Vec<String> {
+    let mut out = vec![];
+    for task in tasks(rows) {
+        let Some(reference) = reference(rows, task) else {
+            out.push(format!("{task}: no BN run to compare against."));
             continue;
         };
-        let ref_mean = mean_std(&reference.finals).0;
-        let (mut better, mut tied, mut worse) = (vec![], vec![], vec![]);
-        let mut seen = vec![];
-        for r in &of_task {
-            if r.variant == reference.variant || seen.contains(&r.variant) {
-                continue;
-            }
-            seen.push(r.variant.clone());
-            let m = mean_std(&r.finals).0;
-            let text = format!(
-                "{} (batch {}): {:.4}, {:+.4}",
-                r.label,
-                r.batch,
-                m,
-                m - ref_mean
-            );
-            // Equal at the 4 decimals the report prints: a tie.
-            if (m - ref_mean).abs() < 5e-5 {
-                tied.push(text);
-            } else if m > ref_mean {
-                better.push(text);
-            } else {
-                worse.push(text);
+        for r in rows.iter().filter(|r| r.task == task) {
+            if r != reference {
+                out.push(format!("{task}: {}.", judged(r, reference)));
             }
         }
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "none".to_string()
-            } else {
-                v.join("; ")
-            }
+    }
+    out
+}
+
+/// What a claim's verdict means for the claim: the verdict that
+/// reproduces it, and whether "not resolved" is all it can get short of
+/// that ("match or beat" is not shown by a test that finds no difference).
+fn claim_outcome(j: &Judgement, expected: Verdict) -> &'static str {
+    match j {
+        Judgement::NoVerdict(_) => "no verdict",
+        Judgement::Verdict(v, _) if *v == expected => "reproduces",
+        Judgement::Verdict(Verdict::NotResolved, _) => "not resolved",
+        Judgement::Verdict(..) => "does not reproduce",
+    }
+}
+
+/// `a` judged against `b` for a claim that `expected` would reproduce, and
+/// the sentence that says so.
+fn claim(a: &Row, b: &Row, expected: Verdict) -> (Judgement, String) {
+    let j = judge(a, b);
+    let text = format!(" {}; {}.", claim_outcome(&j, expected), judged(a, b));
+    (j, text)
+}
+
+/// One paragraph per task on the paper's three claims, each answered from
+/// a Welch test at the 95% level: (a) BN at the smallest batch is worse
+/// than BN at the largest; (b) GN+WS and BCN+WS at the smallest batch match
+/// or beat BN at the largest; (c) WS improves GN at the smallest batch.
+pub fn claims(rows: &[Row]) -> Vec<String> {
+    let mut out = vec![];
+    for task in tasks(rows) {
+        let of_task: Vec<&Row> = rows.iter().filter(|r| r.task == task).collect();
+        let Some(reference) = reference(rows, task) else {
+            out.push(format!(
+                "{task}: no BN run, so none of the claims can be answered."
+            ));
+            continue;
         };
-        out.push(format!(
-            "{task}: {} (batch {}) reaches {} {:.4}. Beat it: {}. Tied: {}. Fell short: {}.",
-            reference.label,
-            reference.batch,
-            reference.metric,
-            ref_mean,
-            list(&better),
-            list(&tied),
-            list(&worse)
-        ));
+        let micro = of_task
+            .iter()
+            .map(|r| r.batch)
+            .min()
+            .unwrap_or(reference.batch);
+        let at_micro = |norm: &[NormKind], ws: bool| -> Vec<&Row> {
+            of_task
+                .iter()
+                .copied()
+                .filter(|r| r.batch == micro && r.is(norm, ws) && r != &reference)
+                .collect()
+        };
+        let mut p = format!(
+            "**{task}** (metric {}, {} samples per step against {}):",
+            reference.metric, micro, reference.batch
+        );
+        let missing = |what: &str| format!(" cannot be answered: no {what} row at batch {micro}.");
+        // (a)
+        p.push_str(" (a) BN at micro-batches is worse than BN at a large batch:");
+        match at_micro(&[NormKind::Bn], false).first() {
+            Some(bn) => {
+                let (j, text) = claim(bn, reference, Verdict::Worse);
+                p.push_str(&text);
+                if !matches!(j, Judgement::Verdict(Verdict::Worse, _)) {
+                    if let (Some(v), Some(big)) =
+                        (bn.values_per_channel, reference.values_per_channel)
+                    {
+                        write!(
+                            p,
+                            " At batch {micro} every BN layer still pools at least {v:.0} values per channel for its statistics (at batch {}, {big:.0}), counted over the batch and every position{}.",
+                            reference.batch,
+                            if reference.metric == "top1" { " and frame" } else { "" }
+                        )
+                        .ok();
+                    }
+                }
+            }
+            None => p.push_str(&missing("BN")),
+        }
+        // (b)
+        p.push_str(" (b) GN+WS and BCN+WS at micro-batches match or beat BN at a large batch:");
+        let contenders: Vec<&Row> = at_micro(&[NormKind::Gn], true)
+            .into_iter()
+            .chain(at_micro(&[NormKind::Bcn, NormKind::BcnEst], true))
+            .collect();
+        if contenders.is_empty() {
+            p.push_str(&missing("GN+WS or BCN+WS"));
+        }
+        for r in contenders {
+            write!(p, " {}:{}", r.label, claim(r, reference, Verdict::Better).1).ok();
+        }
+        // (c)
+        p.push_str(" (c) WS improves GN:");
+        match (
+            at_micro(&[NormKind::Gn], true).first(),
+            at_micro(&[NormKind::Gn], false).first(),
+        ) {
+            (Some(ws), Some(gn)) => p.push_str(&claim(ws, gn, Verdict::Better).1),
+            _ => p.push_str(&missing("GN and GN+WS")),
+        }
+        out.push(p);
     }
     out
 }
@@ -246,8 +453,13 @@ fn blocks(runs: &Runs) -> Vec<Block> {
             HEADER.iter().map(|s| s.to_string()).collect(),
             rows.iter().map(Row::cells).collect(),
         ),
-        Block::Heading("Against large-batch BN".into()),
+        Block::Para(format!(
+            "Intervals are Student-t 95% intervals over seeds. A cell is converged when its last evaluation is at most {PLATEAU} above the one before (mean over seeds); no verdict is drawn from a cell that is not. Verdicts come from Welch's t-test at the 95% level: better, worse, or not resolved."
+        )),
+        Block::Heading("The paper's claims".into()),
     ];
+    b.extend(claims(&rows).into_iter().map(Block::Para));
+    b.push(Block::Heading("Against large-batch BN".into()));
     b.extend(verdicts(&rows).into_iter().map(Block::Para));
     b.push(Block::Heading("Figures".into()));
     b.extend(FIGURES.iter().map(|f| Block::Figure(f.to_string())));

@@ -292,6 +292,16 @@ pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usi
     );
 }
 
+/// Parameters in the weights of convolutions and linear layers (every
+/// variable of rank 2 or more): what must not change with the norm.
+pub fn weight_parameters(vm: &candle_nn::VarMap) -> usize {
+    vm.all_vars()
+        .iter()
+        .filter(|v| v.rank() >= 2)
+        .map(|v| v.elem_count())
+        .sum()
+}
+
 /// How many values the optimizer trains (running statistics excluded).
 pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
     let cfg = wsbcn_train::SgdConfig::default();

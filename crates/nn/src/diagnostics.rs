@@ -55,6 +55,9 @@ pub struct SingularityRecord {
     pub layer: String,
     /// Fraction of channels below either threshold, in `[0, 1]`.
     pub fraction: f64,
+    /// Values per channel in the layer's input, `N x L`: what a batch
+    /// norm pools its statistics over.
+    pub values_per_channel: usize,
 }
 
 /// One WS conv's gradient-norm ratio.
@@ -140,6 +143,7 @@ impl Diagnostics {
         lock(&self.0.singularity).push(SingularityRecord {
             layer: layer.to_string(),
             fraction,
+            values_per_channel: y.dim(0)? * y.dim(2)?,
         });
         Ok(())
     }

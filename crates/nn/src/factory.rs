@@ -136,7 +136,8 @@ impl fmt::Display for LayerSpec {
 pub struct NormConfig {
     /// The spec string (see the module docs).
     pub spec: String,
-    /// Groups `G` of GN and BCN.
+    /// Groups `G` of GN and BCN: each layer takes the largest divisor of its
+    /// channel count that is at most `G` ([`LayerFactory::groups_for`]).
     pub groups: usize,
     /// eps of every norm layer.
     pub eps: f64,
@@ -236,13 +237,16 @@ impl LayerFactory {
         &self.diagnostics
     }
 
-    /// What a normalized channel count must be a multiple of: the group
-    /// count for GN and BCN, 1 otherwise.
-    pub fn channel_multiple(&self) -> usize {
-        match self.spec.norm {
-            NormKind::Gn | NormKind::Bcn | NormKind::BcnEst => self.config.groups.max(1),
-            _ => 1,
-        }
+    /// The group count of a grouped norm (GN, BCN's group part) over
+    /// `channels` channels: the largest divisor of `channels` that is at
+    /// most the configured `groups`. Widths that the configured count does
+    /// not divide (R(2+1)D's 45 and 144 mid-channels at quarter width) keep
+    /// their size, so every variant of a model has the same convolutions.
+    pub fn groups_for(&self, channels: usize) -> usize {
+        (1..=self.config.groups.min(channels).max(1))
+            .rev()
+            .find(|g| channels.is_multiple_of(*g))
+            .unwrap_or(1)
     }
 
     /// A normalization over `channels` channels, per the spec.
@@ -252,11 +256,13 @@ impl LayerFactory {
         let layer = match self.spec.norm {
             NormKind::None => NormLayer::Identity,
             NormKind::Bn => NormLayer::Batch(batch_norm(channels, c.eps, c.momentum, vb)?),
-            NormKind::Gn => NormLayer::Group(group_norm(c.groups, channels, c.eps, vb)?),
+            NormKind::Gn => {
+                NormLayer::Group(group_norm(self.groups_for(channels), channels, c.eps, vb)?)
+            }
             NormKind::Ln => NormLayer::Group(layer_norm(channels, c.eps, vb)?),
             NormKind::In => NormLayer::Group(instance_norm(channels, c.eps, vb)?),
             NormKind::Bcn => NormLayer::BatchChannel(batch_channel_norm(
-                c.groups,
+                self.groups_for(channels),
                 channels,
                 c.eps,
                 BatchStatistics::Batch {
@@ -265,7 +271,7 @@ impl LayerFactory {
                 vb,
             )?),
             NormKind::BcnEst => NormLayer::BatchChannel(batch_channel_norm(
-                c.groups,
+                self.groups_for(channels),
                 channels,
                 c.eps,
                 BatchStatistics::Estimated(self.speed.clone()),

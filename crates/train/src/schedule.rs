@@ -100,6 +100,29 @@ impl ScheduleConfig {
         }
     }
 
+    /// The same schedule for a run of `to` steps instead of `from`: every
+    /// length in steps (warmup, step size, milestones) keeps its fraction
+    /// of the run.
+    pub fn rescaled(&self, from: u64, to: u64) -> Self {
+        let k = |n: u64| (n as f64 * to as f64 / from.max(1) as f64).round() as u64;
+        let decay = match &self.decay {
+            Decay::Step { step_size, gamma } => Decay::Step {
+                step_size: k(*step_size).max(1),
+                gamma: *gamma,
+            },
+            Decay::MultiStep { milestones, gamma } => Decay::MultiStep {
+                milestones: milestones.iter().map(|&m| k(m)).collect(),
+                gamma: *gamma,
+            },
+            d => d.clone(),
+        };
+        Self {
+            decay,
+            warmup_iters: k(self.warmup_iters),
+            warmup_ratio: self.warmup_ratio,
+        }
+    }
+
     /// The learning rate at iteration `t` of `total`, from base rate `lr0`.
     pub fn lr(&self, lr0: f64, t: u64, total: u64) -> f64 {
         let frac = if total == 0 {

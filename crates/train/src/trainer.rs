@@ -62,6 +62,9 @@ pub struct TrainConfig {
     pub accumulate: u64,
     /// Steps between evaluations (0: only at the end).
     pub eval_interval: u64,
+    /// Steps after which to evaluate as well, e.g. fractions of a run
+    /// resolved to steps by a comparison (the final step always is one).
+    pub eval_steps: Vec<u64>,
     /// Steps between checkpoints (0: only at the end).
     pub checkpoint_interval: u64,
     /// Checkpoints kept on disk.
@@ -90,6 +93,7 @@ impl Default for TrainConfig {
             steps: 1000,
             accumulate: 1,
             eval_interval: 0,
+            eval_steps: vec![],
             checkpoint_interval: 0,
             keep_checkpoints: 2,
             log_interval: 20,
@@ -330,6 +334,9 @@ impl Trainer {
                             ratios.into_iter().map(|r| (r.layer, r.ratio)),
                         ));
                         let sing = f.diagnostics().take_singularity();
+                        if let Some(least) = sing.iter().map(|r| r.values_per_channel).min() {
+                            row.push(("values_per_channel.min".into(), least as f64));
+                        }
                         row.extend(mean_named(
                             "singularity",
                             sing.into_iter().map(|r| (r.layer, r.fraction)),
@@ -359,7 +366,8 @@ impl Trainer {
                 step += 1;
                 progress.update(step, loss, lr, rate);
                 let last = step == cfg.steps;
-                if last || (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) {
+                let listed = cfg.eval_steps.contains(&step);
+                if last || listed || (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) {
                     metrics = task.evaluate()?;
                     let mut row = metrics.clone();
                     row.push(("wall_s".into(), wall()));

@@ -21,9 +21,9 @@
 //! the parameters of one 3x3x3 conv; its names are `conv1.0.0`, `conv1.0.1`,
 //! `conv1.0.3`. Shortcuts stride like their block (`1,s,s` in MC3).
 //! torchvision's R(2+1)D widths (45 in the stem, `M` = 144, 288, ...) are
-//! not multiples of 32: with a grouped norm (GN, BCN) those two widths are
-//! rounded up to a multiple of the group count
-//! ([`LayerFactory::channel_multiple`]); every other norm keeps them exact.
+//! not multiples of 32: they are kept whatever the norm, and a grouped norm
+//! (GN, BCN) over them takes the largest group count that divides them
+//! ([`LayerFactory::groups_for`]), so every variant has the same convs.
 //!
 //! Norm layers see the whole `(N, T, H, W)` extent of a channel, as
 //! BatchNorm3d does. Input `(N, 3, T, H, W)`, output logits `(N, classes)`.
@@ -34,11 +34,6 @@ use crate::{Error, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use wsbcn_nn::{global_avg_pool, relu, LayerFactory};
-
-/// `n` rounded up to a multiple of `m`.
-fn round_up(n: usize, m: usize) -> usize {
-    n.div_ceil(m) * m
-}
 
 /// A block's conv: one conv, or R(2+1)D's spatial then temporal pair, each
 /// followed by a norm, with a ReLU between the two.
@@ -135,7 +130,7 @@ impl VideoResNet {
         let c64 = cfg.channels(64);
         let stem = match cfg.arch {
             Arch::R2plus1d => {
-                let c45 = round_up(cfg.channels(45), f.channel_multiple());
+                let c45 = cfg.channels(45);
                 vec![
                     ConvNorm::new(
                         f,
@@ -175,10 +170,7 @@ impl VideoResNet {
             for i in 0..count {
                 let vb = vb.pp(format!("layer{}.{i}", stage + 1));
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                let mid = round_up(
-                    27 * cin * planes / (9 * cin + 3 * planes),
-                    f.channel_multiple(),
-                );
+                let mid = 27 * cin * planes / (9 * cin + 3 * planes);
                 let conv1 = BlockConv::new(
                     f,
                     cfg.arch,

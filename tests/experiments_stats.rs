@@ -1,0 +1,191 @@
+//! The comparison protocol and its statistics without training: intervals
+//! and Welch verdicts against hand-computed values, the report's verdict
+//! and claim rules on hand-made rows ("n = 1, no interval", "not
+//! resolved", "no verdict" for a cell that has not converged), and the
+//! schedule invariant of the equal-sample protocol on the shipped
+//! comparisons.
+
+use std::path::Path;
+use wsbcn_experiments::cell_run::{cell_config, CellConfig};
+use wsbcn_experiments::report::{claims, judge, verdicts, Judgement, Row, PLATEAU};
+use wsbcn_experiments::stats::{Summary, Verdict, Welch};
+use wsbcn_experiments::Comparison;
+use wsbcn_train::{load_config, TrainConfig};
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn intervals_equal_hand_computed_student_t_intervals() {
+    // mean 0.43, s = sqrt(0.0013 / 2), t_{0.975, 2} = 4.302652729749464
+    // (tables): half-width 4.3027 * 0.036056 / sqrt(3) = 0.0895669.
+    let s = Summary::of(&[0.40, 0.42, 0.47]);
+    assert!(close(s.mean, 0.43, 1e-12), "{s:?}");
+    assert!(close(s.sd, 0.036_055_512_754_639_87, 1e-12), "{s:?}");
+    assert!(
+        close(s.half_width.unwrap(), 0.089_566_858_950_295_95, 1e-9),
+        "{s:?}"
+    );
+    assert_eq!(s.text(), "0.4300 ± 0.0896 (n = 3)");
+    // One seed: no interval, never "± 0".
+    let one = Summary::of(&[0.5]);
+    assert_eq!(one.half_width, None);
+    assert_eq!(one.text(), "0.5000 (n = 1, no interval)");
+    assert!(!one.text().contains('±'));
+}
+
+#[test]
+fn welch_tests_equal_hand_computed_values() {
+    // Equal variances and sizes: df = 4, t = 0.1 / sqrt(0.0008 / 3) =
+    // 6.1237; p by integrating Student's density (0.0036022), 95% interval
+    // half-width t_{0.975, 4} se = 2.7764451051977987 * 0.0163299.
+    let w = Welch::test(&[0.40, 0.42, 0.44], &[0.30, 0.32, 0.34]).unwrap();
+    assert!(close(w.diff, 0.1, 1e-12), "{w:?}");
+    assert!(close(w.df, 4.0, 1e-9), "{w:?}");
+    assert!(close(w.p, 0.003_602_232_609, 1e-8), "{w:?}");
+    assert!(close(w.half_width, 0.045_339_158_710_550_47, 1e-9), "{w:?}");
+    assert_eq!(w.verdict(), Verdict::Better);
+    let back = Welch::test(&[0.30, 0.32, 0.34], &[0.40, 0.42, 0.44]).unwrap();
+    assert_eq!(back.verdict(), Verdict::Worse);
+    // Unequal variances: Welch-Satterthwaite df = 2.3059, t = 5.5549,
+    // p = 0.022289 (hand integration at fractional df).
+    let w = Welch::test(&[0.40, 0.42, 0.47], &[0.30, 0.31, 0.32]).unwrap();
+    assert!(close(w.df, 2.305_882_352_941_177_6, 1e-9), "{w:?}");
+    assert!(close(w.p, 0.022_289_198_27, 1e-7), "{w:?}");
+    assert_eq!(w.verdict(), Verdict::Better);
+    // A difference of 0.02 against spreads of 0.05: t = 0.49, p = 0.650.
+    let w = Welch::test(&[0.40, 0.45, 0.50], &[0.38, 0.43, 0.48]).unwrap();
+    assert!(close(w.p, 0.649_860_243_3, 1e-7), "{w:?}");
+    assert_eq!(w.verdict(), Verdict::NotResolved);
+    // One seed a side: no test.
+    assert!(Welch::test(&[0.4], &[0.3, 0.31]).is_none());
+}
+
+fn row(variant: &str, norm: &str, batch: usize, finals: &[f64], last_gain: f64) -> Row {
+    Row {
+        task: "segmentation".into(),
+        variant: variant.into(),
+        label: variant.to_uppercase(),
+        batch,
+        metric: "miou".into(),
+        finals: finals.to_vec(),
+        unfinished: 0,
+        last_gain: Some(last_gain),
+        values_per_channel: Some(batch as f64 * 64.0),
+        wall_s: 1.0,
+        samples_per_s: 1.0,
+        norm: norm.into(),
+    }
+}
+
+#[test]
+fn verdicts_are_drawn_only_from_converged_cells_and_say_not_resolved() {
+    let big = row("bn-large", "bn", 16, &[0.40, 0.41, 0.42], 0.0);
+    let better = row("gn-ws", "gn+ws", 1, &[0.50, 0.51, 0.52], 0.005);
+    let unclear = row("gn", "gn", 1, &[0.38, 0.43, 0.45], 0.0);
+    let rising = row("bcn", "bcn-est+ws", 1, &[0.60, 0.61, 0.62], PLATEAU + 0.001);
+    let single = row("bn", "bn", 1, &[0.30], 0.0);
+    assert!(matches!(
+        judge(&better, &big),
+        Judgement::Verdict(Verdict::Better, _)
+    ));
+    assert_eq!(judge(&unclear, &big).word(), "not resolved");
+    // Far above, but still rising: no verdict.
+    assert!(matches!(judge(&rising, &big), Judgement::NoVerdict(_)));
+    // One seed: not resolved, whatever the gap.
+    assert_eq!(judge(&single, &big).word(), "not resolved");
+    let lines = verdicts(&[
+        big.clone(),
+        single.clone(),
+        unclear.clone(),
+        better.clone(),
+        rising.clone(),
+    ]);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[0].contains("0.3000 (n = 1, no interval)"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].ends_with("**not resolved**."), "{}", lines[0]);
+    assert!(lines[2].contains("**better**"), "{}", lines[2]);
+    assert!(lines[3].contains("not converged"), "{}", lines[3]);
+}
+
+#[test]
+fn the_claims_paragraph_answers_each_claim_from_a_test() {
+    let big = row("bn-large", "bn", 16, &[0.40, 0.41, 0.42], 0.0);
+    let bn = row("bn", "bn", 1, &[0.30, 0.31, 0.32], 0.0);
+    let gn = row("gn", "gn", 1, &[0.40, 0.42, 0.44], 0.0);
+    let gn_ws = row("gn-ws", "gn+ws", 1, &[0.50, 0.51, 0.52], 0.0);
+    let bcn = row("bcn", "bcn-est+ws", 1, &[0.39, 0.41, 0.43], 0.0);
+    let p = claims(&[big.clone(), bn, gn, gn_ws, bcn.clone()]).remove(0);
+    let part = |tag: &str, next: &str| {
+        let start = p.find(tag).unwrap();
+        let end = p.find(next).unwrap_or(p.len());
+        p[start..end].to_string()
+    };
+    assert!(part("(a)", "(b)").contains("reproduces"), "{p}");
+    let b = part("(b)", "(c)");
+    assert!(b.contains("GN-WS: reproduces"), "{b}");
+    assert!(b.contains("BCN: not resolved"), "{b}");
+    assert!(part("(c)", "\u{0}").contains(": reproduces"), "{p}");
+    // BN that does not degrade: said so, with the values per channel.
+    let flat = row("bn", "bn", 1, &[0.40, 0.42, 0.41], 0.0);
+    let p = claims(&[big, flat, bcn]).remove(0);
+    assert!(
+        p.contains("(a) BN at micro-batches is worse than BN at a large batch: not resolved"),
+        "{p}"
+    );
+    assert!(p.contains("at least 64 values per channel"), "{p}");
+    assert!(p.contains("(c) WS improves GN: cannot be answered"), "{p}");
+}
+
+fn lr_sum(train: &TrainConfig) -> f64 {
+    (0..train.steps)
+        .map(|t| train.schedule.lr(train.optim.lr, t, train.steps))
+        .sum()
+}
+
+#[test]
+fn every_batch_of_a_shipped_comparison_integrates_the_same_learning_rate() {
+    // The protocol (README, `Budget`): with lr linear in the batch and
+    // every schedule length a fraction of the run, sum_t lr_t is the same
+    // for every batch size of a comparison, warmup included.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    for name in ["quick.toml", "batch_sweep.toml"] {
+        let file = dir.join(name);
+        let cmp: Comparison = load_config(&file, &[]).unwrap();
+        assert!(cmp.budget.is_some(), "{name} has an equal-sample budget");
+        for task in 0..cmp.tasks.len() {
+            let sums: Vec<(String, usize, f64, u64)> = cmp
+                .cells()
+                .into_iter()
+                .filter(|c| c.task == task && c.seed == cmp.seeds[0])
+                .map(|c| {
+                    let train = match cell_config(&cmp, &file, &c).unwrap() {
+                        CellConfig::Segmentation(s) => s.train,
+                        CellConfig::Video(v) => v.train,
+                    };
+                    (
+                        cmp.cell_name(&c),
+                        c.batch,
+                        lr_sum(&train),
+                        train.schedule.warmup_iters,
+                    )
+                })
+                .collect();
+            let batches: std::collections::BTreeSet<usize> = sums.iter().map(|s| s.1).collect();
+            assert!(batches.len() >= 2, "{name}: two batch sizes at least");
+            let first = sums[0].2;
+            for (cell, _, sum, _) in &sums {
+                assert!(
+                    (sum / first - 1.0).abs() < 0.01,
+                    "{name}: {cell} integrates lr to {sum}, {} to {first}: {sums:?}",
+                    sums[0].0
+                );
+            }
+        }
+    }
+}
