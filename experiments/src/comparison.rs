@@ -73,6 +73,11 @@ impl TaskKind {
 pub enum DataKind {
     /// `wsbcn-data fashion-voc --out data/fashion-voc`.
     FashionVoc,
+    /// The small Fashion-VOC of the comparisons: `wsbcn-data fashion-voc
+    /// --out data/fashion-voc-32 --size 32 --garments 1,1 --scale 0.9,1.1
+    /// --val 500` (one garment per 32x32 image, 500 validation images).
+    #[serde(rename = "fashion-voc-32")]
+    FashionVoc32,
     /// `wsbcn-data fashion-ssv2 --out data/fashion-ssv2` and its two clip caches.
     FashionSsv2,
 }

@@ -14,7 +14,22 @@ use wsbcn_video::{build_cache, VideoSource};
 pub fn default_dir(kind: DataKind) -> PathBuf {
     match kind {
         DataKind::FashionVoc => PathBuf::from("data/fashion-voc"),
+        DataKind::FashionVoc32 => PathBuf::from("data/fashion-voc-32"),
         DataKind::FashionSsv2 => PathBuf::from("data/fashion-ssv2"),
+    }
+}
+
+/// The small Fashion-VOC of the comparisons ([`DataKind::FashionVoc32`]):
+/// one garment of 25-31 px per 32x32 image, 3,000 training and 500
+/// validation images. Cheap enough per sample that the comparisons' cells
+/// can train to convergence on 2 cores.
+pub fn small_voc() -> FashionVocConfig {
+    FashionVocConfig {
+        size: 32,
+        val: 500,
+        garments: (1, 1),
+        scale: (0.9, 1.1),
+        ..FashionVocConfig::default()
     }
 }
 
@@ -35,6 +50,9 @@ pub fn ensure(kind: DataKind, say: &dyn Fn(&str)) -> Result<()> {
         match kind {
             DataKind::FashionVoc => {
                 generate(mnist, &tmp, &FashionVocConfig::default())?;
+            }
+            DataKind::FashionVoc32 => {
+                generate(mnist, &tmp, &small_voc())?;
             }
             DataKind::FashionSsv2 => {
                 generate_ssv2(mnist, &tmp, &FashionSsv2Config::default())?;

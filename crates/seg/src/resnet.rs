@@ -2,7 +2,9 @@
 //! `resnet18/34/50/101` (same parameter names), with every conv and norm
 //! from the layers factory.
 //!
-//! * depth 18/34 (basic blocks) and 50/101 (bottlenecks, expansion 4);
+//! * depth 10/18/34 (basic blocks; 10 has one block per stage, timm's
+//!   `resnet10t` layout with the plain stem) and 50/101 (bottlenecks,
+//!   expansion 4);
 //! * a width multiplier on every channel count, for CPU-scale runs;
 //! * the plain 7x7 stem or the deep stem of three 3x3 convs (`conv1.0`,
 //!   `conv1.3`, `conv1.6` with norms `conv1.1`, `conv1.4`, then `bn1`);
@@ -52,13 +54,14 @@ impl ResNetConfig {
     /// Blocks per stage and whether they are bottlenecks.
     fn layout(&self) -> Result<([usize; 4], bool)> {
         Ok(match self.depth {
+            10 => ([1, 1, 1, 1], false),
             18 => ([2, 2, 2, 2], false),
             34 => ([3, 4, 6, 3], false),
             50 => ([3, 4, 6, 3], true),
             101 => ([3, 4, 23, 3], true),
             d => {
                 return Err(Error::Config(format!(
-                    "resnet depth {d}: expected 18, 34, 50 or 101"
+                    "resnet depth {d}: expected 10, 18, 34, 50 or 101"
                 )))
             }
         })

@@ -1,6 +1,7 @@
 //! Video ResNets, layer for layer as torchvision's `r3d_18`, `mc3_18` and
 //! `r2plus1d_18` (same parameter names and shapes, so their weights exported
-//! to safetensors load into the BN variant), at depth 18 or 34 and with a
+//! to safetensors load into the BN variant), at depth 18 or 34 (or 10, one block per
+//! stage, for CPU-scale comparisons) and with a
 //! width multiplier on every channel count.
 //!
 //! ```text
@@ -118,11 +119,12 @@ impl VideoResNet {
             )));
         }
         let blocks = match cfg.depth {
+            10 => [1, 1, 1, 1],
             18 => [2, 2, 2, 2],
             34 => [3, 4, 6, 3],
             d => {
                 return Err(Error::Config(format!(
-                    "{:?} depth {d}: expected 18 or 34",
+                    "{:?} depth {d}: expected 10, 18 or 34",
                     cfg.arch
                 )))
             }
