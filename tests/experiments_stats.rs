@@ -46,6 +46,7 @@ fn welch_tests_equal_hand_computed_values() {
     assert!(close(w.p, 0.003_602_232_609, 1e-8), "{w:?}");
     assert!(close(w.half_width, 0.045_339_158_710_550_47, 1e-9), "{w:?}");
     assert_eq!(w.verdict(), Verdict::Better);
+    assert_eq!(w.text(), "+0.1000 [+0.0547, +0.1453], Welch p = 0.004");
     let back = Welch::test(&[0.30, 0.32, 0.34], &[0.40, 0.42, 0.44]).unwrap();
     assert_eq!(back.verdict(), Verdict::Worse);
     // Unequal variances: Welch-Satterthwaite df = 2.3059, t = 5.5549,

@@ -372,5 +372,5 @@ fn every_segmentation_config_loads() {
             names.push(name);
         }
     }
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
 }

@@ -229,6 +229,7 @@ fn every_video_config_loads_with_the_norm_its_name_says() {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
             let (variant, classes, arch) = [
+                ("fashion_ssv2_r3d10_", 9, Arch::R3d),
                 ("fashion_ssv2_", 9, Arch::R2plus1d),
                 ("ssv2_tsm_r50_", 174, Arch::Tsm),
                 ("kinetics400_r2plus1d18_", 400, Arch::R2plus1d),
@@ -243,7 +244,7 @@ fn every_video_config_loads_with_the_norm_its_name_says() {
             names.push(name);
         }
     }
-    assert_eq!(names.len(), 16, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
 }
 
 #[test]

@@ -177,10 +177,10 @@ impl Welch {
         }
     }
 
-    /// `+0.0412 [+0.0101, +0.0723], p = 0.021`.
+    /// `+0.0412 [+0.0101, +0.0723], Welch p = 0.021`.
     pub fn text(&self) -> String {
         format!(
-            "{:+.4} [{:+.4}, {:+.4}], Welch p = {}",
+            "{:+.4} [{:+.4}, {:+.4}], Welch {}",
             self.diff,
             self.diff - self.half_width,
             self.diff + self.half_width,
@@ -189,12 +189,12 @@ impl Welch {
     }
 }
 
-/// A p-value to three significant places, `< 0.001` below that.
+/// `p = 0.021`, or `p < 0.001` below that.
 pub fn p_text(p: f64) -> String {
     if p < 1e-3 {
-        "< 0.001".into()
+        "p < 0.001".into()
     } else {
-        format!("{p:.3}")
+        format!("p = {p:.3}")
     }
 }
 
