@@ -157,6 +157,19 @@ fn stopping_and_resuming_repeats_the_uninterrupted_run() {
         RunLog::read(&split.join("run.h5")).unwrap(),
     );
     assert_eq!(a.eval("top1"), b.eval("top1"));
+    // A resume under another config (here the rate, as when a comparison
+    // file is edited in place) is refused; loader threads may change.
+    let other = tmp_dir("other");
+    run(&other, &cfg, Some(10)).unwrap();
+    let mut faster = cfg.clone();
+    faster.optim.lr *= 2.0;
+    let err = run(&other, &faster, None).unwrap_err().to_string();
+    assert!(err.contains("another train config"), "{err}");
+    let mut threads = cfg.clone();
+    threads.data.workers = 1;
+    assert_eq!(run(&other, &threads, None).unwrap().resumed_from, Some(10));
+    assert_eq!(losses(&other), losses(&whole));
+    let _ = std::fs::remove_dir_all(other);
     // The run's clock carries over the resume instead of restarting.
     let wall = b.scalar("wall_s").unwrap();
     assert!(wall.windows(2).all(|w| w[0] <= w[1]), "{wall:?}");

@@ -236,14 +236,14 @@ fn poly_schedule_matches_pytorch_and_the_others_their_formulas() -> Result<()> {
     assert!((warm.lr(1.0, 0, 10) - 0.2).abs() < 1e-15);
     assert!((warm.lr(1.0, 2, 10) - 0.6).abs() < 1e-15);
     assert_eq!(warm.lr(1.0, 4, 10), 1.0);
-    assert_eq!(
-        MovingSpeedSchedule::LrProportional { factor: 10.0 }.r(0.007),
-        0.07
-    );
-    assert_eq!(
-        MovingSpeedSchedule::LrProportional { factor: 10.0 }.r(0.5),
-        1.0
-    );
+    let ten = MovingSpeedSchedule::default();
+    assert_eq!(ten.r(0.007), 0.07);
+    assert_eq!(ten.r(0.5), 1.0);
+    // At 16 times the batch and rate, one update moves the estimates as
+    // far as 16 updates of the reference batch: 1 - (1 - 0.1)^16.
+    let r16 = ten.at_batch_ratio(16.0).r(0.16);
+    assert!((r16 - 0.814_697_981_114_818_6).abs() < 1e-12, "{r16}");
+    assert!(((1.0 - r16) - (1.0 - ten.r(0.01)).powi(16)).abs() < 1e-12);
     assert_eq!(MovingSpeedSchedule::Constant { r: 0.3 }.r(0.5), 0.3);
     Ok(())
 }

@@ -30,17 +30,23 @@ pub fn log_finished(log: &RunLog) -> bool {
 }
 
 /// Applies the comparison's equal-sample budget to a cell's engine config
-/// (the protocol of [`crate::comparison::Budget`]): steps from the samples,
-/// the linearly scaled rate, and every schedule length as a fraction of
-/// the cell's steps.
+/// (the protocol of [`crate::comparison::Budget`]): steps from the samples
+/// (batch times accumulated micro-batches per step), the linearly scaled
+/// rate and estimated-BN moving speed, and every schedule length as a
+/// fraction of the cell's steps.
 fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig) {
     let Some(b) = &cmp.budget else { return };
     let samples = cmp.tasks[cell.task].samples.unwrap_or(b.samples);
-    let steps = (samples as f64 / cell.batch as f64).round().max(1.0) as u64;
+    // Samples per optimizer step: the norm batch times the micro-batches
+    // accumulated into one step.
+    let per_step = cell.batch as u64 * train.accumulate;
+    let steps = (samples as f64 / per_step as f64).round().max(1.0) as u64;
     train.schedule = train.schedule.rescaled(train.steps, steps);
     train.schedule.warmup_iters = (b.warmup * steps as f64).round() as u64;
     train.steps = steps;
-    train.optim.lr *= cell.batch as f64 / b.reference_batch as f64;
+    let ratio = per_step as f64 / b.reference_batch as f64;
+    train.optim.lr *= ratio;
+    train.moving_speed = train.moving_speed.at_batch_ratio(ratio);
     let mut evals: Vec<u64> = b
         .eval_at
         .iter()

@@ -19,7 +19,7 @@
 //! kind = "segmentation"       # segmentation | video
 //! config = "seg/fashion_voc_gn_ws.toml"   # relative to this file
 //! set = ["train.data.workers=1"]          # overrides for every cell
-//! data = "fashion-voc"        # built if missing: fashion-voc | fashion-ssv2
+//! data = "fashion-voc"        # built if missing: fashion-voc | fashion-voc-32 | fashion-ssv2
 //! samples = 2400              # this task's budget, instead of budget.samples
 //!
 //! [[variants]]
@@ -246,6 +246,13 @@ impl Validate for Comparison {
                 return Err((
                     "budget.warmup".into(),
                     format!("a fraction of the run in [0, 1), got {}", b.warmup),
+                ));
+            }
+            if b.eval_at.len() < 2 {
+                return Err((
+                    "budget.eval_at".into(),
+                    "at least two evaluation points: convergence is judged from the last two"
+                        .into(),
                 ));
             }
             if let Some(f) = b.eval_at.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {

@@ -32,10 +32,10 @@ pub const FIGURES: [&str; 5] = [
     "final_bars",
 ];
 
-/// Tableau's ten colours.
 /// The x axis of every curve: cells of different batch sizes share it.
 const SAMPLES: &str = "training samples seen";
 
+/// Tableau's ten colours.
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -340,6 +340,9 @@ impl Figure<'_> {
     }
 }
 
+/// Series of at most this many points get markers and interval bars.
+const SPARSE: usize = 12;
+
 /// A line chart; `log2_x` labels x as 2^x.
 fn line_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -352,7 +355,11 @@ fn line_panel<DB: DrawingBackend>(
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for s in series {
         for (i, &(x, y)) in s.points.iter().enumerate() {
-            let e = s.errors.get(i).copied().flatten().unwrap_or(0.0);
+            // Interval bars are drawn on sparse series only (below).
+            let e = match s.points.len() <= SPARSE {
+                true => s.errors.get(i).copied().flatten().unwrap_or(0.0),
+                false => 0.0,
+            };
             (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y - e), y1.max(y + e));
         }
     }
@@ -404,7 +411,7 @@ fn line_panel<DB: DrawingBackend>(
             .map_err(plot_err)?;
         // Markers and interval bars on sparse series (evaluations, the
         // sweep), not on per-step curves.
-        if s.points.len() <= 12 {
+        if s.points.len() <= SPARSE {
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                 .map_err(plot_err)?;

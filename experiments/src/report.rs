@@ -5,11 +5,11 @@
 //! large-batch BN (Welch's t-test, [`crate::stats`]), one paragraph per
 //! task on the paper's three claims, and the figures.
 //!
-//! **Convergence rule.** A cell is *converged* when the mean over its seeds
-//! of (last evaluation - the evaluation before it) is at most
-//! [`PLATEAU`] (1 point of mIoU or top-1). A cell that is still rising
-//! faster, or that has a single evaluation, is "not converged", and no
-//! verdict is drawn from it.
+//! **Convergence rule.** A cell is *converged* when, for every seed, its
+//! last evaluation is at most [`PLATEAU`] (1 point of mIoU or top-1) above
+//! the evaluation before it (the comparison's last two `eval_at` points).
+//! A cell that is still rising faster on any seed, or that has a single
+//! evaluation, is "not converged", and no verdict is drawn from it.
 
 use crate::figures::FIGURES;
 use crate::records::{Record, Runs};
@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use wsbcn_nn::{LayerSpec, NormKind, WeightMode};
 
-/// The largest gain of the last evaluation over the one before it (mean
-/// over seeds, in metric units) at which a cell counts as converged.
+/// The largest gain of the last evaluation over the one before it (on
+/// every seed, in metric units) at which a cell counts as converged.
 pub const PLATEAU: f64 = 0.01;
 
 /// A block of the report, rendered to Markdown or HTML.
@@ -49,11 +49,12 @@ pub struct Row {
     pub finals: Vec<f64>,
     /// Seeds that have not finished.
     pub unfinished: usize,
-    /// Mean over finished seeds of (last evaluation - the one before it);
-    /// `None` when a seed has fewer than two evaluations.
+    /// The largest over finished seeds of (last evaluation - the one
+    /// before it); `None` when a seed has fewer than two evaluations.
     pub last_gain: Option<f64>,
-    /// The fewest values per channel any norm layer saw in a training
-    /// forward (what a batch norm pools), as the diagnostics logged it.
+    /// The fewest values per channel that a layer normalizing with batch
+    /// statistics pooled them over in a training forward, as the
+    /// diagnostics logged it (`None` without such layers).
     pub values_per_channel: Option<f64>,
     /// Mean wall-clock seconds per run.
     pub wall_s: f64,
@@ -118,6 +119,11 @@ impl Row {
         self.norm.parse().ok()
     }
 
+    /// Whether `other` is the same cell (task, variant and batch).
+    pub fn same_cell(&self, other: &Row) -> bool {
+        (&self.task, &self.variant, self.batch) == (&other.task, &other.variant, other.batch)
+    }
+
     fn is(&self, norm: &[NormKind], ws: bool) -> bool {
         self.spec()
             .is_some_and(|s| norm.contains(&s.norm) && (s.conv != WeightMode::Plain) == ws)
@@ -165,10 +171,10 @@ pub fn rows(runs: &Runs) -> Vec<Row> {
                     .iter()
                     .copied()
                     .collect::<Option<Vec<f64>>>()
-                    .and_then(|g| mean(&g));
+                    .and_then(|g| g.into_iter().reduce(f64::max));
                 let values_per_channel = cell
                     .iter()
-                    .filter_map(|r| r.log.scalar("values_per_channel.min"))
+                    .filter_map(|r| r.log.scalar("batch_values_per_channel.min"))
                     .flatten()
                     .copied()
                     .filter(|v| v.is_finite())
@@ -284,7 +290,7 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
             continue;
         };
         for r in rows.iter().filter(|r| r.task == task) {
-            if r != reference {
+            if !r.same_cell(reference) {
                 out.push(format!("{task}: {}.", judged(r, reference)));
             }
         }
@@ -331,11 +337,17 @@ pub fn claims(rows: &[Row]) -> Vec<String> {
             .map(|r| r.batch)
             .min()
             .unwrap_or(reference.batch);
+        if micro == reference.batch {
+            out.push(format!(
+                "{task}: no cell has a smaller batch than BN's largest ({micro}); the claims compare micro-batches with a large BN batch, so none can be answered."
+            ));
+            continue;
+        }
         let at_micro = |norm: &[NormKind], ws: bool| -> Vec<&Row> {
             of_task
                 .iter()
                 .copied()
-                .filter(|r| r.batch == micro && r.is(norm, ws) && r != &reference)
+                .filter(|r| r.batch == micro && r.is(norm, ws) && !r.same_cell(reference))
                 .collect()
         };
         let mut p = format!(
@@ -454,7 +466,7 @@ fn blocks(runs: &Runs) -> Vec<Block> {
             rows.iter().map(Row::cells).collect(),
         ),
         Block::Para(format!(
-            "Intervals are Student-t 95% intervals over seeds. A cell is converged when its last evaluation is at most {PLATEAU} above the one before (mean over seeds); no verdict is drawn from a cell that is not. Verdicts come from Welch's t-test at the 95% level: better, worse, or not resolved."
+            "Intervals are Student-t 95% intervals over seeds. A cell is converged when, on every seed, its last evaluation is at most {PLATEAU} above the one before; no verdict is drawn from a cell that is not. Verdicts come from Welch's t-test at the 95% level, each on its own (no correction for the number of tests: among 20 comparisons of equal cells, about one would read better or worse by chance): better, worse, or not resolved. In claim (b), \"not resolved\" means no difference was detected, which is not evidence of a match."
         )),
         Block::Heading("The paper's claims".into()),
     ];
@@ -474,6 +486,18 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Markdown's `**bold**` as HTML's `<strong>`.
+fn strong(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split("**").enumerate() {
+        if i > 0 {
+            out.push_str(if i % 2 == 1 { "<strong>" } else { "</strong>" });
+        }
+        out.push_str(part);
+    }
+    out
 }
 
 fn markdown(blocks: &[Block]) -> String {
@@ -519,7 +543,7 @@ fn html(blocks: &[Block], dir: &Path) -> Result<String> {
                 level = 2;
             }
             Block::Para(p) => {
-                writeln!(s, "<p>{}</p>", escape(p)).ok();
+                writeln!(s, "<p>{}</p>", strong(&escape(p))).ok();
             }
             Block::Table(head, rows) => {
                 s.push_str("<table>\n<tr>");

@@ -20,13 +20,17 @@
 //! ```
 //!
 //! The verdict is "better" (`p < 0.05`, `d > 0`), "worse" (`p < 0.05`,
-//! `d < 0`) or "not resolved". Student-t quantiles and tail probabilities
+//! `d < 0`) or "not resolved" (also when neither cell varies over seeds:
+//! there is no spread to test against). Student-t quantiles and tail probabilities
 //! come from `statrs`.
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// The two-sided level of every interval and test.
 pub const LEVEL: f64 = 0.95;
+
+/// The test's significance level, `1 - LEVEL`.
+pub const ALPHA: f64 = 0.05;
 
 /// `t_{p, df}`, the `p` quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
@@ -142,14 +146,14 @@ impl Welch {
         let diff = sa.mean - sb.mean;
         let se2 = va + vb;
         if se2 == 0.0 {
-            // Both cells repeat one value: the difference is exact.
-            let p = if diff == 0.0 { 1.0 } else { 0.0 };
+            // Both cells repeat one value (a deterministic collapse, say):
+            // no spread to test against, so no verdict either way.
             return Some(Self {
                 diff,
                 se: 0.0,
-                df: f64::INFINITY,
-                p,
-                half_width: 0.0,
+                df: f64::NAN,
+                p: 1.0,
+                half_width: f64::NAN,
             });
         }
         let df =
@@ -166,7 +170,7 @@ impl Welch {
 
     /// The verdict at the 95% level.
     pub fn verdict(&self) -> Verdict {
-        if self.p < 1.0 - LEVEL {
+        if self.p < ALPHA {
             if self.diff > 0.0 {
                 Verdict::Better
             } else {

@@ -55,9 +55,10 @@ pub struct SingularityRecord {
     pub layer: String,
     /// Fraction of channels below either threshold, in `[0, 1]`.
     pub fraction: f64,
-    /// Values per channel in the layer's input, `N x L`: what a batch
-    /// norm pools its statistics over.
-    pub values_per_channel: usize,
+    /// For a layer that normalized with the current batch's statistics
+    /// (BN, BCN's batch part, in training), the values per channel it
+    /// pooled them over, `N x L`; `None` for any other layer or forward.
+    pub batch_values: Option<usize>,
 }
 
 /// One WS conv's gradient-norm ratio.
@@ -134,8 +135,10 @@ impl Diagnostics {
         *lock(&self.0.thresholds)
     }
 
-    /// Records a norm layer's output `y: (N, C, L)` when enabled.
-    pub fn record_norm(&self, layer: &str, y: &Tensor) -> Result<()> {
+    /// Records a norm layer's output `y: (N, C, L)` when enabled;
+    /// `batch_statistics`: the layer normalized with this batch's
+    /// statistics, pooled over the `N x L` values of each channel.
+    pub fn record_norm(&self, layer: &str, y: &Tensor, batch_statistics: bool) -> Result<()> {
         if !self.is_enabled() {
             return Ok(());
         }
@@ -143,7 +146,7 @@ impl Diagnostics {
         lock(&self.0.singularity).push(SingularityRecord {
             layer: layer.to_string(),
             fraction,
-            values_per_channel: y.dim(0)? * y.dim(2)?,
+            batch_values: batch_statistics.then_some(y.dim(0)? * y.dim(2)?),
         });
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! One type for every normalization the factory builds, so that models hold
 //! a [`Norm`] and never name a concrete layer.
 
-use crate::batch_channel_norm::BatchChannelNorm;
+use crate::batch_channel_norm::{BatchChannelNorm, BatchPart};
 use crate::batch_norm::BatchNorm;
 use crate::diagnostics::Diagnostics;
 use crate::estimated_batch_norm::EstimatedBatchNorm;
@@ -53,6 +53,16 @@ impl Norm {
         &self.name
     }
 
+    /// Whether the layer normalizes with the statistics of the current
+    /// batch when training (BN, and BCN with batch statistics).
+    pub fn uses_batch_statistics(&self) -> bool {
+        match &self.layer {
+            NormLayer::Batch(_) => true,
+            NormLayer::BatchChannel(l) => matches!(l.batch_part(), BatchPart::Batch(_)),
+            _ => false,
+        }
+    }
+
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = match &self.layer {
             NormLayer::Identity => x.clone(),
@@ -63,8 +73,9 @@ impl Norm {
         };
         if self.diagnostics.is_enabled() && y.rank() >= 3 {
             let (n, c) = (y.dim(0)?, y.dim(1)?);
+            let y = y.reshape((n, c, ()))?;
             self.diagnostics
-                .record_norm(&self.name, &y.reshape((n, c, ()))?)?;
+                .record_norm(&self.name, &y, train && self.uses_batch_statistics())?;
         }
         Ok(y)
     }

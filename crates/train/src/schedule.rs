@@ -159,19 +159,34 @@ pub enum MovingSpeedSchedule {
         /// The moving speed.
         r: f64,
     },
-    /// `r = min(1, factor * lr)`: the estimates move as fast as the weights
-    /// (the paper ties `r` to the learning-rate schedule).
+    /// The estimates move as fast as the weights (the paper ties `r` to
+    /// the learning-rate schedule): `r = min(1, factor * lr)` at the batch
+    /// the factor is for; at `batch_ratio` times that batch (a
+    /// comparison's linearly scaled rate), one step stands for
+    /// `batch_ratio` steps of the reference batch, so
+    /// `r = 1 - (1 - min(1, factor * lr / batch_ratio))^batch_ratio`: the
+    /// same moving average per sample at every batch.
     LrProportional {
         /// The factor on the current learning rate.
         factor: f64,
+        /// This run's batch over the batch `factor` is for (1: the same).
+        #[serde(default = "one")]
+        batch_ratio: f64,
     },
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for MovingSpeedSchedule {
     /// `r = 10 lr` (capped at 1): with DeepLab's `lr = 0.007`, `r = 0.07`
     /// at the start, decaying with the poly schedule.
     fn default() -> Self {
-        Self::LrProportional { factor: 10.0 }
+        Self::LrProportional {
+            factor: 10.0,
+            batch_ratio: 1.0,
+        }
     }
 }
 
@@ -180,7 +195,34 @@ impl MovingSpeedSchedule {
     pub fn r(&self, lr: f64) -> f64 {
         match self {
             Self::Constant { r } => r.clamp(0.0, 1.0),
-            Self::LrProportional { factor } => (factor * lr).clamp(0.0, 1.0),
+            Self::LrProportional {
+                factor,
+                batch_ratio,
+            } => {
+                let k = batch_ratio.max(f64::MIN_POSITIVE);
+                let per_reference_step = (factor * lr / k).clamp(0.0, 1.0);
+                if k == 1.0 {
+                    per_reference_step
+                } else {
+                    (1.0 - (1.0 - per_reference_step).powf(k)).clamp(0.0, 1.0)
+                }
+            }
+        }
+    }
+
+    /// The same schedule at `ratio` times the batch it was set for, with
+    /// the learning rate scaled linearly (see [`Self::LrProportional`]); a
+    /// constant `r` stays as it is.
+    pub fn at_batch_ratio(&self, ratio: f64) -> Self {
+        match self {
+            Self::LrProportional {
+                factor,
+                batch_ratio,
+            } => Self::LrProportional {
+                factor: *factor,
+                batch_ratio: batch_ratio * ratio,
+            },
+            c => c.clone(),
         }
     }
 }

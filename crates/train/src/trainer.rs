@@ -186,6 +186,39 @@ fn mean_named(prefix: &str, values: impl Iterator<Item = (String, f64)>) -> Vec<
     out
 }
 
+/// What must not change when a run resumes: the engine config without
+/// the settings that do not touch the numbers (loader threads, progress
+/// lines, checkpoints kept).
+fn numbers_of(cfg: &TrainConfig) -> TrainConfig {
+    let mut c = cfg.clone();
+    c.data.workers = 0;
+    c.log_interval = 0;
+    c.keep_checkpoints = 1;
+    c
+}
+
+/// Refuses to resume a run whose log was written under another engine
+/// config (a comparison file edited in place, say): its checkpoint would
+/// carry on a different protocol.
+fn check_same_run(log: &RunLog, cfg: &TrainConfig, checkpoint: &Path) -> Result<()> {
+    let Some(logged) = log.attr("train_config") else {
+        return Ok(());
+    };
+    let same =
+        toml::from_str::<TrainConfig>(logged).is_ok_and(|old| numbers_of(&old) == numbers_of(cfg));
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Checkpoint {
+            path: checkpoint.to_path_buf(),
+            msg: format!(
+                "the run in {} was trained under another train config (steps, schedule, optimizer or data); use a new run directory",
+                log.path().display()
+            ),
+        })
+    }
+}
+
 impl Trainer {
     /// A trainer writing into run directory `dir`.
     pub fn new(config: TrainConfig, dir: &Path) -> Self {
@@ -261,6 +294,7 @@ impl Trainer {
                     } else {
                         RunLog::new(&self.log_path(), BTreeMap::new())
                     };
+                    check_same_run(&log, cfg, &path)?;
                     log.truncate(ckpt.state.step);
                     let s = ckpt.state;
                     (s.step, s.batches, Some(path), Some(s.step), log)
@@ -334,8 +368,8 @@ impl Trainer {
                             ratios.into_iter().map(|r| (r.layer, r.ratio)),
                         ));
                         let sing = f.diagnostics().take_singularity();
-                        if let Some(least) = sing.iter().map(|r| r.values_per_channel).min() {
-                            row.push(("values_per_channel.min".into(), least as f64));
+                        if let Some(least) = sing.iter().filter_map(|r| r.batch_values).min() {
+                            row.push(("batch_values_per_channel.min".into(), least as f64));
                         }
                         row.extend(mean_named(
                             "singularity",
