@@ -351,7 +351,7 @@ pub fn claims(rows: &[Row]) -> Vec<String> {
                 .collect()
         };
         let mut p = format!(
-            "**{task}** (metric {}, {} samples per step against {}):",
+            "**{task}** (metric {}, batch {} against BN at batch {}):",
             reference.metric, micro, reference.batch
         );
         let missing = |what: &str| format!(" cannot be answered: no {what} row at batch {micro}.");
@@ -361,7 +361,7 @@ pub fn claims(rows: &[Row]) -> Vec<String> {
             Some(bn) => {
                 let (j, text) = claim(bn, reference, Verdict::Worse);
                 p.push_str(&text);
-                if !matches!(j, Judgement::Verdict(Verdict::Worse, _)) {
+                if matches!(j, Judgement::Verdict(v, _) if v != Verdict::Worse) {
                     if let (Some(v), Some(big)) =
                         (bn.values_per_channel, reference.values_per_channel)
                     {
