@@ -20,12 +20,15 @@ pub fn finished(dir: &Path) -> bool {
     RunLog::read(&log_path(dir)).is_ok_and(|log| log_finished(&log))
 }
 
+/// The engine config a run log was written under, if it holds one.
+pub fn logged_train_config(log: &RunLog) -> Option<TrainConfig> {
+    log.attr("train_config")
+        .and_then(|t| toml::from_str::<TrainConfig>(t).ok())
+}
+
 /// Whether `log`'s last evaluation is after its run's final step.
 pub fn log_finished(log: &RunLog) -> bool {
-    let steps = log
-        .attr("train_config")
-        .and_then(|t| toml::from_str::<TrainConfig>(t).ok())
-        .map(|c| c.steps);
+    let steps = logged_train_config(log).map(|c| c.steps);
     steps.is_some() && log.eval_steps().last().copied() == steps
 }
 

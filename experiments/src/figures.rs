@@ -10,10 +10,11 @@
 //! | `final_bars` | final metric per variant, grouped by batch size, error bars the 95% interval over seeds |
 //!
 //! Curves of a variant are those of its smallest batch size, averaged over
-//! seeds; their x axis is samples seen (step x batch), so cells of
-//! different batch sizes line up. Intervals are Student-t 95% intervals
-//! over seeds ([`crate::stats`]); a cell with one seed has none. A variant keeps its colour in every figure (its place in the
-//! comparison file picks it).
+//! seeds; their x axis is samples seen (steps x batch x accumulated
+//! micro-batches), so cells of different batch sizes line up. Intervals
+//! are Student-t 95% intervals over seeds ([`crate::stats`]); a cell with
+//! one seed has none. A variant keeps its colour in every figure (its
+//! place in the comparison file picks it).
 
 use crate::records::{Record, Runs};
 use crate::stats::Summary;
@@ -210,8 +211,11 @@ impl Figure<'_> {
                 .runs
                 .cell(task, &variant, batch)
                 .map(|r| {
-                    let b = r.batch as f64;
-                    series(r).into_iter().map(|(s, v)| (s * b, v)).collect()
+                    let per_step = r.samples_per_step() as f64;
+                    series(r)
+                        .into_iter()
+                        .map(|(s, v)| (s * per_step, v))
+                        .collect()
                 })
                 .collect();
             let (points, errors) = mean_over_seeds(&per_seed);
@@ -343,6 +347,23 @@ impl Figure<'_> {
 /// Series of at most this many points get markers and interval bars.
 const SPARSE: usize = 12;
 
+impl Series {
+    /// Whether the series is sparse enough (evaluations, the sweep) for
+    /// markers and interval bars; per-step curves get neither.
+    fn sparse(&self) -> bool {
+        self.points.len() <= SPARSE
+    }
+
+    /// `(x, y, half-width)` of every interval bar drawn.
+    fn bars(&self) -> impl Iterator<Item = (f64, f64, f64)> + '_ {
+        let drawn = if self.sparse() { self.errors.len() } else { 0 };
+        self.points
+            .iter()
+            .zip(&self.errors[..drawn])
+            .filter_map(|(&(x, y), e)| e.map(|e| (x, y, e)))
+    }
+}
+
 /// A line chart; `log2_x` labels x as 2^x.
 fn line_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -353,15 +374,11 @@ fn line_panel<DB: DrawingBackend>(
     log2_x: bool,
 ) -> Result<()> {
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for s in series {
-        for (i, &(x, y)) in s.points.iter().enumerate() {
-            // Interval bars are drawn on sparse series only (below).
-            let e = match s.points.len() <= SPARSE {
-                true => s.errors.get(i).copied().flatten().unwrap_or(0.0),
-                false => 0.0,
-            };
-            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y - e), y1.max(y + e));
-        }
+    let points = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (x, y, 0.0)));
+    for (x, y, e) in points.chain(series.iter().flat_map(Series::bars)) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y - e), y1.max(y + e));
     }
     if x0 > x1 {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
@@ -409,17 +426,15 @@ fn line_panel<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(s.points.clone(), colour.stroke_width(2)))
             .map_err(plot_err)?;
-        // Markers and interval bars on sparse series (evaluations, the
-        // sweep), not on per-step curves.
-        if s.points.len() <= SPARSE {
+        if s.sparse() {
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
                 .map_err(plot_err)?;
-            let bars = s.points.iter().zip(&s.errors).filter_map(|(&(x, y), e)| {
-                e.map(|e| PathElement::new(vec![(x, y - e), (x, y + e)], colour.stroke_width(2)))
-            });
-            chart.draw_series(bars).map_err(plot_err)?;
         }
+        let bars = s.bars().map(|(x, y, e)| {
+            PathElement::new(vec![(x, y - e), (x, y + e)], colour.stroke_width(2))
+        });
+        chart.draw_series(bars).map_err(plot_err)?;
     }
     Ok(())
 }

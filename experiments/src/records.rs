@@ -98,8 +98,17 @@ impl Record {
     /// summed step times.
     pub fn samples_per_s(&self) -> Option<f64> {
         let rates = self.log.scalar("samples_per_s")?;
-        let secs: f64 = rates.iter().map(|r| self.batch as f64 / r).sum();
-        (secs > 0.0).then(|| rates.len() as f64 * self.batch as f64 / secs)
+        let per_step = self.samples_per_step() as f64;
+        let secs: f64 = rates.iter().map(|r| per_step / r).sum();
+        (secs > 0.0).then(|| rates.len() as f64 * per_step / secs)
+    }
+
+    /// Training samples per optimizer step: the batch times the
+    /// micro-batches accumulated into a step (1 where the log does not say).
+    pub fn samples_per_step(&self) -> u64 {
+        let accumulate =
+            crate::cell_run::logged_train_config(&self.log).map_or(1, |c| c.accumulate);
+        self.batch as u64 * accumulate
     }
 }
 

@@ -246,7 +246,8 @@ pub fn judge(a: &Row, b: &Row) -> Judgement {
     }
 }
 
-fn judged(a: &Row, b: &Row) -> String {
+/// `a` against `b` in words, with the judgement `j` of the two.
+fn judged(a: &Row, b: &Row, j: &Judgement) -> String {
     let text = |r: &Row| {
         format!(
             "{} (batch {}) {}",
@@ -255,7 +256,7 @@ fn judged(a: &Row, b: &Row) -> String {
             r.summary().map_or("unfinished".into(), |s| s.text())
         )
     };
-    match judge(a, b) {
+    match j {
         Judgement::Verdict(v, detail) => {
             format!(
                 "{} against {}: {detail}: **{}**",
@@ -291,16 +292,19 @@ pub fn verdicts(rows: &[Row]) -> Vec<String> {
         };
         for r in rows.iter().filter(|r| r.task == task) {
             if !r.same_cell(reference) {
-                out.push(format!("{task}: {}.", judged(r, reference)));
+                out.push(format!(
+                    "{task}: {}.",
+                    judged(r, reference, &judge(r, reference))
+                ));
             }
         }
     }
     out
 }
 
-/// What a claim's verdict means for the claim: the verdict that
-/// reproduces it, and whether "not resolved" is all it can get short of
-/// that ("match or beat" is not shown by a test that finds no difference).
+/// What a judgement means for a claim that the verdict `expected` would
+/// reproduce; "not resolved" stays "not resolved" ("match or beat" is not
+/// shown by a test that finds no difference).
 fn claim_outcome(j: &Judgement, expected: Verdict) -> &'static str {
     match j {
         Judgement::NoVerdict(_) => "no verdict",
@@ -314,7 +318,7 @@ fn claim_outcome(j: &Judgement, expected: Verdict) -> &'static str {
 /// the sentence that says so.
 fn claim(a: &Row, b: &Row, expected: Verdict) -> (Judgement, String) {
     let j = judge(a, b);
-    let text = format!(" {}; {}.", claim_outcome(&j, expected), judged(a, b));
+    let text = format!(" {}; {}.", claim_outcome(&j, expected), judged(a, b, &j));
     (j, text)
 }
 

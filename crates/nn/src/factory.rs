@@ -240,8 +240,10 @@ impl LayerFactory {
     /// The group count of a grouped norm (GN, BCN's group part) over
     /// `channels` channels: the largest divisor of `channels` that is at
     /// most the configured `groups`. Widths that the configured count does
-    /// not divide (R(2+1)D's 45 and 144 mid-channels at quarter width) keep
-    /// their size, so every variant of a model has the same convolutions.
+    /// not divide (R(2+1)D's 45-channel stem and 144-channel mid convs; 11
+    /// and 36 at quarter width) keep their size, so every variant of a model
+    /// has the same convolutions. A prime width below `groups` gets one
+    /// group: a LayerNorm.
     pub fn groups_for(&self, channels: usize) -> usize {
         (1..=self.config.groups.min(channels).max(1))
             .rev()
