@@ -150,6 +150,59 @@ fn lr_sum(train: &TrainConfig) -> f64 {
 }
 
 #[test]
+fn every_batch_of_a_shipped_comparison_averages_bn_statistics_over_the_same_samples() {
+    // The protocol (README, `Budget::momentum_batch`): a sample seen s
+    // samples ago weighs (1 - m_B)^(s / B) in the running statistics of a
+    // cell of norm batch B, the same in every cell, and the batch the base
+    // momentum is for keeps it.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    for name in ["quick.toml", "batch_sweep.toml"] {
+        let file = dir.join(name);
+        let cmp: Comparison = load_config(&file, &[]).unwrap();
+        let reference = cmp
+            .budget
+            .as_ref()
+            .and_then(|b| b.momentum_batch)
+            .expect("the shipped comparisons set budget.momentum_batch");
+        // The same comparison without the rule gives each cell's base momentum.
+        let mut plain = cmp.clone();
+        if let Some(b) = plain.budget.as_mut() {
+            b.momentum_batch = None;
+        }
+        let momentum =
+            |cmp: &Comparison, c: &wsbcn_experiments::Cell| match cell_config(cmp, &file, c)
+                .unwrap()
+            {
+                CellConfig::Segmentation(s) => s.norm.momentum,
+                CellConfig::Video(v) => v.norm.momentum,
+            };
+        for task in 0..cmp.tasks.len() {
+            let mut per_sample = vec![];
+            for c in cmp.cells().into_iter().filter(|c| c.task == task) {
+                let (m, base) = (momentum(&cmp, &c), momentum(&plain, &c));
+                if c.batch == reference {
+                    assert_eq!(m, base, "{name}: {}", cmp.cell_name(&c));
+                }
+                per_sample.push((
+                    cmp.cell_name(&c),
+                    c.batch,
+                    (1.0 - m).powf(1.0 / c.batch as f64),
+                ));
+            }
+            let batches: std::collections::BTreeSet<usize> =
+                per_sample.iter().map(|s| s.1).collect();
+            assert!(batches.len() >= 2, "{name}: two batch sizes at least");
+            for (cell, _, decay) in &per_sample {
+                assert!(
+                    (decay - per_sample[0].2).abs() < 1e-12,
+                    "{name}: {cell} keeps {decay} per sample: {per_sample:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn every_batch_of_a_shipped_comparison_integrates_the_same_learning_rate() {
     // The protocol (README, `Budget`): with lr linear in the batch and
     // every schedule length a fraction of the run, sum_t lr_t is the same

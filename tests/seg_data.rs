@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
-use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
+use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
@@ -215,6 +215,7 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
         garments: (1, 3),
         scale: (1.0, 1.5),
         max_overlap: 1.0,
+        classes: ClassSet::Fine,
         seed: 4,
     };
     let (a, b) = (tmp("fva"), tmp("fvb"));
@@ -246,6 +247,55 @@ fn fashion_voc_is_a_readable_deterministic_voc_tree() {
 }
 
 #[test]
+fn coarse_fashion_voc_is_the_fine_one_with_its_labels_grouped() {
+    // The class set changes only the labels: one seed gives the same images,
+    // and every fine label maps to its coarse group (background and the
+    // 255 rims kept).
+    let mnist = stand_in_mnist(&tmp("idx-coarse"), false);
+    let fine = FashionVocConfig {
+        size: 40,
+        train: 12,
+        val: 2,
+        garments: (1, 3),
+        scale: (1.0, 1.2),
+        max_overlap: 1.0,
+        classes: ClassSet::Fine,
+        seed: 3,
+    };
+    let coarse = FashionVocConfig {
+        classes: ClassSet::Coarse,
+        ..fine
+    };
+    let (a, b) = (tmp("fv-fine"), tmp("fv-coarse"));
+    let fine_root = generate(&mnist, &a, &fine).unwrap();
+    let coarse_root = generate(&mnist, &b, &coarse).unwrap();
+    let fine_split = VocSplit::open(&fine_root, "train", 11).unwrap();
+    let coarse_split = VocSplit::open(&coarse_root, "train", 6).unwrap();
+    // Fashion-MNIST's classes 0-9 (T-shirt/top, trouser, pullover, dress,
+    // coat, sandal, shirt, sneaker, bag, ankle boot) in the coarse labels
+    // 1 top, 2 trouser, 3 dress, 4 footwear, 5 bag.
+    const GROUP: [u8; 10] = [1, 2, 1, 3, 1, 4, 1, 4, 5, 4];
+    let group_of = |fine: u8| match fine {
+        0 | 255 => fine,
+        c => GROUP[c as usize - 1],
+    };
+    let mut groups = std::collections::BTreeSet::new();
+    for i in 0..fine_split.len() {
+        let (f, c) = (fine_split.read(i).unwrap(), coarse_split.read(i).unwrap());
+        assert_eq!(f.image, c.image, "image {i}");
+        let mapped: Vec<u8> = f.label.data.iter().map(|&l| group_of(l)).collect();
+        assert_eq!(mapped, c.label.data, "labels of image {i}");
+        groups.extend(c.label.data.iter().copied().filter(|l| (1..=5).contains(l)));
+    }
+    assert!(groups.len() >= 2, "only groups {groups:?} drawn");
+    assert_eq!(ClassSet::Coarse.names().len(), 6);
+    assert_eq!(ClassSet::Coarse.names()[4], "footwear");
+    for d in [mnist, a, b] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
 fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
     // One hollow garment per 28x28 image, at scale 1 and an offset of at
     // most 5.6 px: image pixel (14, 14) lies in the garment's black inside,
@@ -259,6 +309,7 @@ fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
         garments: (1, 1),
         scale: (1.0, 1.0),
         max_overlap: 1.0,
+        classes: ClassSet::Fine,
         seed: 1,
     };
     let root = generate(&mnist, &out, &cfg).unwrap();

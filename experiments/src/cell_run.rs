@@ -5,6 +5,7 @@ use crate::comparison::{Cell, Comparison, TaskKind};
 use crate::Result;
 use candle_core::Device;
 use std::path::Path;
+use wsbcn_nn::NormConfig;
 use wsbcn_seg::task::SegConfig;
 use wsbcn_train::{load_config, to_toml, RunLog, TrainConfig, Trainer};
 use wsbcn_video::task::VideoConfig;
@@ -35,10 +36,11 @@ pub fn log_finished(log: &RunLog) -> bool {
 /// Applies the comparison's equal-sample budget to a cell's engine config
 /// (the protocol of [`crate::comparison::Budget`]): steps from the samples
 /// (batch times accumulated micro-batches per step), the linearly scaled
-/// rate and estimated-BN moving speed, and every schedule length as a
-/// fraction of the cell's steps.
-fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig) {
+/// rate and estimated-BN moving speed, every schedule length as a fraction
+/// of the cell's steps, and the BN momentum for the cell's norm batch.
+fn apply_budget(cmp: &Comparison, cell: &Cell, train: &mut TrainConfig, norm: &mut NormConfig) {
     let Some(b) = &cmp.budget else { return };
+    norm.momentum = b.momentum(norm.momentum, cell.batch);
     let samples = cmp.tasks[cell.task].samples.unwrap_or(b.samples);
     // Samples per optimizer step: the norm batch times the micro-batches
     // accumulated into one step.
@@ -82,12 +84,12 @@ pub fn cell_config(cmp: &Comparison, file: &Path, cell: &Cell) -> Result<CellCon
     Ok(match task.kind {
         TaskKind::Segmentation => {
             let mut cfg: SegConfig = load_config(&base, &set)?;
-            apply_budget(cmp, cell, &mut cfg.train);
+            apply_budget(cmp, cell, &mut cfg.train, &mut cfg.norm);
             CellConfig::Segmentation(Box::new(cfg))
         }
         TaskKind::Video => {
             let mut cfg: VideoConfig = load_config(&base, &set)?;
-            apply_budget(cmp, cell, &mut cfg.train);
+            apply_budget(cmp, cell, &mut cfg.train, &mut cfg.norm);
             CellConfig::Video(Box::new(cfg))
         }
     })

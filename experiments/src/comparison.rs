@@ -13,13 +13,15 @@
 //! warmup = 0.05               # linear warmup, fraction of each cell's steps
 //! eval_at = [0.5, 0.9, 1.0]   # evaluations, fractions of each cell's steps
 //! diags = 40                  # singularity / WS diagnostics per run
+//! momentum_batch = 16         # optional: BN momentum for this batch, others
+//!                             # average running statistics over equal samples
 //!
 //! [[tasks]]
 //! name = "segmentation"       # also the run folder
 //! kind = "segmentation"       # segmentation | video
 //! config = "seg/fashion_voc_gn_ws.toml"   # relative to this file
 //! set = ["train.data.workers=1"]          # overrides for every cell
-//! data = "fashion-voc"        # built if missing: fashion-voc | fashion-voc-32 | fashion-ssv2
+//! data = "fashion-voc"        # built if missing: fashion-voc | fashion-voc-coarse-32 | fashion-ssv2 | fashion-ssv2-cmp
 //! samples = 2400              # this task's budget, instead of budget.samples
 //!
 //! [[variants]]
@@ -74,12 +76,16 @@ pub enum DataKind {
     /// `wsbcn-data fashion-voc --out data/fashion-voc`.
     FashionVoc,
     /// The small Fashion-VOC of the comparisons: `wsbcn-data fashion-voc
-    /// --out data/fashion-voc-32 --size 32 --garments 1,1 --scale 0.9,1.1
-    /// --val 500` (one garment per 32x32 image, 500 validation images).
-    #[serde(rename = "fashion-voc-32")]
-    FashionVoc32,
+    /// --out data/fashion-voc-coarse-32 --size 32 --garments 1,1 --scale
+    /// 0.9,1.1 --val 500 --classes coarse` (one garment per 32x32 image, 5
+    /// garment classes, 500 validation images).
+    #[serde(rename = "fashion-voc-coarse-32")]
+    FashionVocCoarse32,
     /// `wsbcn-data fashion-ssv2 --out data/fashion-ssv2` and its two clip caches.
     FashionSsv2,
+    /// The Fashion-SSv2 of the comparisons: `wsbcn-data fashion-ssv2 --out
+    /// data/fashion-ssv2-cmp --val 1080` and its two clip caches.
+    FashionSsv2Cmp,
 }
 
 /// One task of the grid.
@@ -150,6 +156,29 @@ pub struct Budget {
     /// Diagnostic measurements per run.
     #[serde(default = "default_diags")]
     pub diags: u64,
+    /// The norm batch the base config's BN momentum `m` is for, if the
+    /// running statistics are to average over equal samples: a cell whose
+    /// norm layers see `B` samples per forward pass then updates them at
+    /// `m_B = 1 - (1 - m)^(B / momentum_batch)`, so that in every cell a
+    /// sample seen `s` samples ago weighs `(1 - m)^(s / momentum_batch)`.
+    /// Unset: every cell keeps `m` (PyTorch's habit, under which the running
+    /// averages of a batch-1 cell cover 16 times fewer samples than at
+    /// batch 16).
+    #[serde(default)]
+    pub momentum_batch: Option<usize>,
+}
+
+impl Budget {
+    /// The BN momentum of a cell of norm batch `batch`, from the base
+    /// config's `momentum` (see [`Self::momentum_batch`]).
+    pub fn momentum(&self, momentum: f64, batch: usize) -> f64 {
+        match self.momentum_batch {
+            Some(reference) if reference != batch => {
+                1.0 - (1.0 - momentum).powf(batch as f64 / reference as f64)
+            }
+            _ => momentum,
+        }
+    }
 }
 
 fn default_warmup() -> f64 {
@@ -236,10 +265,10 @@ impl Validate for Comparison {
                 .map_err(|e| (format!("variants.{}.norm", v.name), e.to_string()))?;
         }
         if let Some(b) = &self.budget {
-            if b.samples == 0 || b.reference_batch == 0 {
+            if b.samples == 0 || b.reference_batch == 0 || b.momentum_batch == Some(0) {
                 return Err((
                     "budget".into(),
-                    "samples and reference_batch must be at least 1".into(),
+                    "samples, reference_batch and momentum_batch must be at least 1".into(),
                 ));
             }
             if !(0.0..1.0).contains(&b.warmup) {

@@ -381,6 +381,7 @@ pub fn tiny_fashion_voc(dir: &Path) -> PathBuf {
         garments: (1, 2),
         scale: (1.0, 1.1),
         max_overlap: 1.0,
+        classes: wsbcn_seg::fashion_voc::ClassSet::Fine,
         seed: 0,
     };
     wsbcn_seg::fashion_voc::generate(&mnist, &dir.join("voc"), &cfg).unwrap()

@@ -11,7 +11,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wsbcn_seg::fashion_voc::{generate, FashionVocConfig};
+use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_train::fashion_mnist::DEBIAN_DIR;
 use wsbcn_video::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
 use wsbcn_video::{build_cache, VideoSource};
@@ -51,6 +51,9 @@ enum Command {
         /// Largest fraction of a garment's box an earlier one may cover [default: 0.2].
         #[arg(long)]
         max_overlap: Option<f32>,
+        /// The garments' labels: Fashion-MNIST's 10 classes, or 5 groups of look-alikes.
+        #[arg(long, value_enum, default_value_t = Classes::Fine)]
+        classes: Classes,
         /// Seed [default: 0].
         #[arg(long)]
         seed: Option<u64>,
@@ -84,6 +87,24 @@ enum Command {
         #[arg(long)]
         skip_bad: bool,
     },
+}
+
+/// `--classes` of `fashion-voc` ([`ClassSet`]).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Classes {
+    /// Fashion-MNIST's 10 classes (11 labels with the background).
+    Fine,
+    /// Tops, trousers, dresses, footwear, bags (6 labels with the background).
+    Coarse,
+}
+
+impl From<Classes> for ClassSet {
+    fn from(c: Classes) -> Self {
+        match c {
+            Classes::Fine => ClassSet::Fine,
+            Classes::Coarse => ClassSet::Coarse,
+        }
+    }
 }
 
 /// Options of the video generators.
@@ -199,6 +220,7 @@ fn main() -> ExitCode {
             garments,
             scale,
             max_overlap,
+            classes,
             seed,
         } => {
             let d = FashionVocConfig::default();
@@ -209,6 +231,7 @@ fn main() -> ExitCode {
                 garments: garments.unwrap_or(d.garments),
                 scale: scale.unwrap_or(d.scale),
                 max_overlap: max_overlap.unwrap_or(d.max_overlap),
+                classes: classes.into(),
                 seed: seed.unwrap_or(d.seed),
             };
             generate(&mnist, &out, &cfg)

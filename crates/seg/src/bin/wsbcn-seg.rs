@@ -80,17 +80,20 @@ enum Command {
     },
 }
 
-/// Class names for a table: VOC's for 21 classes, Fashion-VOC's for 11,
-/// otherwise none (the table shows indices).
+/// Class names for a table: VOC's for 21 classes, Fashion-VOC's for 11
+/// (fine) or 6 (coarse), otherwise none (the table shows indices).
 fn class_names(classes: usize) -> Vec<String> {
-    let fashion = wsbcn_seg::fashion_voc::class_names();
+    use wsbcn_seg::fashion_voc::ClassSet;
     match classes {
         21 => wsbcn_seg::voc::VOC_CLASSES
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        n if n == fashion.len() => fashion,
-        _ => vec![],
+        n => [ClassSet::Fine, ClassSet::Coarse]
+            .into_iter()
+            .map(ClassSet::names)
+            .find(|names| names.len() == n)
+            .unwrap_or_default(),
     }
 }
 
