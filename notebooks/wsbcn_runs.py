@@ -10,9 +10,11 @@ repository.
 
 import glob
 import os
+import tomllib
 
 import h5py
 import pandas as pd
+from scipy import stats
 
 
 def runs_dir():
@@ -29,7 +31,10 @@ def _table(group):
 def load_runs(root=None, kind=None):
     """Every run under ``root`` (of task kind ``kind`` if given) as a dict:
     ``task``, ``variant`` (its label), ``batch``, ``seed``, ``attrs``,
-    ``steps`` and ``evals`` (DataFrames indexed by step)."""
+    ``per_step`` (samples per optimizer step: the batch times the
+    micro-batches accumulated into a step), ``steps`` and ``evals``
+    (DataFrames indexed by step, with a ``samples`` column: training samples
+    seen, the axis on which runs of different batch sizes line up)."""
     root = root or runs_dir()
     runs = []
     for path in sorted(glob.glob(os.path.join(root, "**", "run.h5"), recursive=True)):
@@ -37,16 +42,23 @@ def load_runs(root=None, kind=None):
             attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
             if "cell.task" not in attrs or (kind and attrs.get("cell.kind") != kind):
                 continue
+            batch = int(attrs["cell.batch"])
+            train = tomllib.loads(attrs.get("train_config", ""))
+            per_step = batch * int(train.get("accumulate", 1))
+            steps, evals = _table(f["steps"]), _table(f["eval"])
+            for table in (steps, evals):
+                table["samples"] = table.index * per_step
             runs.append(
                 dict(
                     path=path,
                     task=attrs["cell.task"],
                     variant=attrs["cell.label"],
-                    batch=int(attrs["cell.batch"]),
+                    batch=batch,
                     seed=int(attrs["cell.seed"]),
                     attrs=attrs,
-                    steps=_table(f["steps"]),
-                    evals=_table(f["eval"]),
+                    per_step=per_step,
+                    steps=steps,
+                    evals=evals,
                 )
             )
     if not runs:
@@ -64,8 +76,20 @@ def finals(runs, metric):
     return pd.DataFrame(rows)
 
 
+def half_width(values, level=0.95):
+    """Half-width of the Student-t ``level`` interval of the mean of
+    ``values``: t_{(1+level)/2, n-1} s / sqrt(n); NaN for one value (no
+    interval), as the report's "n = 1, no interval"."""
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    return stats.t.ppf((1 + level) / 2, n - 1) * values.std(ddof=1) / n**0.5
+
+
 def summary(runs, metric):
-    """Mean, std and count of the final ``metric`` per (task, variant, batch)."""
+    """Per (task, variant, batch): the mean of the final ``metric`` over
+    seeds, the half-width of its Student-t 95% interval (``ci95``, NaN with
+    one seed) and the number of seeds, as in the report."""
     return finals(runs, metric).groupby(["task", "variant", "batch"], sort=False)[metric].agg(
-        ["mean", "std", "count"]
+        mean="mean", ci95=half_width, n="count"
     )

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use wsbcn_experiments::cell_run::{cell_config, CellConfig};
-use wsbcn_experiments::report::{claims, judge, verdicts, Judgement, Row, PLATEAU};
+use wsbcn_experiments::report::{cell_gain, claims, judge, verdicts, Judgement, Row, PLATEAU};
 use wsbcn_experiments::stats::{Summary, Verdict, Welch};
 use wsbcn_experiments::Comparison;
 use wsbcn_train::{load_config, TrainConfig};
@@ -78,6 +78,22 @@ fn row(variant: &str, norm: &str, batch: usize, finals: &[f64], last_gain: f64) 
         samples_per_s: 1.0,
         norm: norm.into(),
     }
+}
+
+#[test]
+fn a_cell_converges_by_the_last_gain_of_its_mean_curve() {
+    // Seeds' last gains 0.036, 0.017 and -0.014 (BN at batch 1 in a quick
+    // run): one seed jumps, the mean curve rises by 0.013 and is still
+    // rising; 0.012, 0.006, 0.008 give 0.00867, converged.
+    let rising = cell_gain(&[Some(0.036), Some(0.017), Some(-0.014)]).unwrap();
+    assert!(close(rising, 0.013, 1e-12), "{rising}");
+    assert!(rising > PLATEAU);
+    let flat = cell_gain(&[Some(0.012), Some(0.006), Some(0.008)]).unwrap();
+    assert!(close(flat, 0.026 / 3.0, 1e-12), "{flat}");
+    assert!(flat <= PLATEAU);
+    // A seed with a single evaluation, or no seed: no gain, not converged.
+    assert_eq!(cell_gain(&[Some(0.0), None]), None);
+    assert_eq!(cell_gain(&[]), None);
 }
 
 #[test]

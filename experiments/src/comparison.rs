@@ -84,7 +84,8 @@ pub enum DataKind {
     /// `wsbcn-data fashion-ssv2 --out data/fashion-ssv2` and its two clip caches.
     FashionSsv2,
     /// The Fashion-SSv2 of the comparisons: `wsbcn-data fashion-ssv2 --out
-    /// data/fashion-ssv2-cmp --val 1080` and its two clip caches.
+    /// data/fashion-ssv2-cmp --val 1080 --frames 8,12` and its two clip
+    /// caches.
     FashionSsv2Cmp,
 }
 

@@ -5,11 +5,14 @@
 //! large-batch BN (Welch's t-test, [`crate::stats`]), one paragraph per
 //! task on the paper's three claims, and the figures.
 //!
-//! **Convergence rule.** A cell is *converged* when, for every seed, its
-//! last evaluation is at most [`PLATEAU`] (1 point of mIoU or top-1) above
-//! the evaluation before it (the comparison's last two `eval_at` points).
-//! A cell that is still rising faster on any seed, or that has a single
-//! evaluation, is "not converged", and no verdict is drawn from it.
+//! **Convergence rule.** A cell is *converged* when its learning curve, the
+//! mean over seeds, ends at most [`PLATEAU`] (1 point of mIoU or top-1)
+//! above the evaluation before (the comparison's last two `eval_at`
+//! points): [`cell_gain`]. A cell still rising faster, or with a seed that
+//! has a single evaluation, is "not converged", and no verdict is drawn
+//! from it. (The mean, not every seed: a batch-1 BN model's evaluations
+//! move by a few points between neighbouring evaluations with its running
+//! statistics, so a per-seed rule would read that noise as a rise.)
 
 use crate::figures::FIGURES;
 use crate::records::{Record, Runs};
@@ -19,9 +22,18 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use wsbcn_nn::{LayerSpec, NormKind, WeightMode};
 
-/// The largest gain of the last evaluation over the one before it (on
-/// every seed, in metric units) at which a cell counts as converged.
+/// The largest gain of the last evaluation over the one before it (of the
+/// mean over seeds, in metric units) at which a cell counts as converged.
 pub const PLATEAU: f64 = 0.01;
+
+/// A cell's last gain from its seeds' last gains (last evaluation minus the
+/// one before, `None` for a seed with fewer than two evaluations): their
+/// mean, the last gain of the mean curve; `None` if any seed has none or
+/// there are no seeds.
+pub fn cell_gain(seeds: &[Option<f64>]) -> Option<f64> {
+    let gains = seeds.iter().copied().collect::<Option<Vec<f64>>>()?;
+    mean(&gains)
+}
 
 /// A block of the report, rendered to Markdown or HTML.
 enum Block {
@@ -49,8 +61,9 @@ pub struct Row {
     pub finals: Vec<f64>,
     /// Seeds that have not finished.
     pub unfinished: usize,
-    /// The largest over finished seeds of (last evaluation - the one
-    /// before it); `None` when a seed has fewer than two evaluations.
+    /// The mean over finished seeds of (last evaluation - the one before
+    /// it), [`cell_gain`]; `None` when a seed has fewer than two
+    /// evaluations.
     pub last_gain: Option<f64>,
     /// The fewest values per channel that a layer normalizing with batch
     /// statistics pooled them over in a training forward, as the
@@ -167,11 +180,7 @@ pub fn rows(runs: &Runs) -> Vec<Row> {
                         (e.len() >= 2).then(|| e[e.len() - 1] - e[e.len() - 2])
                     })
                     .collect();
-                let last_gain = gains
-                    .iter()
-                    .copied()
-                    .collect::<Option<Vec<f64>>>()
-                    .and_then(|g| g.into_iter().reduce(f64::max));
+                let last_gain = cell_gain(&gains);
                 let values_per_channel = cell
                     .iter()
                     .filter_map(|r| r.log.scalar("batch_values_per_channel.min"))
@@ -470,7 +479,7 @@ fn blocks(runs: &Runs) -> Vec<Block> {
             rows.iter().map(Row::cells).collect(),
         ),
         Block::Para(format!(
-            "Intervals are Student-t 95% intervals over seeds. A cell is converged when, on every seed, its last evaluation is at most {PLATEAU} above the one before; no verdict is drawn from a cell that is not. Verdicts come from Welch's t-test at the 95% level, each on its own (no correction for the number of tests: among 20 comparisons of equal cells, about one would read better or worse by chance): better, worse, or not resolved. In claim (b), \"not resolved\" means no difference was detected, which is not evidence of a match."
+            "Intervals are Student-t 95% intervals over seeds. A cell is converged when its last evaluation, as a mean over seeds, is at most {PLATEAU} above the one before (the column \"last gain\"); no verdict is drawn from a cell that is not. Verdicts come from Welch's t-test at the 95% level, each on its own (no correction for the number of tests: among 20 comparisons of equal cells, about one would read better or worse by chance): better, worse, or not resolved. In claim (b), \"not resolved\" means no difference was detected, which is not evidence of a match."
         )),
         Block::Heading("The paper's claims".into()),
     ];
