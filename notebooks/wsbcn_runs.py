@@ -10,7 +10,7 @@ repository.
 
 import glob
 import os
-import tomllib
+import re
 
 import h5py
 import pandas as pd
@@ -28,6 +28,15 @@ def _table(group):
     return pd.DataFrame(cols).set_index("step")
 
 
+def _accumulate(train_config):
+    """Micro-batches accumulated per optimizer step, from the engine config
+    the run log holds (TOML written by wsbcn, with a top-level
+    ``accumulate = N``); 1 where it is missing. (A regular expression
+    rather than ``tomllib``, which needs Python 3.11.)"""
+    m = re.search(r"^accumulate\s*=\s*(\d+)\s*$", train_config, re.M)
+    return int(m.group(1)) if m else 1
+
+
 def load_runs(root=None, kind=None):
     """Every run under ``root`` (of task kind ``kind`` if given) as a dict:
     ``task``, ``variant`` (its label), ``batch``, ``seed``, ``attrs``,
@@ -43,8 +52,7 @@ def load_runs(root=None, kind=None):
             if "cell.task" not in attrs or (kind and attrs.get("cell.kind") != kind):
                 continue
             batch = int(attrs["cell.batch"])
-            train = tomllib.loads(attrs.get("train_config", ""))
-            per_step = batch * int(train.get("accumulate", 1))
+            per_step = batch * _accumulate(attrs.get("train_config", ""))
             steps, evals = _table(f["steps"]), _table(f["eval"])
             for table in (steps, evals):
                 table["samples"] = table.index * per_step

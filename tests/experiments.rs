@@ -181,7 +181,7 @@ nb = nbformat.read(path, as_version=4)
 nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                         resources={"metadata": {"path": cwd}}).execute()
 "#;
-    // The system Python, where `.ci/setup` installs h5py, pandas,
+    // The system Python, where `.ci/setup` installs h5py, pandas, SciPy,
     // matplotlib and nbclient (`WSBCN_PYTHON` picks another).
     let python = std::env::var("WSBCN_PYTHON").unwrap_or_else(|_| {
         let system = "/usr/bin/python3";
@@ -270,6 +270,46 @@ fn killing_mid_grid_then_rerunning_finishes_only_missing_cells() {
     );
     assert_eq!(out.ran.len() + out.skipped.len(), 8, "{out:?}");
     assert_eq!(finals(&dir.join("killed")), finals(whole));
+}
+
+#[test]
+fn a_finished_run_of_another_config_is_not_reported_but_refused() {
+    // The toy grid's runs, read by the same comparison edited in place:
+    // BN momentum for 1 sample changes the batch-2 cells' configs (their
+    // norm.momentum), not the batch-1 cells'.
+    let whole = grid();
+    let dir = whole.parent().unwrap();
+    let file = toy_comparison(dir, "edited");
+    copy_dir(whole, &dir.join("edited"));
+    let edited: Comparison = load_config(&file, &["budget.momentum_batch=1".into()]).unwrap();
+    let out = run_comparison(&edited, &file, 1).unwrap();
+    let b1: Vec<String> = edited
+        .cells()
+        .iter()
+        .filter(|c| c.batch == 1)
+        .map(|c| edited.cell_name(c))
+        .collect();
+    assert_eq!(out.skipped, b1, "{out:?}");
+    assert!(out.ran.is_empty(), "{out:?}");
+    assert_eq!(out.failed.len(), 4, "{out:?}");
+    for (cell, err) in &out.failed {
+        assert!(cell.contains("/b2/"), "{cell}");
+        assert!(err.contains("trained under another config"), "{err}");
+    }
+}
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wsbcn_tests::toy::{Bars, ToyTask};
 use wsbcn_train::{
-    latest_checkpoint, load_config, parse_config, Decay, Error, Loader, LoaderConfig, RunLog,
-    ScheduleConfig, SgdConfig, TrainConfig, Trainer,
+    latest_checkpoint, load_config, parse_config, same_numbers, Decay, Error, Loader, LoaderConfig,
+    RunLog, ScheduleConfig, SgdConfig, TrainConfig, Trainer,
 };
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -414,6 +414,43 @@ fn config_errors_name_the_file_and_the_key() {
     )
     .unwrap();
     assert_eq!((ok.steps, ok.optim.lr, ok.data.workers), (10, 0.02, 0));
+}
+
+#[test]
+fn configs_train_the_same_numbers_unless_a_shared_key_differs() {
+    // What a resume and a comparison's skip compare: a task config as its
+    // run log records it.
+    let logged = r#"
+[model]
+num_classes = 6
+[norm]
+spec = "bn"
+momentum = 0.1
+[train]
+steps = 100
+log_interval = 10
+[train.data]
+batch_size = 1
+workers = 1
+"#;
+    let same = |other: &str| same_numbers(logged, other);
+    // Loader threads and progress lines do not touch the numbers.
+    assert!(same(
+        &logged
+            .replace("workers = 1", "workers = 0")
+            .replace("log_interval = 10", "log_interval = 50")
+    ));
+    // A key one side lacks (a field added since) does not count.
+    assert!(same(&logged.replace("momentum = 0.1\n", "")));
+    // The momentum, the classes or the steps do.
+    assert!(!same(
+        &logged.replace("momentum = 0.1", "momentum = 0.0066")
+    ));
+    assert!(!same(
+        &logged.replace("num_classes = 6", "num_classes = 11")
+    ));
+    assert!(!same(&logged.replace("steps = 100", "steps = 200")));
+    assert!(!same("not = [toml"));
 }
 
 #[test]

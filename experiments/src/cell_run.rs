@@ -7,7 +7,7 @@ use candle_core::Device;
 use std::path::Path;
 use wsbcn_nn::NormConfig;
 use wsbcn_seg::task::SegConfig;
-use wsbcn_train::{load_config, to_toml, RunLog, TrainConfig, Trainer};
+use wsbcn_train::{load_config, same_numbers, to_toml, RunLog, TrainConfig, Trainer};
 use wsbcn_video::task::VideoConfig;
 
 /// The run log of a cell.
@@ -19,6 +19,27 @@ pub fn log_path(dir: &Path) -> std::path::PathBuf {
 /// final step (a run that diverged or was killed has not).
 pub fn finished(dir: &Path) -> bool {
     RunLog::read(&log_path(dir)).is_ok_and(|log| log_finished(&log))
+}
+
+/// Whether `cell`'s run has finished under the cell's current config: the
+/// config its log records agrees with the one `cell_config` resolves now
+/// ([`wsbcn_train::same_numbers`]). A finished run of another config (a
+/// comparison file edited in place, say) is not, so that `wsbcn-compare`
+/// takes it up again and the trainer stops it with an error, instead of
+/// reporting it beside runs of the new protocol.
+pub fn finished_as_configured(cmp: &Comparison, file: &Path, cell: &Cell) -> bool {
+    let Ok(log) = RunLog::read(&log_path(&cmp.cell_dir(cell))) else {
+        return false;
+    };
+    let now = cell_config(cmp, file, cell).and_then(|c| match c {
+        CellConfig::Segmentation(c) => Ok(to_toml(&*c)?),
+        CellConfig::Video(c) => Ok(to_toml(&*c)?),
+    });
+    log_finished(&log)
+        && now.is_ok_and(|now| {
+            log.attr("config")
+                .is_some_and(|old| same_numbers(old, &now))
+        })
 }
 
 /// The engine config a run log was written under, if it holds one.

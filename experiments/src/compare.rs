@@ -1,9 +1,10 @@
 //! Running a whole comparison: build missing data, train every cell whose
-//! run has not finished (a killed comparison resumes each cell from its
-//! newest checkpoint), `jobs` cells at a time, then write the figures and
+//! run has not finished under its current config (a killed comparison
+//! resumes each cell from its newest checkpoint; a run of another config
+//! stops with an error), `jobs` cells at a time, then write the figures and
 //! the report into the output folder.
 
-use crate::cell_run::{finished, run_cell};
+use crate::cell_run::{finished_as_configured, run_cell};
 use crate::comparison::Comparison;
 use crate::records::Runs;
 use crate::{figures, report, Error, Result};
@@ -38,7 +39,7 @@ pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outc
     let todo: Vec<_> = cells
         .iter()
         .filter(|c| {
-            let done = finished(&cmp.cell_dir(c));
+            let done = finished_as_configured(cmp, file, c);
             if done {
                 lock(&out).skipped.push(cmp.cell_name(c));
             }

@@ -157,9 +157,10 @@ pub struct Budget {
     /// Diagnostic measurements per run.
     #[serde(default = "default_diags")]
     pub diags: u64,
-    /// The norm batch the base config's BN momentum `m` is for, if the
-    /// running statistics are to average over equal samples: a cell whose
-    /// norm layers see `B` samples per forward pass then updates them at
+    /// The norm batch the BN momentum `m` of a cell's config (after its
+    /// overrides) is for, if the running statistics are to average over
+    /// equal samples: a cell whose norm layers see `B` samples per forward
+    /// pass then updates them (BN's, and those of BCN's batch part) at
     /// `m_B = 1 - (1 - m)^(B / momentum_batch)`, so that in every cell a
     /// sample seen `s` samples ago weighs `(1 - m)^(s / momentum_batch)`.
     /// Unset: every cell keeps `m` (PyTorch's habit, under which the running
@@ -170,8 +171,8 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// The BN momentum of a cell of norm batch `batch`, from the base
-    /// config's `momentum` (see [`Self::momentum_batch`]).
+    /// The BN momentum of a cell of norm batch `batch`, from the momentum
+    /// of its config (see [`Self::momentum_batch`]).
     pub fn momentum(&self, momentum: f64, batch: usize) -> f64 {
         match self.momentum_batch {
             Some(reference) if reference != batch => {

@@ -40,7 +40,7 @@ pub fn small_voc() -> FashionVocConfig {
 /// The Fashion-SSv2 of the comparisons ([`DataKind::FashionSsv2Cmp`]): the
 /// default with 1,080 validation videos instead of 270, so that one model's
 /// top-1 near 90% has a binomial standard error under 1 point, small
-/// against the ±3 points a comparison resolves; and with 8-12 frames per
+/// against the ±3 points a comparison aims to resolve; and with 8-12 frames per
 /// video instead of 16-24, which halves the time to encode and cache them
 /// (the comparisons sample 4 frames spread over the whole video, so they
 /// see the same motion either way).

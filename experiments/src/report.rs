@@ -106,7 +106,10 @@ impl Row {
                 format!("{g:+.4}"),
                 if self.converged() { "yes" } else { "no" }.into(),
             ),
-            None => ("-".into(), "no (one evaluation)".into()),
+            None => (
+                "-".into(),
+                "no (a single evaluation, or no finished seed)".into(),
+            ),
         }
     }
 

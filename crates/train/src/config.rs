@@ -200,3 +200,38 @@ pub fn config_for_checkpoint<T: DeserializeOwned + Validate>(
 pub fn to_toml<T: Serialize>(config: &T) -> Result<String> {
     toml::to_string(config).map_err(|e| Error::Invalid(format!("serializing the config: {e}")))
 }
+
+/// Whether two configs, as TOML text (what run logs hold), train the same
+/// numbers: they agree on every key both hold, once the settings that do
+/// not touch the numbers are dropped (loader threads `data.workers`,
+/// progress lines `log_interval`, checkpoints kept `keep_checkpoints`), at
+/// the top level (an engine config) and under `train` (a task config). A
+/// key only one side holds is a field added or removed between versions,
+/// whose default reproduces the old behaviour, and does not count. Text
+/// that does not parse is never the same.
+pub fn same_numbers(a: &str, b: &str) -> bool {
+    fn strip(t: &mut toml::Table) {
+        t.remove("log_interval");
+        t.remove("keep_checkpoints");
+        if let Some(d) = t.get_mut("data").and_then(toml::Value::as_table_mut) {
+            d.remove("workers");
+        }
+    }
+    fn agree(a: &toml::Value, b: &toml::Value) -> bool {
+        match (a, b) {
+            (toml::Value::Table(x), toml::Value::Table(y)) => {
+                x.iter().all(|(k, v)| y.get(k).is_none_or(|w| agree(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    let numbers = |text: &str| {
+        let mut t: toml::Table = toml::from_str(text).ok()?;
+        strip(&mut t);
+        if let Some(train) = t.get_mut("train").and_then(toml::Value::as_table_mut) {
+            strip(train);
+        }
+        Some(toml::Value::Table(t))
+    };
+    matches!((numbers(a), numbers(b)), (Some(x), Some(y)) if agree(&x, &y))
+}

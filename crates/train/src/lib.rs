@@ -25,7 +25,9 @@ pub mod trainer;
 pub use checkpoint::{
     latest_checkpoint, load_checkpoint, load_pretrained, save_checkpoint, Checkpoint, TrainState,
 };
-pub use config::{config_for_checkpoint, load_config, parse_config, to_toml, Validate};
+pub use config::{
+    config_for_checkpoint, load_config, parse_config, same_numbers, to_toml, Validate,
+};
 pub use error::{Error, Result};
 pub use loader::{Batches, Dataset, Loader, LoaderConfig};
 pub use loss::{cross_entropy, pixel_cross_entropy};

@@ -13,7 +13,7 @@
 use crate::checkpoint::{
     latest_checkpoint, load_checkpoint, restore_model, save_checkpoint, TrainState,
 };
-use crate::config::{within, Validate};
+use crate::config::{same_numbers, within, Validate};
 use crate::loader::{Dataset, Loader, LoaderConfig};
 use crate::optim::{
     accumulate, clip_grad_norm, global_norm, param_groups, scale, Grads, Sgd, SgdConfig,
@@ -186,37 +186,35 @@ fn mean_named(prefix: &str, values: impl Iterator<Item = (String, f64)>) -> Vec<
     out
 }
 
-/// What must not change when a run resumes: the engine config without
-/// the settings that do not touch the numbers (loader threads, progress
-/// lines, checkpoints kept).
-fn numbers_of(cfg: &TrainConfig) -> TrainConfig {
-    let mut c = cfg.clone();
-    c.data.workers = 0;
-    c.log_interval = 0;
-    c.keep_checkpoints = 1;
-    c
-}
-
-/// Refuses to resume a run whose log was written under another engine
-/// config (a comparison file edited in place, say): its checkpoint would
-/// carry on a different protocol.
-fn check_same_run(log: &RunLog, cfg: &TrainConfig, checkpoint: &Path) -> Result<()> {
-    let Some(logged) = log.attr("train_config") else {
-        return Ok(());
+/// Refuses to resume a run whose log was written under another config (a
+/// comparison file edited in place, say): its checkpoint would carry on a
+/// different protocol. Compares the engine config, and the whole task
+/// config (model, norm, data) where both the log and `config` (the
+/// trainer's `config` attribute) hold one, by [`same_numbers`](crate::same_numbers).
+fn check_same_run(
+    log: &RunLog,
+    cfg: &TrainConfig,
+    config: Option<&str>,
+    checkpoint: &Path,
+) -> Result<()> {
+    let differs = |what: &str| Error::Checkpoint {
+        path: checkpoint.to_path_buf(),
+        msg: format!(
+            "the run in {} was trained under another {what}; use a new run directory",
+            log.path().display()
+        ),
     };
-    let same =
-        toml::from_str::<TrainConfig>(logged).is_ok_and(|old| numbers_of(&old) == numbers_of(cfg));
-    if same {
-        Ok(())
-    } else {
-        Err(Error::Checkpoint {
-            path: checkpoint.to_path_buf(),
-            msg: format!(
-                "the run in {} was trained under another train config (steps, schedule, optimizer or data); use a new run directory",
-                log.path().display()
-            ),
-        })
+    if let Some(logged) = log.attr("train_config") {
+        if !same_numbers(logged, &crate::config::to_toml(cfg)?) {
+            return Err(differs("train config (steps, schedule, optimizer or data)"));
+        }
     }
+    if let (Some(logged), Some(new)) = (log.attr("config"), config) {
+        if !same_numbers(logged, new) {
+            return Err(differs("config (model, norm or data)"));
+        }
+    }
+    Ok(())
 }
 
 impl Trainer {
@@ -294,7 +292,8 @@ impl Trainer {
                     } else {
                         RunLog::new(&self.log_path(), BTreeMap::new())
                     };
-                    check_same_run(&log, cfg, &path)?;
+                    let config = self.attrs.get("config").map(String::as_str);
+                    check_same_run(&log, cfg, config, &path)?;
                     log.truncate(ckpt.state.step);
                     let s = ckpt.state;
                     (s.step, s.batches, Some(path), Some(s.step), log)

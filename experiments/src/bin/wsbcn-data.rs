@@ -51,9 +51,9 @@ enum Command {
         /// Largest fraction of a garment's box an earlier one may cover [default: 0.2].
         #[arg(long)]
         max_overlap: Option<f32>,
-        /// The garments' labels: Fashion-MNIST's 10 classes, or 5 groups of look-alikes.
-        #[arg(long, value_enum, default_value_t = Classes::Fine)]
-        classes: Classes,
+        /// The garments' labels: Fashion-MNIST's 10 classes, or 5 coarse groups (tops, trousers, dresses, footwear, bags).
+        #[arg(long, value_enum, default_value_t = ClassSet::Fine)]
+        classes: ClassSet,
         /// Seed [default: 0].
         #[arg(long)]
         seed: Option<u64>,
@@ -87,24 +87,6 @@ enum Command {
         #[arg(long)]
         skip_bad: bool,
     },
-}
-
-/// `--classes` of `fashion-voc` ([`ClassSet`]).
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Classes {
-    /// Fashion-MNIST's 10 classes (11 labels with the background).
-    Fine,
-    /// Tops, trousers, dresses, footwear, bags (6 labels with the background).
-    Coarse,
-}
-
-impl From<Classes> for ClassSet {
-    fn from(c: Classes) -> Self {
-        match c {
-            Classes::Fine => ClassSet::Fine,
-            Classes::Coarse => ClassSet::Coarse,
-        }
-    }
 }
 
 /// Options of the video generators.
@@ -231,18 +213,19 @@ fn main() -> ExitCode {
                 garments: garments.unwrap_or(d.garments),
                 scale: scale.unwrap_or(d.scale),
                 max_overlap: max_overlap.unwrap_or(d.max_overlap),
-                classes: classes.into(),
+                classes,
                 seed: seed.unwrap_or(d.seed),
             };
             generate(&mnist, &out, &cfg)
                 .map_err(|e| e.to_string())
                 .map(|root| {
                     println!(
-                        "wrote Fashion-VOC ({} train, {} val, {}x{}) to {}",
+                        "wrote Fashion-VOC ({} train, {} val, {}x{}, {} labels with the background) to {}",
                         cfg.train,
                         cfg.val,
                         cfg.size,
                         cfg.size,
+                        cfg.classes.names().len(),
                         root.display()
                     )
                 })
