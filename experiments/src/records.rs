@@ -207,20 +207,29 @@ fn dedup<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
 }
 
 /// A sort key giving tasks and variants the order of the comparison file
-/// stored in the logs (by name where a log has none).
+/// stored in the logs (by name where a log has none). The file is read as
+/// plain TOML, for the names only, so that logs written under an older
+/// comparison format keep their order.
 fn comparison_order(records: &[Record]) -> impl Fn(&str, &str) -> (usize, usize, String) {
-    let cmp = records.iter().find_map(|r| {
-        r.log
-            .attr("comparison_config")
-            .and_then(|t| toml::from_str::<crate::comparison::Comparison>(t).ok())
-    });
-    let (tasks, variants): (Vec<String>, Vec<String>) = match cmp {
-        Some(c) => (
-            c.tasks.into_iter().map(|t| t.name).collect(),
-            c.variants.into_iter().map(|v| v.name).collect(),
-        ),
-        None => (vec![], vec![]),
-    };
+    let (tasks, variants) = records
+        .iter()
+        .find_map(|r| {
+            let table: toml::Table = toml::from_str(r.log.attr("comparison_config")?).ok()?;
+            let names = |key: &str| -> Vec<String> {
+                table
+                    .get(key)
+                    .and_then(toml::Value::as_array)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i.get("name")?.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Some((names("tasks"), names("variants")))
+        })
+        .unwrap_or_default();
     move |task: &str, variant: &str| {
         let pos = |list: &[String], x: &str| list.iter().position(|n| n == x).unwrap_or(usize::MAX);
         (
