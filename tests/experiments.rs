@@ -247,9 +247,9 @@ fn killing_mid_grid_then_rerunning_finishes_only_missing_cells() {
         .spawn()
         .unwrap();
     // Kill once the first cell has finished.
-    let first = cmp.cell_dir(&cmp.cells()[0]);
+    let first = &cmp.cells()[0];
     let start = std::time::Instant::now();
-    while !wsbcn_experiments::cell_run::finished(&first) {
+    while !wsbcn_experiments::cell_run::finished_as_configured(&cmp, &file, first) {
         assert!(
             start.elapsed().as_secs() < 300,
             "the child finished no cell"
@@ -314,7 +314,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn every_shipped_comparison_resolves_a_valid_config_for_each_cell() {
-    use wsbcn_experiments::cell_run::{cell_config, CellConfig};
+    use wsbcn_experiments::cell_run::cell_config;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut names = vec![];
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -326,10 +326,7 @@ fn every_shipped_comparison_resolves_a_valid_config_for_each_cell() {
         for cell in cmp.cells() {
             let cfg = cell_config(&cmp, &file, &cell)
                 .unwrap_or_else(|e| panic!("{}: {}: {e}", file.display(), cmp.cell_name(&cell)));
-            let (norm, train) = match &cfg {
-                CellConfig::Segmentation(c) => (&c.norm, &c.train),
-                CellConfig::Video(c) => (&c.norm, &c.train),
-            };
+            let (norm, train) = (cfg.norm(), cfg.train());
             assert_eq!(norm.spec, cmp.variants[cell.variant].norm);
             assert_eq!(train.data.batch_size, cell.batch);
             assert_eq!(train.seed, cell.seed);

@@ -6,7 +6,7 @@
 //! comparisons.
 
 use std::path::Path;
-use wsbcn_experiments::cell_run::{cell_config, CellConfig};
+use wsbcn_experiments::cell_run::cell_config;
 use wsbcn_experiments::report::{cell_gain, claims, judge, verdicts, Judgement, Row, PLATEAU};
 use wsbcn_experiments::stats::{Summary, Verdict, Welch};
 use wsbcn_experiments::Comparison;
@@ -185,13 +185,9 @@ fn every_batch_of_a_shipped_comparison_averages_bn_statistics_over_the_same_samp
         if let Some(b) = plain.budget.as_mut() {
             b.momentum_batch = None;
         }
-        let momentum =
-            |cmp: &Comparison, c: &wsbcn_experiments::Cell| match cell_config(cmp, &file, c)
-                .unwrap()
-            {
-                CellConfig::Segmentation(s) => s.norm.momentum,
-                CellConfig::Video(v) => v.norm.momentum,
-            };
+        let momentum = |cmp: &Comparison, c: &wsbcn_experiments::Cell| {
+            cell_config(cmp, &file, c).unwrap().norm().momentum
+        };
         for task in 0..cmp.tasks.len() {
             let mut per_sample = vec![];
             for c in cmp.cells().into_iter().filter(|c| c.task == task) {
@@ -234,10 +230,7 @@ fn every_batch_of_a_shipped_comparison_integrates_the_same_learning_rate() {
                 .into_iter()
                 .filter(|c| c.task == task && c.seed == cmp.seeds[0])
                 .map(|c| {
-                    let train = match cell_config(&cmp, &file, &c).unwrap() {
-                        CellConfig::Segmentation(s) => s.train,
-                        CellConfig::Video(v) => v.train,
-                    };
+                    let train = cell_config(&cmp, &file, &c).unwrap().train().clone();
                     (
                         cmp.cell_name(&c),
                         c.batch,

@@ -256,11 +256,10 @@ fn coarse_fashion_voc_is_the_fine_one_with_its_labels_grouped() {
         size: 40,
         train: 12,
         val: 2,
-        garments: (1, 3),
         scale: (1.0, 1.2),
         max_overlap: 1.0,
-        classes: ClassSet::Fine,
         seed: 3,
+        ..FashionVocConfig::default()
     };
     let coarse = FashionVocConfig {
         classes: ClassSet::Coarse,

@@ -15,13 +15,9 @@ pub fn log_path(dir: &Path) -> std::path::PathBuf {
     dir.join("run.h5")
 }
 
-/// Whether the run in `dir` has a log whose last evaluation is after its
-/// final step (a run that diverged or was killed has not).
-pub fn finished(dir: &Path) -> bool {
-    RunLog::read(&log_path(dir)).is_ok_and(|log| log_finished(&log))
-}
-
-/// Whether `cell`'s run has finished under the cell's current config: the
+/// Whether `cell`'s run has finished (its log's last evaluation is after
+/// its final step; a run that diverged or was killed has not) under the
+/// cell's current config: the
 /// config its log records agrees with the one `cell_config` resolves now
 /// ([`wsbcn_train::same_numbers`]). A finished run of another config (a
 /// comparison file edited in place, say) is not, so that `wsbcn-compare`
@@ -31,10 +27,7 @@ pub fn finished_as_configured(cmp: &Comparison, file: &Path, cell: &Cell) -> boo
     let Ok(log) = RunLog::read(&log_path(&cmp.cell_dir(cell))) else {
         return false;
     };
-    let now = cell_config(cmp, file, cell).and_then(|c| match c {
-        CellConfig::Segmentation(c) => Ok(to_toml(&*c)?),
-        CellConfig::Video(c) => Ok(to_toml(&*c)?),
-    });
+    let now = cell_config(cmp, file, cell).and_then(|c| c.to_toml());
     log_finished(&log)
         && now.is_ok_and(|now| {
             log.attr("config")
@@ -94,6 +87,32 @@ pub enum CellConfig {
     Segmentation(Box<SegConfig>),
     /// A video run.
     Video(Box<VideoConfig>),
+}
+
+impl CellConfig {
+    /// The engine config.
+    pub fn train(&self) -> &TrainConfig {
+        match self {
+            Self::Segmentation(c) => &c.train,
+            Self::Video(c) => &c.train,
+        }
+    }
+
+    /// The norm config.
+    pub fn norm(&self) -> &NormConfig {
+        match self {
+            Self::Segmentation(c) => &c.norm,
+            Self::Video(c) => &c.norm,
+        }
+    }
+
+    /// The config as TOML, as the run log records it.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(match self {
+            Self::Segmentation(c) => to_toml(&**c)?,
+            Self::Video(c) => to_toml(&**c)?,
+        })
+    }
 }
 
 /// Resolves the config of `cell` of the comparison read from `file`
