@@ -115,7 +115,7 @@ fn grid() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let file = toy_comparison(&dir, "toy");
-        let out = run_comparison(&load(&file), &file, 2).unwrap();
+        let out = run_comparison(&load(&file), &file, 2, 1).unwrap();
         assert_eq!((out.ran.len(), out.failed.len()), (8, 0), "{out:?}");
         dir.join("toy")
     })
@@ -223,7 +223,7 @@ nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
 fn compare_child() {
     if let Ok(file) = std::env::var("WSBCN_CHILD_COMPARISON") {
         let file = PathBuf::from(file);
-        run_comparison(&load(&file), &file, 1).unwrap();
+        run_comparison(&load(&file), &file, 1, 1).unwrap();
     }
 }
 
@@ -259,7 +259,7 @@ fn killing_mid_grid_then_rerunning_finishes_only_missing_cells() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = run_comparison(&cmp, &file, 1).unwrap();
+    let out = run_comparison(&cmp, &file, 1, 1).unwrap();
     assert!(
         out.skipped.contains(&cmp.cell_name(&cmp.cells()[0])),
         "{out:?}"
@@ -282,7 +282,7 @@ fn a_finished_run_of_another_config_is_not_reported_but_refused() {
     let file = toy_comparison(dir, "edited");
     copy_dir(whole, &dir.join("edited"));
     let edited: Comparison = load_config(&file, &["budget.momentum_batch=1".into()]).unwrap();
-    let out = run_comparison(&edited, &file, 1).unwrap();
+    let out = run_comparison(&edited, &file, 1, 1).unwrap();
     let b1: Vec<String> = edited
         .cells()
         .iter()

@@ -25,8 +25,15 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
 }
 
-/// Runs the comparison read from `file` (see the module docs).
-pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outcome> {
+/// Runs the comparison read from `file` (see the module docs); each of the
+/// `jobs` job threads computes on its own pool of `threads` threads
+/// ([`wsbcn_nn::compute_threads`]).
+pub fn run_comparison(
+    cmp: &Comparison,
+    file: &Path,
+    jobs: usize,
+    threads: usize,
+) -> Result<Outcome> {
     // Fail before hours of training, not after.
     wsbcn_plot::font()?;
     for task in &cmp.tasks {
@@ -50,17 +57,22 @@ pub fn run_comparison(cmp: &Comparison, file: &Path, jobs: usize) -> Result<Outc
     let total = todo.len();
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1).min(total.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(cell) = todo.get(i) else { break };
-                let name = cmp.cell_name(cell);
-                eprintln!("wsbcn-compare: cell {}/{total}: {name}", i + 1);
-                match run_cell(cmp, file, cell, jobs) {
-                    Ok(()) => lock(&out).ran.push(name),
-                    Err(e) => {
-                        eprintln!("wsbcn-compare: cell {name} failed: {e}");
-                        lock(&out).failed.push((name, e.to_string()));
+            s.spawn(|| {
+                let work = || loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(cell) = todo.get(i) else { break };
+                    let name = cmp.cell_name(cell);
+                    eprintln!("wsbcn-compare: cell {}/{total}: {name}", i + 1);
+                    match run_cell(cmp, file, cell, jobs) {
+                        Ok(()) => lock(&out).ran.push(name),
+                        Err(e) => {
+                            eprintln!("wsbcn-compare: cell {name} failed: {e}");
+                            lock(&out).failed.push((name, e.to_string()));
+                        }
                     }
+                };
+                if let Err(e) = wsbcn_nn::on_own_pool(threads, work) {
+                    lock(&out).failed.push(("a job".into(), e.to_string()));
                 }
             });
         }

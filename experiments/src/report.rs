@@ -431,15 +431,12 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The host attributes `wsbcn-compare` writes into each run log.
+/// The host attributes `wsbcn-compare` writes into each run log: the CPU
+/// and the threads of the calling job's compute pool.
 pub fn host_attrs() -> Vec<(&'static str, String)> {
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     vec![
         ("host.cpu", cpu_model()),
-        ("host.threads", threads.to_string()),
+        ("host.threads", rayon::current_num_threads().to_string()),
     ]
 }
 

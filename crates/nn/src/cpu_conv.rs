@@ -199,21 +199,16 @@ impl<T> Mat<T> {
     }
 }
 
-/// candle's thread count, read once: `candle_core::utils::get_num_threads`
-/// reads `/proc/cpuinfo` on every call when `RAYON_NUM_THREADS` is unset,
-/// which cost 4% of a CPU-scale training step.
-fn gemm_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(candle_core::utils::get_num_threads)
-}
-
 /// `dst (m x n, row-major) = [dst +] a (m x k) b (k x n)`.
 fn matmul<T: WithDType>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool) {
     assert_eq!(a.cols, b.rows, "matmul inner dimensions");
     assert!(dst.len() >= a.rows * b.cols, "matmul destination size");
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    let threads = if m * n * k > 4096 {
-        gemm::Parallelism::Rayon(gemm_threads())
+    // As many threads as the calling rayon pool has: a comparison job's
+    // share of the cores (`crate::compute_threads`).
+    let pool = rayon::current_num_threads();
+    let threads = if pool > 1 && m * n * k > 4096 {
+        gemm::Parallelism::Rayon(pool)
     } else {
         gemm::Parallelism::None
     };

@@ -47,6 +47,10 @@ pub enum Error {
         /// Why the statistics are undefined, with the input shape.
         msg: String,
     },
+
+    /// The compute threads could not be started.
+    #[error("{0}")]
+    Threads(String),
 }
 
 impl Error {

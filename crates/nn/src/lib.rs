@@ -17,7 +17,8 @@
 //!   ops models need, with backward passes (candle lacks or limits them);
 //! * [`relu()`]: ReLU with a one-pass backward on the CPU;
 //! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
-//!   seed its CPU generator).
+//!   seed its CPU generator);
+//! * [`on_own_pool`], [`share_cores`]: the threads the CPU kernels run on.
 //!
 //! Running statistics and estimates are variables in the model's `VarMap`
 //! (named `running_mean`, `running_var` as in PyTorch), so
@@ -29,6 +30,7 @@
 pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
+pub mod compute_threads;
 pub mod conv_backend;
 pub mod conv_fn;
 mod cpu_conv;
@@ -52,6 +54,7 @@ pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
 pub use batch_norm::{batch_norm, BatchNorm};
+pub use compute_threads::{on_own_pool, share_cores};
 pub use conv_backend::{quiet_thread_pools, ConvBackend};
 pub use conv_fn::{
     conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,

@@ -757,13 +757,16 @@ const SMALL_CONV_FLOPS: usize = 30_000_000;
 
 impl Api {
     /// Sets this thread's OpenMP thread count for geometry `g`, before its
-    /// plan is built (oneDNN sizes its kernels' work split then) and run.
+    /// plan is built (oneDNN sizes its kernels' work split then) and run:
+    /// 1 for small convolutions, else OpenMP's maximum capped at the
+    /// calling rayon pool's size (a comparison job's share of the cores,
+    /// [`crate::compute_threads`]).
     fn set_threads(&self, g: &Geometry) {
         let flops = 2 * g.n * g.o * g.l() * g.k();
         let threads = if flops < SMALL_CONV_FLOPS {
             1
         } else {
-            self.max_threads
+            self.max_threads.min(rayon::current_num_threads() as c_int)
         };
         if let Some(set) = self.omp_set_num_threads {
             // SAFETY: sets a per-thread OpenMP setting.

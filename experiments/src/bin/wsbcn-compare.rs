@@ -28,7 +28,8 @@ struct Cli {
     /// Overrides of the comparison file, `key.path=value`.
     #[arg(long = "set")]
     set: Vec<String>,
-    /// Cells trained at the same time.
+    /// Cells trained at the same time; each computes on its share of the
+    /// cores (cores / jobs threads, at least 1).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
 }
@@ -36,9 +37,10 @@ struct Cli {
 fn main() -> ExitCode {
     wsbcn_nn::quiet_thread_pools();
     let cli = Cli::parse();
+    let threads = wsbcn_nn::share_cores(cli.jobs);
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)
-        .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs));
+        .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs, threads));
     match result {
         Ok(out) => {
             println!(

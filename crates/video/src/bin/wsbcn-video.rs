@@ -151,7 +151,12 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     wsbcn_nn::quiet_thread_pools();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // The commands run as a worker of the compute pool (wsbcn_nn::compute_threads).
+    match wsbcn_nn::on_own_pool(0, || run(cli))
+        .map_err(wsbcn_video::Error::from)
+        .and_then(|r| r)
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wsbcn-video: {e}");
