@@ -319,3 +319,97 @@ fn fused_group_norm_matches_the_composite() -> Result<()> {
     }
     Ok(())
 }
+
+/// A norm layer's forward, on one of its two paths.
+type Layer = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+
+/// The fused CPU BatchNorm and estimated BN equal their candle-op
+/// composites: outputs, gradients (x, weight, bias) and the running state
+/// after a training step, in train and eval mode, on 4D and 5D input, in f64
+/// and f32.
+#[test]
+fn fused_batch_norms_match_their_composites() -> Result<()> {
+    let mut rng = Rng::new(6);
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
+        for shape in [vec![2, 5, 3, 7], vec![1, 4, 2, 3, 3], vec![3, 2, 1, 2]] {
+            let c = shape[1];
+            let x = Var::from_tensor(&rng.randn(&shape, dtype, &DEV)?.affine(3.0, 1.0)?)?;
+            let probe = rng.randn(&shape, dtype, &DEV)?;
+            // Same parameters and state for both paths of each layer kind.
+            let init: Vec<(String, Tensor)> = ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .map(|n| {
+                    let r = rng.randn(&[c], dtype, &DEV)?;
+                    let v = match *n {
+                        "running_var" => (r.abs()? + 0.5)?,
+                        "weight" => r.affine(0.3, 1.0)?,
+                        _ => r.affine(0.5, 0.0)?,
+                    };
+                    Ok((n.to_string(), v))
+                })
+                .collect::<Result<_>>()?;
+            for kind in ["bn", "estimated"] {
+                for train in [true, false] {
+                    let mut results = vec![];
+                    for fused in [true, false] {
+                        let vm = VarMap::new();
+                        let vb = VarBuilder::from_varmap(&vm, dtype, &DEV);
+                        let layer: Layer = if kind == "bn" {
+                            let bn = batch_norm(c, 1e-5, 0.3, vb.pp("n"))?;
+                            Box::new(move |x: &Tensor| {
+                                if fused {
+                                    bn.forward_t(x, train)
+                                } else {
+                                    bn.forward_composite(x, train)
+                                        .map_err(candle_core::Error::wrap)
+                                }
+                            })
+                        } else {
+                            let bn =
+                                estimated_batch_norm(c, 1e-5, MovingSpeed::new(0.2), vb.pp("n"))?;
+                            Box::new(move |x: &Tensor| {
+                                if fused {
+                                    bn.forward_t(x, train)
+                                } else {
+                                    bn.forward_composite(x, train)
+                                        .map_err(candle_core::Error::wrap)
+                                }
+                            })
+                        };
+                        for (n, v) in &init {
+                            vm.data().lock().unwrap()[&format!("n.{n}")].set(v)?;
+                        }
+                        let y = layer(x.as_tensor())?;
+                        let grads = (&y * &probe)?.sum_all()?.backward()?;
+                        let data = vm.data().lock().unwrap().clone();
+                        let g = |t: &Tensor| grads.get(t).cloned().expect("gradient");
+                        results.push([
+                            y,
+                            g(x.as_tensor()),
+                            g(data["n.weight"].as_tensor()),
+                            g(data["n.bias"].as_tensor()),
+                            data["n.running_mean"].as_tensor().clone(),
+                            data["n.running_var"].as_tensor().clone(),
+                        ]);
+                    }
+                    for (what, (a, e)) in ["y", "dx", "dw", "db", "running_mean", "running_var"]
+                        .iter()
+                        .zip(results[0].iter().zip(&results[1]))
+                    {
+                        let scale = e
+                            .abs()?
+                            .max_all()?
+                            .to_dtype(DType::F64)?
+                            .to_scalar::<f64>()?;
+                        let diff = max_abs_diff(a, e)?;
+                        assert!(
+                            diff <= tol * scale.max(1.0),
+                            "{kind} {dtype:?} {shape:?} train={train}: {what} differs by {diff}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -14,10 +14,15 @@
 //! Parameters `weight`, `bias` `(C,)`; state `running_mean`, `running_var`
 //! `(C,)`, stored as variables so they are saved with the weights. They
 //! never receive gradients. Training with `n = 1` is an error, as in PyTorch.
+//!
+//! On the CPU in f32/f64 the layer runs as one fused op forward and backward
+//! (`cpu_batch_norm.rs`); elsewhere from candle ops
+//! ([`BatchNorm::forward_composite`]). The tests hold the two to each other.
 
+use crate::cpu_batch_norm::{channel_affine, channel_moments, supported};
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};
 use crate::{Error, Result};
-use candle_core::{ModuleT, Tensor, Var};
+use candle_core::{DType, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 /// The parameters and running state shared by [`BatchNorm`] and
@@ -80,6 +85,38 @@ impl ChannelAffine {
         state.set(&blended)?;
         Ok(())
     }
+
+    /// [`Self::blend`] with `new` as f64 values per channel, computed in f64.
+    pub fn blend_values(state: &Var, new: &[f64], r: f64) -> Result<()> {
+        let old = Self::values(state)?;
+        let v: Vec<f64> = old
+            .iter()
+            .zip(new)
+            .map(|(o, n)| (1.0 - r) * o + r * n)
+            .collect();
+        let t = Tensor::from_vec(v, old.len(), state.device())?.to_dtype(state.dtype())?;
+        state.set(&t)?;
+        Ok(())
+    }
+
+    /// A `(C,)` state as f64 values.
+    pub fn values(state: &Var) -> Result<Vec<f64>> {
+        Ok(state.as_tensor().to_dtype(DType::F64)?.to_vec1()?)
+    }
+
+    /// `normalize` with `mean` and `var` as constant f64 values per channel,
+    /// fused, for inputs where [`supported`] holds.
+    pub fn normalize_values(&self, xv: &Tensor, mean: &[f64], var: &[f64]) -> Result<Tensor> {
+        Ok(channel_affine(
+            xv,
+            &self.weight,
+            &self.bias,
+            mean,
+            var,
+            self.eps,
+            false,
+        )?)
+    }
 }
 
 /// Batch normalization (see the module docs).
@@ -105,21 +142,49 @@ impl BatchNorm {
         &self.affine.name
     }
 
-    fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn check_count(&self, x: &Tensor) -> Result<usize> {
         let a = &self.affine;
         let (n, _, l) = channel_dims(&a.name, x, a.channels)?;
+        if n * l < 2 {
+            return Err(Error::Statistics {
+                layer: a.name.clone(),
+                msg: format!(
+                    "expected more than 1 value per channel when training, got input shape {:?}",
+                    x.dims()
+                ),
+            });
+        }
+        Ok(n * l)
+    }
+
+    fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let a = &self.affine;
+        let xv = channel_view(&a.name, x, a.channels)?;
+        if !supported(&xv) {
+            return self.forward_composite(x, train);
+        }
+        let y = if train {
+            let count = self.check_count(x)? as f64;
+            let (mean, var) = channel_moments(&xv, None)?;
+            let unbiased: Vec<f64> = var.iter().map(|v| v * count / (count - 1.0)).collect();
+            ChannelAffine::blend_values(&a.running_mean, &mean, self.momentum)?;
+            ChannelAffine::blend_values(&a.running_var, &unbiased, self.momentum)?;
+            channel_affine(&xv, &a.weight, &a.bias, &mean, &var, a.eps, true)?
+        } else {
+            let mean = ChannelAffine::values(&a.running_mean)?;
+            let var = ChannelAffine::values(&a.running_var)?;
+            a.normalize_values(&xv, &mean, &var)?
+        };
+        Ok(y.reshape(x.shape())?)
+    }
+
+    /// The layer from candle ops, on any device and dtype: what runs where
+    /// the fused CPU op does not.
+    pub fn forward_composite(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let a = &self.affine;
         let xv = channel_view(&a.name, x, a.channels)?;
         let y = if train {
-            let count = n * l;
-            if count < 2 {
-                return Err(Error::Statistics {
-                    layer: a.name.clone(),
-                    msg: format!(
-                        "expected more than 1 value per channel when training, got input shape {:?}",
-                        x.dims()
-                    ),
-                });
-            }
+            let count = self.check_count(x)?;
             let mean = channel_mean(&xv)?;
             let var = channel_mean(&xv.broadcast_sub(&mean)?.sqr()?)?;
             let unbiased = var.affine(count as f64 / (count - 1) as f64, 0.0)?;

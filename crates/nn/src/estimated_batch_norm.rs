@@ -13,12 +13,15 @@
 //! ```
 //!
 //! No gradient flows through `mu_hat`, `var_hat`; evaluation uses them
-//! unchanged. The estimates are stored as `running_mean`, `running_var`
+//! unchanged. On the CPU in f32/f64 the statistics and the normalization
+//! are fused (`cpu_batch_norm.rs`); elsewhere the layer is built from
+//! candle ops ([`EstimatedBatchNorm::forward_composite`]). The estimates are stored as `running_mean`, `running_var`
 //! `(C,)`, so BN weights load into this layer. `r` comes from a shared
 //! [`MovingSpeed`] that the training loop sets every step (the engine can tie
 //! it to the learning rate); `r = 0` freezes the estimates.
 
 use crate::batch_norm::ChannelAffine;
+use crate::cpu_batch_norm::{channel_moments, supported};
 use crate::input::{channel_mean, channel_view};
 use crate::{Error, Result};
 use candle_core::{ModuleT, Tensor};
@@ -84,6 +87,26 @@ impl EstimatedBatchNorm {
     }
 
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let a = &self.affine;
+        let xv = channel_view(&a.name, x, a.channels)?;
+        if !supported(&xv) {
+            return self.forward_composite(x, train);
+        }
+        let r = self.speed.get();
+        if train && r > 0.0 {
+            let mu_old = ChannelAffine::values(&a.running_mean)?;
+            let (mu_b, v_b) = channel_moments(&xv, Some(&mu_old))?;
+            ChannelAffine::blend_values(&a.running_mean, &mu_b, r)?;
+            ChannelAffine::blend_values(&a.running_var, &v_b, r)?;
+        }
+        let mean = ChannelAffine::values(&a.running_mean)?;
+        let var = ChannelAffine::values(&a.running_var)?;
+        Ok(a.normalize_values(&xv, &mean, &var)?.reshape(x.shape())?)
+    }
+
+    /// The layer from candle ops, on any device and dtype: what runs where
+    /// the fused CPU op does not.
+    pub fn forward_composite(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let a = &self.affine;
         let xv = channel_view(&a.name, x, a.channels)?;
         let r = self.speed.get();

@@ -33,6 +33,7 @@ pub mod batch_norm;
 pub mod compute_threads;
 pub mod conv_backend;
 pub mod conv_fn;
+mod cpu_batch_norm;
 mod cpu_conv;
 mod cpu_group_norm;
 mod cpu_max_pool;
