@@ -210,6 +210,20 @@ fn a_short_video_run_trains_evaluates_and_resumes_where_it_stopped() {
     };
     run(Some(2));
     let summary = run(None);
+    // Batched evaluation (6 views per video, two videos per pass of up to
+    // 16) scores every video as one video per pass does.
+    let task = VideoTask::new(&cfg, &candle_core::Device::Cpu).unwrap();
+    let (one, batched) = (
+        task.scores(2, 3, 1).unwrap().0,
+        task.scores(2, 3, 16).unwrap().0,
+    );
+    assert_eq!(one.len(), batched.len());
+    for ((a, la), (b, lb)) in one.iter().zip(&batched) {
+        assert_eq!(la, lb);
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} against {b:?}");
+        }
+    }
     let log = wsbcn_train::RunLog::read(&summary.log).unwrap();
     let top1 = log.eval("top1").unwrap();
     assert_eq!(top1.len(), 2, "evaluations at steps 2 and 4");

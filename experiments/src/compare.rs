@@ -55,10 +55,16 @@ pub fn run_comparison(
         .collect();
     let next = AtomicUsize::new(0);
     let total = todo.len();
+    // Every job's pool starts before any cell does, so that a failure stops
+    // the comparison instead of leaving cells untried.
+    let pools = (0..jobs.max(1).min(total.max(1)))
+        .map(|_| wsbcn_nn::compute_pool(threads))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Train(e.into()))?;
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(total.max(1)) {
+        for pool in &pools {
             s.spawn(|| {
-                let work = || loop {
+                pool.install(|| loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(cell) = todo.get(i) else { break };
                     let name = cmp.cell_name(cell);
@@ -70,10 +76,7 @@ pub fn run_comparison(
                             lock(&out).failed.push((name, e.to_string()));
                         }
                     }
-                };
-                if let Err(e) = wsbcn_nn::on_own_pool(threads, work) {
-                    lock(&out).failed.push(("a job".into(), e.to_string()));
-                }
+                })
             });
         }
     });

@@ -19,7 +19,8 @@
 //! (`cpu_batch_norm.rs`); elsewhere from candle ops
 //! ([`BatchNorm::forward_composite`]). The tests hold the two to each other.
 
-use crate::cpu_batch_norm::{channel_affine, channel_moments, supported};
+use crate::cpu_batch_norm::{channel_affine, channel_moments};
+use crate::cpu_slice::fused_cpu_input;
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};
 use crate::{Error, Result};
 use candle_core::{DType, ModuleT, Tensor, Var};
@@ -105,7 +106,7 @@ impl ChannelAffine {
     }
 
     /// `normalize` with `mean` and `var` as constant f64 values per channel,
-    /// fused, for inputs where [`supported`] holds.
+    /// fused, for inputs where [`fused_cpu_input`] holds.
     pub fn normalize_values(&self, xv: &Tensor, mean: &[f64], var: &[f64]) -> Result<Tensor> {
         Ok(channel_affine(
             xv,
@@ -160,7 +161,7 @@ impl BatchNorm {
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let a = &self.affine;
         let xv = channel_view(&a.name, x, a.channels)?;
-        if !supported(&xv) {
+        if !fused_cpu_input(&xv) {
             return self.forward_composite(x, train);
         }
         let y = if train {

@@ -11,8 +11,11 @@
 //! the small Fashion-VOC DeepLabV3 with GN+WS, one process): 15.7 s from the
 //! main thread (11.3 s of it in the kernel: 400 futex calls and 220
 //! `sched_yield`s per step), 9.3 s as a worker of a 2-thread pool, 6.9 s on
-//! a 1-thread pool, with bit-identical run logs (no kernel's result depends
-//! on the thread count).
+//! a 1-thread pool, with bit-identical run logs. This crate's kernels and
+//! candle's element-wise ops give the same result at any thread count;
+//! oneDNN's convolutions above 30 MFLOP split their reductions by thread,
+//! so a run that has them (the comparisons' video model at batch 16)
+//! repeats bit for bit only at the same threads per job.
 //!
 //! candle's element-wise ops use a separate pool of its own, sized once
 //! from `CANDLE_NUM_THREADS` (else `RAYON_NUM_THREADS`, else the cores) and
@@ -21,24 +24,35 @@
 
 use crate::{Error, Result};
 
-/// Runs `f` as a worker of a new rayon pool of `threads` threads (0: rayon's
-/// default, `RAYON_NUM_THREADS` or one per core), so that the parallel ops
-/// of `f` split across the pool's threads, the caller included, and run
-/// inline on a 1-thread pool (see the module docs).
+/// Runs `f` on a worker of a new rayon pool of `threads` threads (0:
+/// rayon's default, `RAYON_NUM_THREADS` or one per core) while the calling
+/// thread waits, so that the parallel ops of `f` split across the pool's
+/// threads with no hand-off, and run inline on a 1-thread pool (see the
+/// module docs). The workers get the main thread's usual 8 MiB stack:
+/// candle's backward pass walks the graph recursively.
 pub fn on_own_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
-    let pool = rayon::ThreadPoolBuilder::new()
+    Ok(compute_pool(threads)?.install(f))
+}
+
+/// The pool [`on_own_pool`] runs on, for callers that start several before
+/// running anything on them.
+pub fn compute_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .stack_size(8 << 20)
         .build()
-        .map_err(|e| Error::Threads(format!("cannot start {threads} compute threads: {e}")))?;
-    Ok(pool.install(f))
+        .map_err(|e| Error::Threads(format!("cannot start {threads} compute threads: {e}")))
 }
 
 /// Threads for each of `jobs` jobs that run at once: the cores (the
 /// process's CPU affinity) divided among them, at least 1. Unless the user
 /// set `CANDLE_NUM_THREADS`, sizes candle's element-wise pool to the same
 /// number, so that at one thread per job it runs inline and the jobs never
-/// wait on its lock. Call it before the first candle op: candle reads the
-/// variable once.
+/// wait on its lock. Call it at the start of `main`, before any thread is
+/// spawned (it sets an environment variable) and before the first candle op
+/// (candle reads the variable once). candle's own matmul keeps its thread
+/// count (`RAYON_NUM_THREADS` or the cores); this crate's convolutions take
+/// the pool's.
 pub fn share_cores(jobs: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / jobs.max(1)).max(1);
@@ -56,14 +70,14 @@ mod tests {
     #[test]
     fn the_work_runs_on_a_pool_of_the_asked_size_and_inline_on_one_thread() {
         for n in [1, 3] {
-            let (inside, caller_is_worker) = on_own_pool(n, || {
+            let (inside, f_on_worker) = on_own_pool(n, || {
                 (rayon::current_num_threads(), rayon::current_thread_index())
             })
             .unwrap();
             assert_eq!(inside, n);
-            assert!(caller_is_worker.is_some());
+            assert!(f_on_worker.is_some());
         }
-        // On one thread a parallel op runs on the calling thread itself.
+        // On one thread a parallel op runs on the thread that runs `f`.
         let me = on_own_pool(1, || {
             let me = std::thread::current().id();
             let (a, b) = rayon::join(

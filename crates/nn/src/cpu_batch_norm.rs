@@ -25,14 +25,9 @@
 //! thread count.
 
 use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Whether the ops of this module handle `x` (CPU, f32 or f64).
-pub(crate) fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
 
 /// Per-channel mean of `x: (N, C, L)` and the mean squared deviation about
 /// `center` (the mean itself when `None`: the biased variance), in f64.
@@ -161,7 +156,7 @@ impl ChannelAffineOp {
 
     /// `[dx (N C L) | dw (C) | db (C)]` as one vector.
     fn backward<T: WithDType>(&self, x: &[T], w: &[T], dy: &[T], c: usize, l: usize) -> Vec<T> {
-        let n = x.len() / (c * l).max(1);
+        let n = x.len() / (c * l);
         let m = (n * l) as f64;
         let stats = &self.stats;
         let x_hat = |ch: usize, v: T| (v.to_f64() - stats[ch].0) * stats[ch].1;

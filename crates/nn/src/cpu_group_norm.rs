@@ -34,11 +34,6 @@ pub(crate) fn group_norm_affine(
     )
 }
 
-/// Whether [`group_norm_affine`] handles tensors on this device and dtype.
-pub(crate) fn supported(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
-}
-
 struct GroupNormOp {
     groups: usize,
     eps: f64,

@@ -1,7 +1,13 @@
 //! Access to CPU storages for custom ops (this crate's and the training
 //! engine's).
 
-use candle_core::{CpuStorage, Layout, WithDType};
+use candle_core::{CpuStorage, DType, Layout, Tensor, WithDType};
+
+/// Whether this crate's fused CPU norm ops take `x`: a non-empty f32 or f64
+/// tensor on the CPU (their row passes need rows of at least one element).
+pub fn fused_cpu_input(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.elem_count() > 0
+}
 
 /// The contiguous elements of `storage` under `layout`, or an error naming
 /// `op` when the tensor is strided.

@@ -15,13 +15,15 @@
 //! No gradient flows through `mu_hat`, `var_hat`; evaluation uses them
 //! unchanged. On the CPU in f32/f64 the statistics and the normalization
 //! are fused (`cpu_batch_norm.rs`); elsewhere the layer is built from
-//! candle ops ([`EstimatedBatchNorm::forward_composite`]). The estimates are stored as `running_mean`, `running_var`
-//! `(C,)`, so BN weights load into this layer. `r` comes from a shared
+//! candle ops ([`EstimatedBatchNorm::forward_composite`]). The estimates
+//! are stored as `running_mean`, `running_var` `(C,)`, so BN weights load
+//! into this layer. `r` comes from a shared
 //! [`MovingSpeed`] that the training loop sets every step (the engine can tie
 //! it to the learning rate); `r = 0` freezes the estimates.
 
 use crate::batch_norm::ChannelAffine;
-use crate::cpu_batch_norm::{channel_moments, supported};
+use crate::cpu_batch_norm::channel_moments;
+use crate::cpu_slice::fused_cpu_input;
 use crate::input::{channel_mean, channel_view};
 use crate::{Error, Result};
 use candle_core::{ModuleT, Tensor};
@@ -89,7 +91,7 @@ impl EstimatedBatchNorm {
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let a = &self.affine;
         let xv = channel_view(&a.name, x, a.channels)?;
-        if !supported(&xv) {
+        if !fused_cpu_input(&xv) {
             return self.forward_composite(x, train);
         }
         let r = self.speed.get();

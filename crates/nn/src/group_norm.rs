@@ -42,7 +42,7 @@ pub fn group_norm_affine(
     bias: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
-    if cpu_group_norm::supported(x) {
+    if crate::cpu_slice::fused_cpu_input(x) {
         Ok(cpu_group_norm::group_norm_affine(
             x, groups, weight, bias, eps,
         )?)

@@ -55,7 +55,7 @@ pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
 pub use batch_norm::{batch_norm, BatchNorm};
-pub use compute_threads::{on_own_pool, share_cores};
+pub use compute_threads::{compute_pool, on_own_pool, share_cores};
 pub use conv_backend::{quiet_thread_pools, ConvBackend};
 pub use conv_fn::{
     conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,

@@ -230,11 +230,30 @@ impl VideoTask {
     }
 
     /// Evaluates on the validation split with `clips x crops` views per
-    /// video (softmax scores averaged). Consecutive videos share a forward
-    /// pass of up to [`EVAL_VIEWS`] views (at least one video); in eval mode
+    /// video (softmax scores averaged), up to [`EVAL_VIEWS`] views per
+    /// forward pass ([`Self::scores`]).
+    pub fn evaluate_views(&self, clips: usize, crops: usize) -> Result<VideoMetrics> {
+        let (scored, skipped) = self.scores(clips, crops, EVAL_VIEWS)?;
+        let train_skipped = self.train_skips.as_ref().map_or(0, |s| s.skipped());
+        Ok(video_metrics(
+            &scored,
+            self.config.model.num_classes,
+            skipped + train_skipped,
+        ))
+    }
+
+    /// Per validation video, in order, the mean softmax over its `clips x
+    /// crops` views and its label, with the number of videos skipped as
+    /// unreadable (left out of the list). Consecutive videos share a forward
+    /// pass of up to `max_views` views (at least one video); in eval mode
     /// every norm treats each view on its own, so the batching changes no
     /// score beyond float rounding.
-    pub fn evaluate_views(&self, clips: usize, crops: usize) -> Result<VideoMetrics> {
+    pub fn scores(
+        &self,
+        clips: usize,
+        crops: usize,
+        max_views: usize,
+    ) -> Result<(Vec<(Vec<f32>, usize)>, usize)> {
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
@@ -245,29 +264,27 @@ impl VideoTask {
         let mut views = vec![];
         let mut pending: Vec<(usize, usize)> = vec![];
         for v in 0..n {
-            match self.val.test_views(v, clips, crops) {
-                Ok(vs) => {
-                    pending.push((vs.len(), self.val.label(v)));
-                    views.extend(vs);
-                }
+            let vs = match self.val.test_views(v, clips, crops) {
+                Ok(vs) => vs,
                 Err(e) if self.config.data.skip_bad => {
                     eprintln!("skipping validation video {v}: {e}");
                     skipped += 1;
+                    continue;
                 }
                 Err(e) => return Err(e),
-            }
-            if !pending.is_empty() && (views.len() >= EVAL_VIEWS || v + 1 == n) {
+            };
+            if !pending.is_empty() && views.len() + vs.len() > max_views {
                 self.score(&views, &pending, &mut scored)?;
                 views.clear();
                 pending.clear();
             }
+            pending.push((vs.len(), self.val.label(v)));
+            views.extend(vs);
         }
-        let train_skipped = self.train_skips.as_ref().map_or(0, |s| s.skipped());
-        Ok(video_metrics(
-            &scored,
-            self.config.model.num_classes,
-            skipped + train_skipped,
-        ))
+        if !pending.is_empty() {
+            self.score(&views, &pending, &mut scored)?;
+        }
+        Ok((scored, skipped))
     }
 
     /// Scores the videos of `pending` (views per video, label) from one
