@@ -253,7 +253,7 @@ impl VideoTask {
         clips: usize,
         crops: usize,
         max_views: usize,
-    ) -> Result<(Vec<(Vec<f32>, usize)>, usize)> {
+    ) -> Result<(Vec<Scored>, usize)> {
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
@@ -293,7 +293,7 @@ impl VideoTask {
         &self,
         views: &[ClipSample],
         pending: &[(usize, usize)],
-        scored: &mut Vec<(Vec<f32>, usize)>,
+        scored: &mut Vec<Scored>,
     ) -> Result<()> {
         let (x, _) = collate(views, &self.device)?;
         let probs = candle_nn::ops::softmax(&self.model.forward_t(&x, false)?, D::Minus1)?;
@@ -306,6 +306,9 @@ impl VideoTask {
         Ok(())
     }
 }
+
+/// A video's softmax scores (the mean over its views) and its label.
+pub type Scored = (Vec<f32>, usize);
 
 /// Views per forward pass in [`VideoTask::evaluate_views`]. One pass per
 /// video made the five evaluations of a comparison's R3D-10 run 13% of its
