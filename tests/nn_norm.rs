@@ -274,6 +274,34 @@ fn shape_mismatches_name_the_layer_and_both_shapes() -> Result<()> {
     Ok(())
 }
 
+/// Asserts that each tensor of a fused path is within `tol` (relative to
+/// the largest magnitude, at least 1) of the composite path's, by name.
+fn assert_paths_agree(
+    names: &[&str],
+    fused: &[Tensor],
+    composite: &[Tensor],
+    tol: f64,
+    context: &str,
+) -> Result<()> {
+    assert_eq!(
+        (names.len(), fused.len()),
+        (composite.len(), composite.len())
+    );
+    for (what, (a, e)) in names.iter().zip(fused.iter().zip(composite)) {
+        let scale = e
+            .abs()?
+            .max_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        let diff = max_abs_diff(a, e)?;
+        assert!(
+            diff <= tol * scale.max(1.0),
+            "{context}: {what} differs by {diff}"
+        );
+    }
+    Ok(())
+}
+
 /// The fused CPU group norm equals the composite one from candle ops, value
 /// and gradients (x, weight, bias), in f64 and f32.
 #[test]
@@ -300,21 +328,13 @@ fn fused_group_norm_matches_the_composite() -> Result<()> {
                 let g = |v: &Var| grads.get(v.as_tensor()).cloned().expect("gradient");
                 results.push([y, g(&x), g(&w), g(&b)]);
             }
-            for (what, (a, e)) in ["y", "dx", "dw", "db"]
-                .iter()
-                .zip(results[0].iter().zip(&results[1]))
-            {
-                let scale = e
-                    .abs()?
-                    .max_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-                let diff = max_abs_diff(a, e)?;
-                assert!(
-                    diff <= tol * scale.max(1.0),
-                    "{dtype:?} {shape:?} groups {groups}: {what} differs by {diff}"
-                );
-            }
+            assert_paths_agree(
+                &["y", "dx", "dw", "db"],
+                &results[0],
+                &results[1],
+                tol,
+                &format!("{dtype:?} {shape:?} groups {groups}"),
+            )?;
         }
     }
     Ok(())
@@ -392,21 +412,13 @@ fn fused_batch_norms_match_their_composites() -> Result<()> {
                             data["n.running_var"].as_tensor().clone(),
                         ]);
                     }
-                    for (what, (a, e)) in ["y", "dx", "dw", "db", "running_mean", "running_var"]
-                        .iter()
-                        .zip(results[0].iter().zip(&results[1]))
-                    {
-                        let scale = e
-                            .abs()?
-                            .max_all()?
-                            .to_dtype(DType::F64)?
-                            .to_scalar::<f64>()?;
-                        let diff = max_abs_diff(a, e)?;
-                        assert!(
-                            diff <= tol * scale.max(1.0),
-                            "{kind} {dtype:?} {shape:?} train={train}: {what} differs by {diff}"
-                        );
-                    }
+                    assert_paths_agree(
+                        &["y", "dx", "dw", "db", "running_mean", "running_var"],
+                        &results[0],
+                        &results[1],
+                        tol,
+                        &format!("{kind} {dtype:?} {shape:?} train={train}"),
+                    )?;
                 }
             }
         }

@@ -87,17 +87,21 @@ impl ChannelAffine {
         Ok(())
     }
 
-    /// [`Self::blend`] with `new` as f64 values per channel, computed in f64.
-    pub fn blend_values(state: &Var, new: &[f64], r: f64) -> Result<()> {
+    /// [`Self::blend`] with `new` as f64 values per channel, computed in f64;
+    /// returns the blended state as stored (rounded to f32 in an f32 model),
+    /// so that the caller need not read it back.
+    pub fn blend_values(state: &Var, new: &[f64], r: f64) -> Result<Vec<f64>> {
         let old = Self::values(state)?;
+        let f32_state = state.dtype() == DType::F32;
         let v: Vec<f64> = old
             .iter()
             .zip(new)
             .map(|(o, n)| (1.0 - r) * o + r * n)
+            .map(|b| if f32_state { b as f32 as f64 } else { b })
             .collect();
-        let t = Tensor::from_vec(v, old.len(), state.device())?.to_dtype(state.dtype())?;
+        let t = Tensor::from_vec(v.clone(), old.len(), state.device())?.to_dtype(state.dtype())?;
         state.set(&t)?;
-        Ok(())
+        Ok(v)
     }
 
     /// A `(C,)` state as f64 values.
@@ -168,6 +172,8 @@ impl BatchNorm {
             let count = self.check_count(x)? as f64;
             let (mean, var) = channel_moments(&xv, None)?;
             let unbiased: Vec<f64> = var.iter().map(|v| v * count / (count - 1.0)).collect();
+            // BN normalizes with the batch statistics; the blended state is
+            // only kept.
             ChannelAffine::blend_values(&a.running_mean, &mean, self.momentum)?;
             ChannelAffine::blend_values(&a.running_var, &unbiased, self.momentum)?;
             channel_affine(&xv, &a.weight, &a.bias, &mean, &var, a.eps, true)?

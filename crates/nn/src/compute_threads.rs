@@ -6,7 +6,7 @@
 //! program's main thread, a comparison's job thread), each parallel op
 //! queues its work on the global pool and sleeps on a futex until a worker
 //! has run it: two context switches per op. A CPU-scale training step is
-//! hundreds of small ops, so that hand-off outweighs the work. Measured on
+//! hundreds of small ops, so that hand-off outweighs the work. One run each on
 //! the 2-core machine of `experiments/RESULTS.md` (2026-11-30; 3,000 steps of
 //! the small Fashion-VOC DeepLabV3 with GN+WS, one process): 15.7 s from the
 //! main thread (11.3 s of it in the kernel: 400 futex calls and 220

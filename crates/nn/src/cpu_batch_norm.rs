@@ -8,7 +8,7 @@
 //! updates as many small ops again. On the comparisons' CPU-scale models
 //! they cost more than the convolutions: 3,000 steps of the small
 //! Fashion-VOC DeepLabV3 with BN at batch 1 on one thread took 7.7 s with the
-//! composite and 5.0 s fused (2026-11-30). For `x: (N, C, L)`, per channel `c`
+//! composite and 5.0 s fused (one run each, 2026-11-30). For `x: (N, C, L)`, per channel `c`
 //! over its `M = N * L` values, `w, b: (C,)`, `r = 1 / sqrt(var + eps)`:
 //!
 //! ```text
@@ -24,7 +24,9 @@
 //! the rows of a channel in order, so the result does not depend on the
 //! thread count.
 
-use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
+use crate::cpu_slice::{
+    contiguous, lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads,
+};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -196,47 +198,9 @@ impl ChannelAffineOp {
                     *d = T::from_f64(wr * (g.to_f64() - a - x_hat(ch, *v) * b));
                 }
             });
-        for (o, v) in tail.iter_mut().zip(dw.iter().chain(&db)) {
-            *o = T::from_f64(*v);
-        }
+        write_affine_grads(tail, &dw, &db);
         out
     }
-}
-
-/// `(C, L)` of an `(N, C, L)` layout.
-fn dims(l: &Layout) -> candle_core::Result<(usize, usize)> {
-    match l.dims() {
-        [_, c, len] => Ok((*c, *len)),
-        d => candle_core::bail!("fused batch norm expects (N, C, L), got {d:?}"),
-    }
-}
-
-/// Runs the generic method `$obj.$f(x, y, z, c, len)` on three f32 or three
-/// f64 contiguous storages.
-macro_rules! on_three {
-    ($op:expr, ($s1:expr, $l1:expr), ($s2:expr, $l2:expr), ($s3:expr, $l3:expr), $obj:expr, $f:ident, $c:expr, $len:expr) => {
-        match ($s1, $s2, $s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32($obj.$f(
-                    contiguous::<f32>($op, $s1, $l1)?,
-                    contiguous::<f32>($op, $s2, $l2)?,
-                    contiguous::<f32>($op, $s3, $l3)?,
-                    $c,
-                    $len,
-                ))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64($obj.$f(
-                    contiguous::<f64>($op, $s1, $l1)?,
-                    contiguous::<f64>($op, $s2, $l2)?,
-                    contiguous::<f64>($op, $s3, $l3)?,
-                    $c,
-                    $len,
-                ))
-            }
-            _ => candle_core::bail!("{}: f32 or f64 inputs of one type", $op),
-        }
-    };
 }
 
 impl CustomOp3 for ChannelAffineOp {
@@ -253,17 +217,10 @@ impl CustomOp3 for ChannelAffineOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (c, l) = dims(l1)?;
-        let out = on_three!(
-            "batch norm",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            self,
-            forward,
-            c,
-            l
-        );
+        let op = "fused batch norm";
+        let (c, l) = norm_dims(op, l1)?;
+        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, b| self
+            .forward(x, w, b, c, l));
         Ok((out, l1.shape().clone()))
     }
 
@@ -277,11 +234,7 @@ impl CustomOp3 for ChannelAffineOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let packed =
             x.apply_op3_no_bwd(w, &grad.contiguous()?, &ChannelAffineGrad(self.clone()))?;
-        let (n_x, c) = (x.elem_count(), w.elem_count());
-        let dx = packed.narrow(0, 0, n_x)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n_x, c)?;
-        let db = packed.narrow(0, n_x + c, c)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        split_affine_grads(&packed, x, w.elem_count())
     }
 }
 
@@ -302,17 +255,11 @@ impl CustomOp3 for ChannelAffineGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (c, l) = dims(l1)?;
-        let out = on_three!(
-            "batch norm backward",
-            (s1, l1),
-            (s2, l2),
-            (s3, l3),
-            self.0,
-            backward,
-            c,
-            l
-        );
+        let op = "fused batch norm backward";
+        let (c, l) = norm_dims(op, l1)?;
+        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, dy| self
+            .0
+            .backward(x, w, dy, c, l));
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * c)))
     }
 }

@@ -14,7 +14,7 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 
-use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
+use crate::cpu_slice::{lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -121,19 +121,8 @@ impl GroupNormOp {
                 db[c0 + j] += s_dy;
             }
         }
-        let tail = &mut out[x.len()..];
-        for (o, v) in tail.iter_mut().zip(dw.iter().chain(&db)) {
-            *o = T::from_f64(*v);
-        }
+        write_affine_grads(&mut out[x.len()..], &dw, &db);
         out
-    }
-}
-
-/// `(C, L)` of an `(N, C, L)` layout.
-fn dims(l: &Layout) -> candle_core::Result<(usize, usize)> {
-    match l.dims() {
-        [_, c, len] => Ok((*c, *len)),
-        d => candle_core::bail!("fused group norm expects (N, C, L), got {d:?}"),
     }
 }
 
@@ -151,29 +140,10 @@ impl CustomOp3 for GroupNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (c, l) = dims(l1)?;
-        let op = "group norm";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.forward(
-                    contiguous::<f32>(op, s1, l1)?,
-                    contiguous::<f32>(op, s2, l2)?,
-                    contiguous::<f32>(op, s3, l3)?,
-                    c,
-                    l,
-                ))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.forward(
-                    contiguous::<f64>(op, s1, l1)?,
-                    contiguous::<f64>(op, s2, l2)?,
-                    contiguous::<f64>(op, s3, l3)?,
-                    c,
-                    l,
-                ))
-            }
-            _ => candle_core::bail!("fused group norm supports f32 and f64"),
-        };
+        let op = "fused group norm";
+        let (c, l) = norm_dims(op, l1)?;
+        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, b| self
+            .forward(x, w, b, c, l));
         Ok((out, l1.shape().clone()))
     }
 
@@ -195,11 +165,7 @@ impl CustomOp3 for GroupNormOp {
                 },
             },
         )?;
-        let (n_x, c) = (x.elem_count(), w.elem_count());
-        let dx = packed.narrow(0, 0, n_x)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n_x, c)?;
-        let db = packed.narrow(0, n_x + c, c)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        split_affine_grads(&packed, x, w.elem_count())
     }
 }
 
@@ -222,29 +188,11 @@ impl CustomOp3 for GroupNormGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (c, l) = dims(l1)?;
-        let op = "group norm backward";
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.op.backward(
-                    contiguous::<f32>(op, s1, l1)?,
-                    contiguous::<f32>(op, s2, l2)?,
-                    contiguous::<f32>(op, s3, l3)?,
-                    c,
-                    l,
-                ))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.op.backward(
-                    contiguous::<f64>(op, s1, l1)?,
-                    contiguous::<f64>(op, s2, l2)?,
-                    contiguous::<f64>(op, s3, l3)?,
-                    c,
-                    l,
-                ))
-            }
-            _ => candle_core::bail!("fused group norm supports f32 and f64"),
-        };
+        let op = "fused group norm backward";
+        let (c, l) = norm_dims(op, l1)?;
+        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, dy| self
+            .op
+            .backward(x, w, dy, c, l));
         let len = l1.shape().elem_count() + 2 * c;
         Ok((out, Shape::from(len)))
     }

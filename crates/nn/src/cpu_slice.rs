@@ -71,7 +71,8 @@ pub fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) 
 /// Runs a kernel generic over the element type on the contiguous elements of
 /// one or two f32 (or f64) CPU storages, giving a storage of the same type:
 /// `float_op!(name, (s, l), |x| kernel(x))` or
-/// `float_op!(name, (s1, l1), (s2, l2), |a, b| kernel(a, b))`. Other types
+/// `float_op!(name, (s1, l1), (s2, l2), |a, b| kernel(a, b))` (and three
+/// storages alike). Other types
 /// (and mixed ones) are an error naming `name`.
 #[macro_export]
 macro_rules! float_op {
@@ -103,4 +104,60 @@ macro_rules! float_op {
             _ => candle_core::bail!("{}: f32 or f64 only (both operands alike)", $name),
         }
     };
+    ($name:expr, ($s1:expr, $l1:expr), ($s2:expr, $l2:expr), ($s3:expr, $l3:expr), |$a:ident, $b:ident, $c:ident| $body:expr) => {
+        match ($s1, $s2, $s3) {
+            (
+                candle_core::CpuStorage::F32(_),
+                candle_core::CpuStorage::F32(_),
+                candle_core::CpuStorage::F32(_),
+            ) => {
+                let $a = $crate::cpu_slice::contiguous::<f32>($name, $s1, $l1)?;
+                let $b = $crate::cpu_slice::contiguous::<f32>($name, $s2, $l2)?;
+                let $c = $crate::cpu_slice::contiguous::<f32>($name, $s3, $l3)?;
+                candle_core::CpuStorage::F32($body)
+            }
+            (
+                candle_core::CpuStorage::F64(_),
+                candle_core::CpuStorage::F64(_),
+                candle_core::CpuStorage::F64(_),
+            ) => {
+                let $a = $crate::cpu_slice::contiguous::<f64>($name, $s1, $l1)?;
+                let $b = $crate::cpu_slice::contiguous::<f64>($name, $s2, $l2)?;
+                let $c = $crate::cpu_slice::contiguous::<f64>($name, $s3, $l3)?;
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: f32 or f64 only (all operands alike)", $name),
+        }
+    };
+}
+
+/// `(C, L)` of the `(N, C, L)` layout a fused norm op takes, or an error
+/// naming `op`.
+pub(crate) fn norm_dims(op: &str, l: &Layout) -> candle_core::Result<(usize, usize)> {
+    match l.dims() {
+        [_, c, len] => Ok((*c, *len)),
+        d => candle_core::bail!("{op} expects (N, C, L), got {d:?}"),
+    }
+}
+
+/// Splits the packed `[dx | dw | db]` a fused norm's backward op returns
+/// into `dx` (shaped like `x`) and the `(C,)` gradients of its affine.
+pub(crate) fn split_affine_grads(
+    packed: &Tensor,
+    x: &Tensor,
+    c: usize,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let n_x = x.elem_count();
+    let dx = packed.narrow(0, 0, n_x)?.reshape(x.shape())?;
+    let dw = packed.narrow(0, n_x, c)?;
+    let db = packed.narrow(0, n_x + c, c)?;
+    Ok((Some(dx), Some(dw), Some(db)))
+}
+
+/// Writes the per-channel `dw`, `db` sums into the `2C` tail of a packed
+/// `[dx | dw | db]` vector.
+pub(crate) fn write_affine_grads<T: WithDType>(tail: &mut [T], dw: &[f64], db: &[f64]) {
+    for (o, v) in tail.iter_mut().zip(dw.iter().chain(db)) {
+        *o = T::from_f64(*v);
+    }
 }

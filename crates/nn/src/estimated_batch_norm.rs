@@ -95,14 +95,19 @@ impl EstimatedBatchNorm {
             return self.forward_composite(x, train);
         }
         let r = self.speed.get();
-        if train && r > 0.0 {
+        let (mean, var) = if train && r > 0.0 {
             let mu_old = ChannelAffine::values(&a.running_mean)?;
             let (mu_b, v_b) = channel_moments(&xv, Some(&mu_old))?;
-            ChannelAffine::blend_values(&a.running_mean, &mu_b, r)?;
-            ChannelAffine::blend_values(&a.running_var, &v_b, r)?;
-        }
-        let mean = ChannelAffine::values(&a.running_mean)?;
-        let var = ChannelAffine::values(&a.running_var)?;
+            (
+                ChannelAffine::blend_values(&a.running_mean, &mu_b, r)?,
+                ChannelAffine::blend_values(&a.running_var, &v_b, r)?,
+            )
+        } else {
+            (
+                ChannelAffine::values(&a.running_mean)?,
+                ChannelAffine::values(&a.running_var)?,
+            )
+        };
         Ok(a.normalize_values(&xv, &mean, &var)?.reshape(x.shape())?)
     }
 

@@ -312,7 +312,7 @@ pub type Scored = (Vec<f32>, usize);
 
 /// Views per forward pass in [`VideoTask::evaluate_views`]. One pass per
 /// video made the five evaluations of a comparison's R3D-10 run 13% of its
-/// time (7 of 54 s); 16 of its views take a few MB.
+/// time (7 of 54 s in one run); 16 of its views take a few MB.
 pub const EVAL_VIEWS: usize = 16;
 
 impl Task for VideoTask {
