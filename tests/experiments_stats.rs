@@ -7,7 +7,10 @@
 
 use std::path::Path;
 use wsbcn_experiments::cell_run::cell_config;
-use wsbcn_experiments::report::{cell_gain, claims, judge, verdicts, Judgement, Row, PLATEAU};
+use wsbcn_experiments::report::{
+    cell_gain, claims, gain_converged, judge, match_outcome, verdicts, Judgement, Row,
+    MATCH_MARGIN, PLATEAU,
+};
 use wsbcn_experiments::stats::{Summary, Verdict, Welch};
 use wsbcn_experiments::Comparison;
 use wsbcn_train::{load_config, TrainConfig};
@@ -72,7 +75,8 @@ fn row(variant: &str, norm: &str, batch: usize, finals: &[f64], last_gain: f64) 
         metric: "miou".into(),
         finals: finals.to_vec(),
         unfinished: 0,
-        last_gain: Some(last_gain),
+        // Every seed with the same gain: an interval of width 0.
+        last_gain: Some(Summary::of(&vec![last_gain; finals.len()])),
         values_per_channel: Some(batch as f64 * 64.0),
         wall_s: 1.0,
         samples_per_s: 1.0,
@@ -81,19 +85,55 @@ fn row(variant: &str, norm: &str, batch: usize, finals: &[f64], last_gain: f64) 
 }
 
 #[test]
-fn a_cell_converges_by_the_last_gain_of_its_mean_curve() {
+fn a_cell_is_not_converged_only_when_its_seeds_show_it_clearly_rising() {
     // Seeds' last gains 0.036, 0.017 and -0.014 (BN at batch 1 in a quick
-    // run): one seed jumps, the mean curve rises by 0.013 and is still
-    // rising; 0.012, 0.006, 0.008 give 0.00867, converged.
-    let rising = cell_gain(&[Some(0.036), Some(0.017), Some(-0.014)]).unwrap();
-    assert!(close(rising, 0.013, 1e-12), "{rising}");
-    assert!(rising > PLATEAU);
-    let flat = cell_gain(&[Some(0.012), Some(0.006), Some(0.008)]).unwrap();
-    assert!(close(flat, 0.026 / 3.0, 1e-12), "{flat}");
-    assert!(flat <= PLATEAU);
+    // run): mean 0.013, s = sqrt(0.001274 / 2) = 0.025239, interval
+    // 0.013 +- 4.302653 * 0.025239 / sqrt(3) = 0.013 +- 0.062696, which
+    // reaches below 0.01: one seed jumped, the cell is not shown rising.
+    let noisy = cell_gain(&[Some(0.036), Some(0.017), Some(-0.014)]).unwrap();
+    assert!(close(noisy.mean, 0.013, 1e-12), "{noisy:?}");
+    assert!(
+        close(noisy.half_width.unwrap(), 0.062_696, 1e-6),
+        "{noisy:?}"
+    );
+    assert!(noisy.mean > PLATEAU && gain_converged(&noisy));
+    // 0.030, 0.025, 0.035: 0.030 +- 4.302653 * 0.005 / sqrt(3) = 0.030 +-
+    // 0.012421, wholly above 0.01: still rising, not converged.
+    let rising = cell_gain(&[Some(0.030), Some(0.025), Some(0.035)]).unwrap();
+    assert!(
+        close(rising.half_width.unwrap(), 0.012_421, 1e-6),
+        "{rising:?}"
+    );
+    assert!(!gain_converged(&rising));
+    // One seed: no interval, its gain against 0.01.
+    assert!(!gain_converged(&cell_gain(&[Some(0.012)]).unwrap()));
+    assert!(gain_converged(&cell_gain(&[Some(0.008)]).unwrap()));
     // A seed with a single evaluation, or no seed: no gain, not converged.
     assert_eq!(cell_gain(&[Some(0.0), None]), None);
     assert_eq!(cell_gain(&[]), None);
+}
+
+#[test]
+fn matching_is_a_non_inferiority_test_with_the_stated_margin() {
+    assert_eq!(MATCH_MARGIN, 0.05);
+    let big = [0.72, 0.73, 0.74];
+    // Equal spreads (s = 0.01, n = 3): se = sqrt(2 * 0.0001 / 3) =
+    // 0.0081650, df = 4, half-width 2.776445 * se = 0.022670.
+    let outcome = |a: &[f64], diff: f64, want: &str| {
+        let w = Welch::test(a, &big).unwrap();
+        assert!(close(w.diff, diff, 1e-12), "{w:?}");
+        assert!(close(w.half_width, 0.022_670, 1e-6), "{w:?}");
+        assert_eq!(match_outcome(&w), want, "{w:?}");
+    };
+    // -0.02 [-0.0427, +0.0027]: within the margin.
+    outcome(&[0.70, 0.71, 0.72], -0.02, "reproduces");
+    // -0.03 [-0.0527, -0.0073]: straddles -0.05.
+    outcome(&[0.69, 0.70, 0.71], -0.03, "not resolved");
+    // -0.12 [-0.1427, -0.0973]: wholly below.
+    outcome(&[0.60, 0.61, 0.62], -0.12, "does not reproduce");
+    // No spread on either side: no interval, no decision.
+    let flat = Welch::test(&[0.7, 0.7], &[0.7, 0.7]).unwrap();
+    assert_eq!(match_outcome(&flat), "not resolved");
 }
 
 #[test]
@@ -146,7 +186,13 @@ fn the_claims_paragraph_answers_each_claim_from_a_test() {
     assert!(part("(a)", "(b)").contains("reproduces"), "{p}");
     let b = part("(b)", "(c)");
     assert!(b.contains("GN-WS: reproduces"), "{b}");
-    assert!(b.contains("BCN: not resolved"), "{b}");
+    // 0.41 +- 0.02 against 0.41 +- 0.01: no difference, and the interval
+    // (about +-0.04) lies above -0.05: a match.
+    assert!(
+        b.contains("BCN: reproduces (the difference's 95% interval lies above -0.05)"),
+        "{b}"
+    );
+    assert!(b.contains("not resolved by Welch's test alone"), "{b}");
     assert!(part("(c)", "\u{0}").contains(": reproduces"), "{p}");
     // BN that does not degrade: said so, with the values per channel.
     let flat = row("bn", "bn", 1, &[0.40, 0.42, 0.41], 0.0);

@@ -399,6 +399,117 @@ fn sliding_window_with_one_window_equals_whole_image_evaluation() {
 }
 
 #[test]
+fn batched_evaluation_scores_every_image_as_one_image_per_pass_does() {
+    use candle_core::Device;
+    use wsbcn_seg::augment::eval_sample;
+    use wsbcn_seg::deeplab::DeepLabConfig;
+    use wsbcn_seg::metrics::ConfusionMatrix;
+    use wsbcn_seg::resnet::ResNetConfig;
+    use wsbcn_seg::task::{EvalMode, SegConfig, SegTask};
+    let root = tmp("batched-eval");
+    voc_tree(&root, &["a", "b", "c", "d"]);
+    // Distinct images and labels: b inverted, c a 20x24 image, d shifted
+    // colours; labels of classes the untrained model predicts (1, 4, 9, 17,
+    // 18), so that a prediction scored against another image's label
+    // changes the confusion matrix.
+    let voc = root.join("VOCdevkit/VOC2012");
+    let (img, _) = item();
+    for (id, left, right) in [("a", 9, 17), ("b", 1, 4), ("d", 18, 9)] {
+        let l = LabelMap {
+            width: 16,
+            height: 16,
+            data: (0..256)
+                .map(|i| if i % 16 < 8 { left } else { right })
+                .collect(),
+        };
+        write_label(&voc.join(format!("SegmentationClass/{id}.png")), &l).unwrap();
+    }
+    let inverted = RgbImage::from_fn(16, 16, |x, y| {
+        let p = img.get_pixel(x, y).0;
+        Rgb([255 - p[0], 255 - p[1], 255 - p[2]])
+    });
+    inverted.save(voc.join("JPEGImages/b.jpg")).unwrap();
+    let wide = RgbImage::from_fn(24, 20, |x, y| Rgb([(x * 10) as u8, (y * 12) as u8, 90]));
+    wide.save(voc.join("JPEGImages/c.jpg")).unwrap();
+    let wide_label = LabelMap {
+        width: 24,
+        height: 20,
+        data: (0..480).map(|i| if i % 24 < 12 { 17 } else { 1 }).collect(),
+    };
+    write_label(&voc.join("SegmentationClass/c.png"), &wide_label).unwrap();
+    let shifted = RgbImage::from_fn(16, 16, |x, y| {
+        let p = img.get_pixel(x, y).0;
+        Rgb([p[1], p[2], p[0]])
+    });
+    shifted.save(voc.join("JPEGImages/d.jpg")).unwrap();
+    let mut cfg = SegConfig {
+        model: DeepLabConfig {
+            backbone: ResNetConfig {
+                depth: 18,
+                width: 0.25,
+                output_stride: 8,
+                ..ResNetConfig::default()
+            },
+            aspp_channels: 16,
+            aspp_rates: [1, 2, 3],
+            ..DeepLabConfig::default()
+        },
+        ..SegConfig::default()
+    };
+    cfg.norm.spec = "gn".into();
+    cfg.norm.groups = 4;
+    cfg.data.root = root.join("VOCdevkit");
+    cfg.data.val_split = "train".into();
+    let split = VocSplit::open(&cfg.data.root, "train", 21).unwrap();
+    let samples: Vec<_> = (0..4)
+        .map(|i| {
+            let it = split.read(i).unwrap();
+            eval_sample(&it.image, &it.label, &cfg.data.augment)
+        })
+        .collect();
+    for eval in [
+        EvalMode::Whole,
+        EvalMode::Slide {
+            window: 12,
+            stride: 5,
+        },
+    ] {
+        cfg.data.eval = eval;
+        let task = SegTask::new(&cfg, &Device::Cpu).unwrap();
+        // The three 16x16 images in one pass: each as on its own.
+        let same: Vec<_> = [0, 1, 3].iter().map(|&i| samples[i].clone()).collect();
+        let batch = task.predict_batch_logits(&same).unwrap();
+        assert_eq!(batch.dims(), [3, 21, 16, 16]);
+        for (i, s) in same.iter().enumerate() {
+            let one = task.predict_logits(s).unwrap();
+            let diff = (batch.get(i).unwrap() - one)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "{:?} sample {i}: {diff}", cfg.data.eval);
+        }
+        // Mixed sizes are refused, not silently cropped.
+        assert!(task
+            .predict_batch_logits(&[samples[0].clone(), samples[2].clone()])
+            .is_err());
+        // The split's metrics, whatever the batch, equal one image per pass.
+        let mut cm = ConfusionMatrix::new(21);
+        for s in &samples {
+            cm.add(&s.label, &task.predict(s).unwrap()).unwrap();
+        }
+        let want = cm.metrics();
+        for max in [1, 2, 32] {
+            assert_eq!(task.evaluate_in_batches(max).unwrap(), want, "batch {max}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
 fn every_segmentation_config_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/seg");
     let mut names = vec![];

@@ -77,8 +77,8 @@ pub enum DataKind {
     FashionVoc,
     /// The small Fashion-VOC of the comparisons: `wsbcn-data fashion-voc
     /// --out data/fashion-voc-coarse-32 --size 32 --garments 1,1 --scale
-    /// 0.9,1.1 --val 500 --classes coarse` (one garment per 32x32 image, 5
-    /// garment classes, 500 validation images).
+    /// 0.9,1.1 --val 5000 --classes coarse` (one garment per 32x32 image, 5
+    /// garment classes, 5,000 validation images).
     #[serde(rename = "fashion-voc-coarse-32")]
     FashionVocCoarse32,
     /// `wsbcn-data fashion-ssv2 --out data/fashion-ssv2` and its two clip caches.

@@ -20,6 +20,11 @@ use wsbcn_train::{
     pixel_cross_entropy, to_toml, Dataset, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
 };
 
+/// The most validation images of one size [`SegTask::evaluate_split`]
+/// stacks into one forward pass: at batch 1 a small model's step is mostly
+/// per-op overhead, so batching makes evaluation several times cheaper.
+pub const EVAL_BATCH: usize = 32;
+
 /// How evaluation covers an image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
@@ -206,19 +211,42 @@ impl SegTask {
 
     /// Logits `(K, H, W)` of one evaluation sample.
     pub fn predict_logits(&self, sample: &SegSample) -> Result<Tensor> {
-        let x = Tensor::from_vec(
-            sample.image.clone(),
-            (1, 3, sample.h, sample.w),
-            &self.device,
-        )?;
+        Ok(self
+            .predict_batch_logits(std::slice::from_ref(sample))?
+            .squeeze(0)?)
+    }
+
+    /// Logits `(N, K, H, W)` of `N >= 1` evaluation samples of one size
+    /// `(H, W)`, in one forward pass per window. In evaluation every norm
+    /// uses per-sample or stored statistics, so each sample's logits are
+    /// those of [`Self::predict_logits`] (up to the order of float sums).
+    pub fn predict_batch_logits(&self, samples: &[SegSample]) -> Result<Tensor> {
+        let first = samples
+            .first()
+            .ok_or_else(|| Error::Config("no samples to predict".into()))?;
+        let (h, w) = (first.h, first.w);
+        if samples.iter().any(|s| (s.h, s.w) != (h, w)) {
+            return Err(Error::Config(
+                "a prediction batch mixes sample sizes".into(),
+            ));
+        }
+        let pixels: Vec<f32> = samples
+            .iter()
+            .flat_map(|s| s.image.iter().copied())
+            .collect();
+        let x = Tensor::from_vec(pixels, (samples.len(), 3, h, w), &self.device)?;
         match self.config.data.eval {
-            EvalMode::Whole => Ok(self.model.forward_t(&x, false)?.logits.squeeze(0)?),
+            EvalMode::Whole => Ok(self.model.forward_t(&x, false)?.logits),
             EvalMode::Slide { window, stride } => self.slide(&x, window, stride),
         }
     }
 
+    /// Sliding-window logits `(N, K, H, W)` of `x: (N, 3, H, W)`: the image
+    /// is zero-padded to at least `window` a side, windows start every
+    /// `stride` pixels (the last flush with the far edge), and each pixel
+    /// averages the logits of the windows that cover it.
     fn slide(&self, x: &Tensor, window: usize, stride: usize) -> Result<Tensor> {
-        let (h, w) = (x.dim(2)?, x.dim(3)?);
+        let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
         // Pad small images to the window (with 0, the normalized mean).
         let (ph, pw) = (h.max(window), w.max(window));
         let xp = x
@@ -233,8 +261,9 @@ impl SegTask {
             s
         };
         let k = self.config.model.num_classes;
-        let mut sum = vec![0f32; k * ph * pw];
-        let mut count = vec![0f32; ph * pw];
+        let plane = ph * pw;
+        let mut sum = vec![0f32; n * k * plane];
+        let mut count = vec![0f32; plane];
         for &y0 in &starts(ph) {
             for &x0 in &starts(pw) {
                 let crop = xp.narrow(2, y0, window)?.narrow(3, x0, window)?;
@@ -244,29 +273,30 @@ impl SegTask {
                     .logits
                     .flatten_all()?
                     .to_vec1()?;
-                for c in 0..k {
-                    for yy in 0..window {
-                        for xx in 0..window {
-                            sum[(c * ph + y0 + yy) * pw + x0 + xx] +=
-                                logits[(c * window + yy) * window + xx];
+                for (nc, map) in logits.chunks_exact(window * window).enumerate() {
+                    let out = &mut sum[nc * plane..(nc + 1) * plane];
+                    for (yy, row) in map.chunks_exact(window).enumerate() {
+                        let at = (y0 + yy) * pw + x0;
+                        for (o, v) in out[at..at + window].iter_mut().zip(row) {
+                            *o += v;
                         }
                     }
                 }
                 for yy in 0..window {
-                    for xx in 0..window {
-                        count[(y0 + yy) * pw + x0 + xx] += 1.0;
+                    for c in &mut count[(y0 + yy) * pw + x0..(y0 + yy) * pw + x0 + window] {
+                        *c += 1.0;
                     }
                 }
             }
         }
-        for c in 0..k {
-            for i in 0..ph * pw {
-                sum[c * ph * pw + i] /= count[i];
+        for map in sum.chunks_exact_mut(plane) {
+            for (v, c) in map.iter_mut().zip(&count) {
+                *v /= c;
             }
         }
-        Ok(Tensor::from_vec(sum, (k, ph, pw), &self.device)?
-            .narrow(1, 0, h)?
-            .narrow(2, 0, w)?)
+        Ok(Tensor::from_vec(sum, (n, k, ph, pw), &self.device)?
+            .narrow(2, 0, h)?
+            .narrow(3, 0, w)?)
     }
 
     /// The predicted class of every pixel of one evaluation sample.
@@ -279,18 +309,52 @@ impl SegTask {
         Ok(pred.into_iter().map(|v| v as u8).collect())
     }
 
-    /// Evaluates on the validation split (see [`SegDataConfig::val_limit`]).
+    /// Evaluates on the validation split (see [`SegDataConfig::val_limit`]),
+    /// [`EVAL_BATCH`] images of one size per forward pass.
     pub fn evaluate_split(&self) -> Result<SegMetrics> {
-        let mut cm = ConfusionMatrix::new(self.config.model.num_classes);
+        self.evaluate_in_batches(EVAL_BATCH)
+    }
+
+    /// [`Self::evaluate_split`] with at most `max_batch` (at least 1)
+    /// consecutive validation images of one size per forward pass.
+    pub fn evaluate_in_batches(&self, max_batch: usize) -> Result<SegMetrics> {
+        let k = self.config.model.num_classes;
+        let mut cm = ConfusionMatrix::new(k);
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
         };
+        let mut pending: Vec<SegSample> = vec![];
+        let mut flush = |batch: &mut Vec<SegSample>| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let pred: Vec<u32> = self
+                .predict_batch_logits(batch)?
+                .argmax(1)?
+                .flatten_all()?
+                .to_vec1()?;
+            let pixels = batch[0].h * batch[0].w;
+            for (sample, p) in batch.iter().zip(pred.chunks_exact(pixels)) {
+                let p: Vec<u8> = p.iter().map(|&v| v as u8).collect();
+                cm.add(&sample.label, &p)?;
+            }
+            batch.clear();
+            Ok(())
+        };
         for i in 0..n {
             let item = self.val.read(i)?;
             let sample = eval_sample(&item.image, &item.label, &self.config.data.augment);
-            cm.add(&sample.label, &self.predict(&sample)?)?;
+            if pending.len() >= max_batch.max(1)
+                || pending
+                    .first()
+                    .is_some_and(|f| (f.h, f.w) != (sample.h, sample.w))
+            {
+                flush(&mut pending)?;
+            }
+            pending.push(sample);
         }
+        flush(&mut pending)?;
         Ok(cm.metrics())
     }
 }
