@@ -112,7 +112,7 @@ pub fn ensure(kind: DataKind, say: &dyn Fn(&str)) -> Result<()> {
 /// Fails unless the Fashion-VOC under `dir` lists `want` validation images:
 /// a folder built by an older version (500 then) would silently give other
 /// numbers.
-fn check_val_count(dir: &Path, want: usize) -> Result<()> {
+pub fn check_val_count(dir: &Path, want: usize) -> Result<()> {
     let list = dir.join("VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt");
     let text = std::fs::read_to_string(&list).map_err(|e| Error::file(&list, e))?;
     let have = text.lines().filter(|l| !l.trim().is_empty()).count();

@@ -12,12 +12,16 @@
 //! interval lies above [`PLATEAU`] (1 point of mIoU or top-1), or, with one
 //! seed, its gain exceeds it; also when a seed has a single evaluation. No
 //! verdict is drawn from a cell that is not converged. Why an interval and
-//! not the mean alone: a decaying schedule's last tenth adds about a point
-//! in every run (0.6-1.1 points, mean over 10 seeds, in the quick
-//! comparison; as much at 1.5 times the samples), and the seeds scatter
-//! around that by a point or more (BN at batch 1 moves with its running
-//! statistics), so a rule on the mean alone flagged cells by chance and
-//! two seed sets disagreed (`experiments/RESULTS.md`, 2026-11-30).
+//! not the mean alone: in the quick comparison the last tenth of a
+//! batch-1 run adds 0.6-1.1 points (mean over 10 seeds; large-batch BN
+//! 0.1-0.3), about as much at 1.5 times the samples, so most of it is the
+//! decaying schedule's annealing; the seeds scatter around that by a point
+//! or more (BN at batch 1 moves with its running statistics), and a rule
+//! on the mean alone flagged cells in one seed set and not in the next
+//! (`experiments/RESULTS.md`, 2026-11-30). The rule asks for evidence of a
+//! rise, so it is lenient with few seeds: with 5 seeds and a spread of a
+//! point, a mean gain up to about 2.2 points passes. The report prints
+//! every cell's gain with its interval.
 //!
 //! **Claims.** Claims (a) and (c) are directional and follow Welch's
 //! verdict. Claim (b), that a variant *matches or beats* large-batch BN, is
@@ -39,12 +43,12 @@ use wsbcn_nn::{LayerSpec, NormKind, WeightMode};
 pub const PLATEAU: f64 = 0.01;
 
 /// How far below large-batch BN (in metric units: mIoU, or top-1 as a
-/// fraction) a variant's mean may lie and still *match* it in claim (b).
-/// It is the difference the comparisons are built to resolve: with every
-/// cell's 95% interval within ±0.03, a difference of about 0.05 is the
-/// smallest a comparison can tell from none, and it is under a third of
-/// what BN loses at batch 1 on either task.
-pub const MATCH_MARGIN: f64 = 0.05;
+/// fraction) a variant's mean may lie and still *match* it in claim (b):
+/// two points, the size of the gaps between the normalizations the paper
+/// itself compares (VOC mIoU: BN 76.49, GN+WS 77.20, BCN+WS 78.10; ImageNet
+/// top-1: GN 75.2, BN 75.7, GN+WS 76.3; `METHOD.md`). It was fixed before
+/// the runs that check the verdicts' robustness (`experiments/RESULTS.md`).
+pub const MATCH_MARGIN: f64 = 0.02;
 
 /// A cell's last gain from its seeds' last gains (last evaluation minus the
 /// one before, `None` for a seed with fewer than two evaluations): their
@@ -382,13 +386,18 @@ fn match_claim(a: &Row, b: &Row) -> String {
     match (&j, welch) {
         (Judgement::Verdict(v, _), Some(w)) => {
             let outcome = match_outcome(&w);
-            let place = match outcome {
-                "reproduces" => "above",
-                "does not reproduce" => "below",
-                _ => "across",
+            let why = match outcome {
+                _ if !w.half_width.is_finite() => {
+                    "neither cell varies over seeds, so there is no interval".to_string()
+                }
+                "reproduces" => format!("the difference's 95% interval lies above -{MATCH_MARGIN}"),
+                "does not reproduce" => {
+                    format!("the difference's 95% interval lies below -{MATCH_MARGIN}")
+                }
+                _ => format!("the difference's 95% interval reaches across -{MATCH_MARGIN}"),
             };
             format!(
-                " {outcome} (the difference's 95% interval lies {place} -{MATCH_MARGIN}); {} against {}: difference {}, {} by Welch's test alone.",
+                " {outcome} ({why}); {} against {}: difference {}, {} by Welch's test alone.",
                 cell_text(a),
                 cell_text(b),
                 w.text(),
@@ -549,7 +558,7 @@ fn blocks(runs: &Runs) -> Vec<Block> {
             rows.iter().map(Row::cells).collect(),
         ),
         Block::Para(format!(
-            "Intervals are Student-t 95% intervals over seeds. A cell is not converged when its last evaluation is clearly more than {PLATEAU} above the one before: the 95% interval of that gain over seeds (the column \"last gain\") lies wholly above {PLATEAU}, or with one seed the gain exceeds it; no verdict is drawn from such a cell. Verdicts come from Welch's t-test at the 95% level, each on its own (no correction for the number of tests: among 20 comparisons of equal cells, about one would read better or worse by chance): better, worse, or not resolved. Claim (b), match or beat, is a non-inferiority test: it reproduces when the 95% interval of the difference lies above -{MATCH_MARGIN}, the difference the comparison is built to resolve."
+            "Intervals are Student-t 95% intervals over seeds. A cell is not converged when its last evaluation is clearly more than {PLATEAU} above the one before: the 95% interval of that gain over seeds (the column \"last gain\") lies wholly above {PLATEAU}, or with one seed the gain exceeds it; no verdict is drawn from such a cell. Verdicts come from Welch's t-test at the 95% level, each on its own (no correction for the number of tests: among 20 comparisons of equal cells, about one would read better or worse by chance): better, worse, or not resolved. Claims (a) and (c) follow Welch's verdict. Claim (b), match or beat, is a non-inferiority test with a margin of {MATCH_MARGIN} (two points, the size of the gaps between the paper's own normalizations): it reproduces when the 95% interval of the difference lies above -{MATCH_MARGIN}, does not when it lies below, and is not resolved when it reaches across. A cell with a single evaluation per seed is not converged either."
         )),
         Block::Heading("The paper's claims".into()),
     ];

@@ -20,10 +20,12 @@ use wsbcn_train::{
     pixel_cross_entropy, to_toml, Dataset, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
 };
 
-/// The most validation images of one size [`SegTask::evaluate_split`]
-/// stacks into one forward pass: at batch 1 a small model's step is mostly
-/// per-op overhead, so batching makes evaluation several times cheaper.
-pub const EVAL_BATCH: usize = 32;
+/// The most input pixels [`SegTask::evaluate_split`] stacks into one
+/// forward pass, as consecutive validation images of one size: 32 images
+/// of 32x32, where a single small image's pass is mostly per-op overhead
+/// and batching halves the time of an evaluation; a single image on
+/// full-size VOC (500x375), so its activations do not grow.
+pub const EVAL_PIXELS: usize = 32 * 32 * 32;
 
 /// How evaluation covers an image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -310,14 +312,15 @@ impl SegTask {
     }
 
     /// Evaluates on the validation split (see [`SegDataConfig::val_limit`]),
-    /// [`EVAL_BATCH`] images of one size per forward pass.
+    /// up to [`EVAL_PIXELS`] input pixels per forward pass.
     pub fn evaluate_split(&self) -> Result<SegMetrics> {
-        self.evaluate_in_batches(EVAL_BATCH)
+        self.evaluate_in_batches(EVAL_PIXELS)
     }
 
-    /// [`Self::evaluate_split`] with at most `max_batch` (at least 1)
-    /// consecutive validation images of one size per forward pass.
-    pub fn evaluate_in_batches(&self, max_batch: usize) -> Result<SegMetrics> {
+    /// [`Self::evaluate_split`] with consecutive validation images of one
+    /// size stacked into a forward pass while they hold at most
+    /// `max_pixels` input pixels (always at least one image).
+    pub fn evaluate_in_batches(&self, max_pixels: usize) -> Result<SegMetrics> {
         let k = self.config.model.num_classes;
         let mut cm = ConfusionMatrix::new(k);
         let n = match self.config.data.val_limit {
@@ -335,6 +338,13 @@ impl SegTask {
                 .flatten_all()?
                 .to_vec1()?;
             let pixels = batch[0].h * batch[0].w;
+            if pred.len() != batch.len() * pixels {
+                return Err(Error::Config(format!(
+                    "{} predicted pixels for {} images of {pixels}",
+                    pred.len(),
+                    batch.len()
+                )));
+            }
             for (sample, p) in batch.iter().zip(pred.chunks_exact(pixels)) {
                 let p: Vec<u8> = p.iter().map(|&v| v as u8).collect();
                 cm.add(&sample.label, &p)?;
@@ -345,11 +355,10 @@ impl SegTask {
         for i in 0..n {
             let item = self.val.read(i)?;
             let sample = eval_sample(&item.image, &item.label, &self.config.data.augment);
-            if pending.len() >= max_batch.max(1)
-                || pending
-                    .first()
-                    .is_some_and(|f| (f.h, f.w) != (sample.h, sample.w))
-            {
+            if pending.first().is_some_and(|f| {
+                (f.h, f.w) != (sample.h, sample.w)
+                    || (pending.len() + 1) * sample.h * sample.w > max_pixels
+            }) {
                 flush(&mut pending)?;
             }
             pending.push(sample);
