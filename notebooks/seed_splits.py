@@ -16,6 +16,9 @@ independent trials.
 evaluated on another validation set with ``wsbcn-seg eval``).
 
     python3 notebooks/seed_splits.py runs/quick runs/quick-seeds-5-9 --size 5
+
+With more than twice ``--size`` seeds the pairs are many; ``--sample N``
+draws N random pairs instead.
 """
 
 import argparse
@@ -96,6 +99,7 @@ def main():
     ap.add_argument("--margin", type=float, default=0.02, help="claim (b)'s margin; 0: Welch")
     ap.add_argument("--plateau", type=float, default=0.01)
     ap.add_argument("--mean-rule", action="store_true", help="the old rule: the mean gain alone")
+    ap.add_argument("--sample", type=int, help="draw this many random pairs (seeded) instead of all")
     args = ap.parse_args()
     cells = {}
     for root in args.runs:
@@ -114,17 +118,24 @@ def main():
     tasks = sorted({t for t, _ in cells})
     names = [f"{t} {c}" for t in tasks for c in CLAIMS]
     margin = args.margin or None
+    if args.sample:
+        rng = np.random.default_rng(0)
+        draws = (rng.permutation(seeds)[: 2 * args.size] for _ in range(args.sample))
+        pairs = [(tuple(d[: args.size]), tuple(d[args.size :])) for d in draws]
+    else:
+        pairs = [
+            (a, b)
+            for a in itertools.combinations(seeds, args.size)
+            for b in itertools.combinations([s for s in seeds if s not in a], args.size)
+            if a < b
+        ]
     agree, per, n = 0, np.zeros(len(names)), 0
-    for a in itertools.combinations(seeds, args.size):
-        rest = [s for s in seeds if s not in a]
-        for b in itertools.combinations(rest, args.size):
-            if b < a:
-                continue
-            va = verdicts(cells, a, margin, args.plateau, not args.mean_rule)
-            vb = verdicts(cells, b, margin, args.plateau, not args.mean_rule)
-            n += 1
-            agree += va == vb
-            per += [x == y for x, y in zip(va, vb)]
+    for a, b in pairs:
+        va = verdicts(cells, a, margin, args.plateau, not args.mean_rule)
+        vb = verdicts(cells, b, margin, args.plateau, not args.mean_rule)
+        n += 1
+        agree += va == vb
+        per += [x == y for x, y in zip(va, vb)]
     print(f"{len(seeds)} seeds, {n} pairs of disjoint sets of {args.size}")
     for name, rate in zip(names, per / n):
         print(f"  {name}: same verdict in {rate:.0%}")

@@ -30,10 +30,12 @@ pub fn default_dir(kind: DataKind) -> PathBuf {
 /// Why 5,000 validation images: with 500, most of a cell's spread over
 /// seeds was which images a model happened to get wrong, not the model.
 /// The final checkpoints of 10 seeds per cell of the quick comparison,
-/// evaluated on 500 and on 5,000 images, had seed standard deviations of
-/// 0.0099 and 0.0050 (BN, batch 16), 0.0127 and 0.0075 (GN), 0.0073 and
-/// 0.0039 (GN+WS), 0.0117 and 0.0063 (BCN+WS) mIoU (`experiments/RESULTS.md`,
-/// 2026-11-30). Evaluation stays cheap: about a second per pass.
+/// evaluated on the first 500 and on all 5,000 images, had seed standard
+/// deviations of 0.0099 and 0.0044 (BN, batch 16), 0.0127 and 0.0084 (GN),
+/// 0.0073 and 0.0046 (GN+WS), 0.0117 and 0.0074 (BCN+WS) mIoU; BN at batch
+/// 1, whose spread is its own, 0.0234 and 0.0246 (`experiments/RESULTS.md`,
+/// 2026-11-30). Evaluation stays cheap: about 1 s for all 5,000 images on
+/// one thread, batched by [`wsbcn_seg::task::EVAL_PIXELS`].
 pub fn small_voc() -> FashionVocConfig {
     FashionVocConfig {
         size: 32,
