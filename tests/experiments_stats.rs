@@ -305,6 +305,7 @@ fn a_small_voc_built_by_an_older_version_is_an_error_naming_its_list() {
     let dir = std::env::temp_dir().join(format!("wsbcn-valcount-{}", std::process::id()));
     let lists = dir.join("VOCdevkit/VOC2012/ImageSets/Segmentation");
     std::fs::create_dir_all(&lists).unwrap();
+    std::fs::create_dir_all(dir.join("VOCdevkit/VOC2012/SegmentationClass")).unwrap();
     let ids = |n: usize| (0..n).map(|i| format!("val_{i:05}\n")).collect::<String>();
     std::fs::write(lists.join("val.txt"), ids(500)).unwrap();
     let err = check_val_count(&dir, SMALL_VOC_VAL)

@@ -11,7 +11,7 @@ use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
-use wsbcn_tests::stand_in_mnist;
+use wsbcn_tests::{max_abs_diff, stand_in_mnist};
 use wsbcn_train::load_config;
 
 fn tmp(name: &str) -> PathBuf {
@@ -338,14 +338,12 @@ fn fashion_voc_labels_the_dark_inside_of_a_garment_as_the_garment() {
     }
 }
 
-#[test]
-fn sliding_window_with_one_window_equals_whole_image_evaluation() {
-    use candle_core::Device;
+/// A small GN DeepLabV3 (ResNet-18 at quarter width, 21 classes) that
+/// evaluates on the `train` list of the VOC tree under `root`.
+fn tiny_eval_config(root: &Path) -> wsbcn_seg::task::SegConfig {
     use wsbcn_seg::deeplab::DeepLabConfig;
     use wsbcn_seg::resnet::ResNetConfig;
-    use wsbcn_seg::task::{EvalMode, SegConfig, SegTask};
-    let root = tmp("slide");
-    voc_tree(&root, &["a", "b"]);
+    use wsbcn_seg::task::SegConfig;
     let mut cfg = SegConfig {
         model: DeepLabConfig {
             backbone: ResNetConfig {
@@ -364,6 +362,17 @@ fn sliding_window_with_one_window_equals_whole_image_evaluation() {
     cfg.norm.groups = 4;
     cfg.data.root = root.join("VOCdevkit");
     cfg.data.val_split = "train".into();
+    cfg
+}
+
+#[test]
+fn sliding_window_with_one_window_equals_whole_image_evaluation() {
+    use candle_core::{Device, Tensor};
+    use wsbcn_seg::augment::SegSample;
+    use wsbcn_seg::task::{EvalMode, SegTask};
+    let root = tmp("slide");
+    voc_tree(&root, &["a", "b"]);
+    let mut cfg = tiny_eval_config(&root);
     let whole = SegTask::new(&cfg, &Device::Cpu).unwrap();
     cfg.data.eval = EvalMode::Slide {
         window: 16,
@@ -378,21 +387,54 @@ fn sliding_window_with_one_window_equals_whole_image_evaluation() {
         slide.predict_logits(&sample).unwrap(),
     );
     assert_eq!(a.dims(), [21, 16, 16]);
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&a, &b).unwrap();
     assert!(diff < 1e-5, "{diff}");
-    // Overlapping windows cover every pixel and give a prediction per pixel.
+    // Overlapping windows (12 px every 5 on 16: offsets 0 and 4 a side):
+    // each pixel is the mean of whole-image logits of the 12x12 crops that
+    // cover it, computed here by hand.
     cfg.data.eval = EvalMode::Slide {
         window: 12,
         stride: 5,
     };
     let overlap = SegTask::new(&cfg, &Device::Cpu).unwrap();
+    let (mut sum, mut count) = (vec![0f64; 21 * 256], vec![0f64; 256]);
+    let img = &sample.image;
+    for y0 in [0, 4] {
+        for x0 in [0, 4] {
+            let crop = SegSample {
+                h: 12,
+                w: 12,
+                image: (0..3)
+                    .flat_map(|ch| {
+                        (0..12).flat_map(move |y| {
+                            (0..12).map(move |x| img[(ch * 16 + y0 + y) * 16 + x0 + x])
+                        })
+                    })
+                    .collect(),
+                label: vec![0; 144],
+            };
+            let l: Vec<f32> = whole
+                .predict_logits(&crop)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for (i, v) in l.iter().enumerate() {
+                let (c, y, x) = (i / 144, i / 12 % 12, i % 12);
+                sum[(c * 16 + y0 + y) * 16 + x0 + x] += *v as f64;
+                if c == 0 {
+                    count[(y0 + y) * 16 + x0 + x] += 1.0;
+                }
+            }
+        }
+    }
+    let want: Vec<f32> = (0..21 * 256)
+        .map(|i| (sum[i] / count[i % 256]) as f32)
+        .collect();
+    let want = Tensor::from_vec(want, (21, 16, 16), &Device::Cpu).unwrap();
+    let diff = max_abs_diff(&overlap.predict_logits(&sample).unwrap(), &want).unwrap();
+    assert!(diff < 1e-5, "{diff}");
     let m = overlap.evaluate_split().unwrap();
     assert!((0.0..=1.0).contains(&m.pixel_accuracy) && m.iou.len() == 21);
     let _ = std::fs::remove_dir_all(&root);
@@ -402,10 +444,8 @@ fn sliding_window_with_one_window_equals_whole_image_evaluation() {
 fn batched_evaluation_scores_every_image_as_one_image_per_pass_does() {
     use candle_core::Device;
     use wsbcn_seg::augment::eval_sample;
-    use wsbcn_seg::deeplab::DeepLabConfig;
     use wsbcn_seg::metrics::ConfusionMatrix;
-    use wsbcn_seg::resnet::ResNetConfig;
-    use wsbcn_seg::task::{EvalMode, SegConfig, SegTask};
+    use wsbcn_seg::task::{EvalMode, SegTask};
     let root = tmp("batched-eval");
     voc_tree(&root, &["a", "b", "c", "d"]);
     // Distinct images and labels: b inverted, c a 20x24 image, d shifted
@@ -442,24 +482,7 @@ fn batched_evaluation_scores_every_image_as_one_image_per_pass_does() {
         Rgb([p[1], p[2], p[0]])
     });
     shifted.save(voc.join("JPEGImages/d.jpg")).unwrap();
-    let mut cfg = SegConfig {
-        model: DeepLabConfig {
-            backbone: ResNetConfig {
-                depth: 18,
-                width: 0.25,
-                output_stride: 8,
-                ..ResNetConfig::default()
-            },
-            aspp_channels: 16,
-            aspp_rates: [1, 2, 3],
-            ..DeepLabConfig::default()
-        },
-        ..SegConfig::default()
-    };
-    cfg.norm.spec = "gn".into();
-    cfg.norm.groups = 4;
-    cfg.data.root = root.join("VOCdevkit");
-    cfg.data.val_split = "train".into();
+    let mut cfg = tiny_eval_config(&root);
     let split = VocSplit::open(&cfg.data.root, "train", 21).unwrap();
     let samples: Vec<_> = (0..4)
         .map(|i| {
@@ -482,14 +505,7 @@ fn batched_evaluation_scores_every_image_as_one_image_per_pass_does() {
         assert_eq!(batch.dims(), [3, 21, 16, 16]);
         for (i, s) in same.iter().enumerate() {
             let one = task.predict_logits(s).unwrap();
-            let diff = (batch.get(i).unwrap() - one)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&batch.get(i).unwrap(), &one).unwrap();
             assert!(diff < 1e-5, "{:?} sample {i}: {diff}", cfg.data.eval);
         }
         // Mixed sizes are refused, not silently cropped.

@@ -6,6 +6,7 @@ use crate::comparison::DataKind;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
+use wsbcn_seg::voc::VocSplit;
 use wsbcn_train::fashion_mnist::DEBIAN_DIR;
 use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
 use wsbcn_video::{build_cache, VideoSource};
@@ -27,15 +28,16 @@ pub fn default_dir(kind: DataKind) -> PathBuf {
 /// per sample keeps the batch-1 cells cheap on 2 cores, and the coarse
 /// classes let them converge within the main command's budget.
 ///
-/// Why 5,000 validation images: with 500, most of a cell's spread over
-/// seeds was which images a model happened to get wrong, not the model.
+/// Why 5,000 validation images: with 500, most of the variance of a cell
+/// over seeds came from which images a model happened to get wrong, not
+/// from the model.
 /// The final checkpoints of 10 seeds per cell of the quick comparison,
 /// evaluated on the first 500 and on all 5,000 images, had seed standard
 /// deviations of 0.0099 and 0.0044 (BN, batch 16), 0.0127 and 0.0084 (GN),
 /// 0.0073 and 0.0046 (GN+WS), 0.0117 and 0.0074 (BCN+WS) mIoU; BN at batch
 /// 1, whose spread is its own, 0.0234 and 0.0246 (`experiments/RESULTS.md`,
-/// 2026-11-30). Evaluation stays cheap: about 1 s for all 5,000 images on
-/// one thread, batched by [`wsbcn_seg::task::EVAL_PIXELS`].
+/// 2026-11-30). Evaluation stays cheap, batched by
+/// [`wsbcn_seg::task::EVAL_PIXELS`].
 pub fn small_voc() -> FashionVocConfig {
     FashionVocConfig {
         size: 32,
@@ -116,8 +118,12 @@ pub fn ensure(kind: DataKind, say: &dyn Fn(&str)) -> Result<()> {
 /// numbers.
 pub fn check_val_count(dir: &Path, want: usize) -> Result<()> {
     let list = dir.join("VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt");
-    let text = std::fs::read_to_string(&list).map_err(|e| Error::file(&list, e))?;
-    let have = text.lines().filter(|l| !l.trim().is_empty()).count();
+    let have = VocSplit::open(
+        &dir.join("VOCdevkit"),
+        "val",
+        small_voc().classes.names().len(),
+    )?
+    .len();
     if have != want {
         return Err(Error::file(
             &list,

@@ -373,14 +373,21 @@ fn claim(a: &Row, b: &Row, expected: Verdict) -> (Judgement, String) {
 /// interval lies above `-MATCH_MARGIN`, "does not reproduce" when it lies
 /// below, "not resolved" when it straddles it or cannot be formed.
 pub fn match_outcome(w: &Welch) -> &'static str {
+    match_decision(w).0
+}
+
+/// [`match_outcome`] with the reason, in words.
+fn match_decision(w: &Welch) -> (&'static str, String) {
+    let at = |place: &str| format!("the difference's 95% interval {place} -{MATCH_MARGIN}");
     if !w.half_width.is_finite() {
-        "not resolved"
+        let why = "neither cell varies over seeds, so there is no interval";
+        ("not resolved", why.into())
     } else if w.diff - w.half_width > -MATCH_MARGIN {
-        "reproduces"
+        ("reproduces", at("lies above"))
     } else if w.diff + w.half_width < -MATCH_MARGIN {
-        "does not reproduce"
+        ("does not reproduce", at("lies below"))
     } else {
-        "not resolved"
+        ("not resolved", at("reaches across"))
     }
 }
 
@@ -390,17 +397,7 @@ fn match_claim(a: &Row, b: &Row) -> String {
     let welch = Welch::test(&a.finals, &b.finals);
     match (&j, welch) {
         (Judgement::Verdict(v, _), Some(w)) => {
-            let outcome = match_outcome(&w);
-            let why = match outcome {
-                _ if !w.half_width.is_finite() => {
-                    "neither cell varies over seeds, so there is no interval".to_string()
-                }
-                "reproduces" => format!("the difference's 95% interval lies above -{MATCH_MARGIN}"),
-                "does not reproduce" => {
-                    format!("the difference's 95% interval lies below -{MATCH_MARGIN}")
-                }
-                _ => format!("the difference's 95% interval reaches across -{MATCH_MARGIN}"),
-            };
+            let (outcome, why) = match_decision(&w);
             format!(
                 " {outcome} ({why}); {} against {}: difference {}, {} by Welch's test alone.",
                 cell_text(a),

@@ -23,7 +23,8 @@ use wsbcn_train::{
 /// The most input pixels [`SegTask::evaluate_split`] stacks into one
 /// forward pass, as consecutive validation images of one size: 32 images
 /// of 32x32, where a single small image's pass is mostly per-op overhead
-/// and batching halves the time of an evaluation; a single image on
+/// (5,000 such images: 2.5 s one per pass, 1.3 s batched, one thread,
+/// one run each, process start included); a single image on
 /// full-size VOC (500x375), so its activations do not grow.
 pub const EVAL_PIXELS: usize = 32 * 32 * 32;
 
@@ -303,12 +304,30 @@ impl SegTask {
 
     /// The predicted class of every pixel of one evaluation sample.
     pub fn predict(&self, sample: &SegSample) -> Result<Vec<u8>> {
+        let mut one = self.predict_batch(std::slice::from_ref(sample))?;
+        Ok(one.pop().unwrap_or_default())
+    }
+
+    /// The predicted class of every pixel of each of `N >= 1` evaluation
+    /// samples of one size, from [`Self::predict_batch_logits`].
+    pub fn predict_batch(&self, samples: &[SegSample]) -> Result<Vec<Vec<u8>>> {
         let pred: Vec<u32> = self
-            .predict_logits(sample)?
-            .argmax(0)?
+            .predict_batch_logits(samples)?
+            .argmax(1)?
             .flatten_all()?
             .to_vec1()?;
-        Ok(pred.into_iter().map(|v| v as u8).collect())
+        let pixels = samples.first().map_or(0, |s| s.h * s.w);
+        if pred.len() != samples.len() * pixels {
+            return Err(Error::Config(format!(
+                "{} predicted pixels for {} images of {pixels}",
+                pred.len(),
+                samples.len()
+            )));
+        }
+        Ok(pred
+            .chunks_exact(pixels.max(1))
+            .map(|p| p.iter().map(|&v| v as u8).collect())
+            .collect())
     }
 
     /// Evaluates on the validation split (see [`SegDataConfig::val_limit`]),
@@ -321,8 +340,7 @@ impl SegTask {
     /// size stacked into a forward pass while they hold at most
     /// `max_pixels` input pixels (always at least one image).
     pub fn evaluate_in_batches(&self, max_pixels: usize) -> Result<SegMetrics> {
-        let k = self.config.model.num_classes;
-        let mut cm = ConfusionMatrix::new(k);
+        let mut cm = ConfusionMatrix::new(self.config.model.num_classes);
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
@@ -332,21 +350,7 @@ impl SegTask {
             if batch.is_empty() {
                 return Ok(());
             }
-            let pred: Vec<u32> = self
-                .predict_batch_logits(batch)?
-                .argmax(1)?
-                .flatten_all()?
-                .to_vec1()?;
-            let pixels = batch[0].h * batch[0].w;
-            if pred.len() != batch.len() * pixels {
-                return Err(Error::Config(format!(
-                    "{} predicted pixels for {} images of {pixels}",
-                    pred.len(),
-                    batch.len()
-                )));
-            }
-            for (sample, p) in batch.iter().zip(pred.chunks_exact(pixels)) {
-                let p: Vec<u8> = p.iter().map(|&v| v as u8).collect();
+            for (sample, p) in batch.iter().zip(self.predict_batch(batch)?) {
                 cm.add(&sample.label, &p)?;
             }
             batch.clear();
