@@ -3,9 +3,10 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use wsbcn_kernels::ConvBackend;
 use wsbcn_nn::{
-    conv, conv2d, conv2d_with, conv3d_with, standardize, standardize_composite, ConvBackend,
-    ConvConfig, ConvGeometry, Diagnostics, WeightInit, WeightMode,
+    conv, conv2d, conv2d_with, conv3d_with, standardize, standardize_composite, ConvConfig,
+    ConvGeometry, Diagnostics, WeightInit, WeightMode,
 };
 use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 

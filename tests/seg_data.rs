@@ -6,11 +6,11 @@ use image::{Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
+use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
-use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
-use wsbcn_seg::voc::VocSplit;
+use wsbcn_seg::voc::{class_names, VocSplit};
 use wsbcn_tests::{max_abs_diff, stand_in_mnist};
 use wsbcn_train::load_config;
 
@@ -289,6 +289,13 @@ fn coarse_fashion_voc_is_the_fine_one_with_its_labels_grouped() {
     assert!(groups.len() >= 2, "only groups {groups:?} drawn");
     assert_eq!(ClassSet::Coarse.names().len(), 6);
     assert_eq!(ClassSet::Coarse.names()[4], "footwear");
+    // Each set names its classes in its own folder; the reader takes the
+    // names only when their count is the model's (VOC's own 21 names,
+    // else none, otherwise).
+    assert_eq!(class_names(&coarse_root, 6), ClassSet::Coarse.names());
+    assert_eq!(class_names(&fine_root, 11), ClassSet::Fine.names());
+    assert_eq!(class_names(&fine_root, 21)[15], "person");
+    assert!(class_names(&fine_root, 6).is_empty());
     for d in [mnist, a, b] {
         let _ = std::fs::remove_dir_all(d);
     }

@@ -6,10 +6,10 @@
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wsbcn_tests::stand_in_mnist;
-use wsbcn_video::fashion_ssv2::{
+use wsbcn_data::fashion_ssv2::{
     generate_kinetics, generate_ssv2, kinetics_label, FashionSsv2Config, TEMPLATES,
 };
+use wsbcn_tests::stand_in_mnist;
 use wsbcn_video::kinetics::read_kinetics;
 use wsbcn_video::ssv2::{read_labels, read_ssv2};
 use wsbcn_video::{

@@ -27,7 +27,7 @@ pub struct Outcome {
 
 /// Runs the comparison read from `file` (see the module docs); each of the
 /// `jobs` job threads computes on its own pool of `threads` threads
-/// ([`wsbcn_nn::compute_threads`]).
+/// ([`wsbcn_kernels::threads`]).
 pub fn run_comparison(
     cmp: &Comparison,
     file: &Path,
@@ -58,9 +58,9 @@ pub fn run_comparison(
     // Every job's pool starts before any cell does, so that a failure stops
     // the comparison instead of leaving cells untried.
     let pools = (0..jobs.max(1).min(total.max(1)))
-        .map(|_| wsbcn_nn::compute_pool(threads))
+        .map(|_| wsbcn_kernels::compute_pool(threads))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Train(e.into()))?;
+        .map_err(|e| Error::Train(wsbcn_nn::Error::from(e).into()))?;
     std::thread::scope(|s| {
         for pool in &pools {
             s.spawn(|| {

@@ -5,10 +5,10 @@
 use crate::comparison::DataKind;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
-use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
+use wsbcn_data::fashion_mnist::DEBIAN_DIR;
+use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::voc::VocSplit;
-use wsbcn_train::fashion_mnist::DEBIAN_DIR;
-use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
 use wsbcn_video::{build_cache, VideoSource};
 
 /// The folder the shipped configs read `kind` from.

@@ -17,6 +17,10 @@ pub enum Error {
     #[error(transparent)]
     Video(#[from] wsbcn_video::Error),
 
+    /// Generating an embedded data set failed.
+    #[error(transparent)]
+    Data(#[from] wsbcn_data::Error),
+
     /// Drawing or writing a figure failed.
     #[error(transparent)]
     Plot(#[from] wsbcn_plot::Error),

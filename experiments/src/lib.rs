@@ -2,7 +2,7 @@
 //! variants (tasks x variants x batch sizes x seeds) run through the
 //! segmentation and video trainers, and the figures and report rebuilt from
 //! their HDF5 run logs. The binaries are `wsbcn-compare`, `wsbcn-figures`
-//! and `wsbcn-data`.
+//! and `wsbcn-conv-speed`; the data sets come from `wsbcn-data`.
 #![warn(missing_docs)]
 
 pub mod cell_run;

@@ -357,7 +357,7 @@ pub fn stand_in_mnist(mnist: &Path, hollow: bool) -> PathBuf {
 /// returns its folder.
 pub fn tiny_fashion_ssv2(dir: &Path) -> PathBuf {
     let mnist = stand_in_mnist(&dir.join("mnist"), false);
-    let cfg = wsbcn_video::fashion_ssv2::FashionSsv2Config {
+    let cfg = wsbcn_data::fashion_ssv2::FashionSsv2Config {
         size: 40,
         frames: (6, 9),
         train: 9,
@@ -366,7 +366,7 @@ pub fn tiny_fashion_ssv2(dir: &Path) -> PathBuf {
         ..Default::default()
     };
     let root = dir.join("ssv2");
-    wsbcn_video::fashion_ssv2::generate_ssv2(&mnist, &root, &cfg).unwrap();
+    wsbcn_data::fashion_ssv2::generate_ssv2(&mnist, &root, &cfg).unwrap();
     root
 }
 
@@ -374,15 +374,15 @@ pub fn tiny_fashion_ssv2(dir: &Path) -> PathBuf {
 /// images of 32x32); returns its `VOCdevkit/VOC2012` folder.
 pub fn tiny_fashion_voc(dir: &Path) -> PathBuf {
     let mnist = stand_in_mnist(&dir.join("mnist-voc"), false);
-    let cfg = wsbcn_seg::fashion_voc::FashionVocConfig {
+    let cfg = wsbcn_data::fashion_voc::FashionVocConfig {
         size: 32,
         train: 8,
         val: 4,
         garments: (1, 2),
         scale: (1.0, 1.1),
         max_overlap: 1.0,
-        classes: wsbcn_seg::fashion_voc::ClassSet::Fine,
+        classes: wsbcn_data::fashion_voc::ClassSet::Fine,
         seed: 0,
     };
-    wsbcn_seg::fashion_voc::generate(&mnist, &dir.join("voc"), &cfg).unwrap()
+    wsbcn_data::fashion_voc::generate(&mnist, &dir.join("voc"), &cfg).unwrap()
 }

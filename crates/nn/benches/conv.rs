@@ -16,7 +16,8 @@ use candle_core::{Device, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_nn::{conv2d_with, conv3d_with, standardize, ConvBackend, ConvGeometry, WeightMode};
+use wsbcn_kernels::ConvBackend;
+use wsbcn_nn::{conv2d_with, conv3d_with, standardize, ConvGeometry, WeightMode};
 
 /// Medians (ms) of `fs`, timed in turn within each round so that load on
 /// the machine hits every variant alike; two warm-up rounds first.

@@ -19,12 +19,12 @@
 //! (`cpu_batch_norm.rs`); elsewhere from candle ops
 //! ([`BatchNorm::forward_composite`]). The tests hold the two to each other.
 
-use crate::cpu_batch_norm::{channel_affine, channel_moments};
-use crate::cpu_slice::fused_cpu_input;
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};
 use crate::{Error, Result};
 use candle_core::{DType, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use wsbcn_kernels::slice::fused_cpu_input;
+use wsbcn_kernels::{channel_affine, channel_moments};
 
 /// The parameters and running state shared by [`BatchNorm`] and
 /// [`crate::EstimatedBatchNorm`].

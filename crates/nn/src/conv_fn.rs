@@ -21,14 +21,14 @@
 //! Both paths are differentiable with candle's autograd (`index_select`,
 //! `stack`, `conv2d` and `matmul` all have backward passes). They are the
 //! `*_generic` functions, used on every device but the CPU. On the CPU, in
-//! f32 and f64, [`conv2d`] and [`conv3d`] run the op of `cpu_conv.rs`
+//! f32 and f64, [`conv2d`] and [`conv3d`] run `wsbcn-kernels`' [`CpuConv`]
 //! instead (oneDNN, or vol2col + GEMM, each with its own backward pass):
 //! which one is [`ConvBackend::selected`]; [`conv2d_with`] and
 //! [`conv3d_with`] take it as an argument.
 
-use crate::cpu_conv::{CpuConv, Geometry};
-use crate::{ConvBackend, Error, Result};
+use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
+use wsbcn_kernels::{ConvBackend, CpuConv, Geometry};
 
 /// Geometry of a `D`-dimensional convolution: per-axis stride, padding and
 /// dilation (ordered like the kernel's spatial dims: `(h, w)` or `(t, h, w)`),
@@ -161,7 +161,7 @@ pub(crate) fn strided_indices(
     Ok(Tensor::from_vec(idx, len, device)?)
 }
 
-/// Whether the CPU op (`cpu_conv.rs`) handles these tensors with `backend`.
+/// Whether the CPU op ([`CpuConv`]) handles these tensors with `backend`.
 fn use_cpu_op(backend: ConvBackend, x: &Tensor, w: &Tensor) -> bool {
     backend != ConvBackend::Candle
         && x.device().is_cpu()

@@ -48,9 +48,9 @@ pub enum Error {
         msg: String,
     },
 
-    /// The compute threads could not be started.
-    #[error("{0}")]
-    Threads(String),
+    /// A kernel backend could not be chosen (`WSBCN_CONV`).
+    #[error(transparent)]
+    Kernels(#[from] wsbcn_kernels::Error),
 }
 
 impl Error {

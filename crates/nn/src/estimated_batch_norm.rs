@@ -22,14 +22,14 @@
 //! it to the learning rate); `r = 0` freezes the estimates.
 
 use crate::batch_norm::ChannelAffine;
-use crate::cpu_batch_norm::channel_moments;
-use crate::cpu_slice::fused_cpu_input;
 use crate::input::{channel_mean, channel_view};
 use crate::{Error, Result};
 use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use wsbcn_kernels::channel_moments;
+use wsbcn_kernels::slice::fused_cpu_input;
 
 /// The moving speed `r` of estimated-BN layers, shared by every layer built
 /// from one factory so that one `set` per step drives them all.

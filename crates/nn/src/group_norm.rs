@@ -17,7 +17,6 @@
 //! and backward; elsewhere it is [`group_norm_affine_composite`], built from
 //! candle ops. The tests hold the two to each other.
 
-use crate::cpu_group_norm;
 use crate::input::{channel_dims, per_channel};
 use crate::{Error, Result};
 use candle_core::{ModuleT, Tensor};
@@ -42,8 +41,8 @@ pub fn group_norm_affine(
     bias: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
-    if crate::cpu_slice::fused_cpu_input(x) {
-        Ok(cpu_group_norm::group_norm_affine(
+    if wsbcn_kernels::slice::fused_cpu_input(x) {
+        Ok(wsbcn_kernels::group_norm_affine(
             x, groups, weight, bias, eps,
         )?)
     } else {

@@ -17,8 +17,10 @@
 //!   ops models need, with backward passes (candle lacks or limits them);
 //! * [`relu()`]: ReLU with a one-pass backward on the CPU;
 //! * [`seeded_var_builder`]: deterministic initialisation (candle cannot
-//!   seed its CPU generator);
-//! * [`on_own_pool`], [`share_cores`]: the threads the CPU kernels run on.
+//!   seed its CPU generator).
+//!
+//! On the CPU the layers run `wsbcn-kernels`' fused ops (convolution through
+//! oneDNN or GEMM, GN, BN, max pooling, ReLU); elsewhere, candle's own.
 //!
 //! Running statistics and estimates are variables in the model's `VarMap`
 //! (named `running_mean`, `running_var` as in PyTorch), so
@@ -30,14 +32,7 @@
 pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
-pub mod compute_threads;
-pub mod conv_backend;
 pub mod conv_fn;
-mod cpu_batch_norm;
-mod cpu_conv;
-mod cpu_group_norm;
-mod cpu_max_pool;
-pub mod cpu_slice;
 pub mod diagnostics;
 pub mod error;
 pub mod estimated_batch_norm;
@@ -45,9 +40,7 @@ pub mod factory;
 pub mod group_norm;
 pub mod input;
 pub mod norm;
-mod onednn;
 pub mod pool;
-pub mod relu;
 pub mod resize;
 pub mod seeded_init;
 pub mod weight_standardization;
@@ -55,8 +48,6 @@ pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
 pub use batch_norm::{batch_norm, BatchNorm};
-pub use compute_threads::{compute_pool, on_own_pool, share_cores};
-pub use conv_backend::{quiet_thread_pools, ConvBackend};
 pub use conv_fn::{
     conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,
 };
@@ -72,8 +63,9 @@ pub use group_norm::{
 };
 pub use norm::{Norm, NormLayer};
 pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
-pub use relu::relu;
 pub use resize::{interpolation_matrix, resize_bilinear};
 pub use seeded_init::seeded_var_builder;
 pub use weight_standardization::{standardize, standardize_composite, WeightMode};
 pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp, WeightInit};
+/// ReLU with a one-pass backward on the CPU (a `wsbcn-kernels` op).
+pub use wsbcn_kernels::relu;

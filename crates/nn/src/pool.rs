@@ -4,7 +4,7 @@
 //!   padding (padding counts as `-inf`, as in PyTorch), e.g. the ResNet stem's
 //!   3x3 stride-2 pad-1 pool. On the CPU one op reads each window in place
 //!   and sends the gradient to the first maximum of each window, as PyTorch
-//!   does (`cpu_max_pool.rs`); on other devices the window taps are
+//!   does (`wsbcn-kernels`' `MaxPool`); on other devices the window taps are
 //!   gathered with strided `index_select`s and reduced with `max`, so the
 //!   gradient goes to every maximum on exact ties.
 //! * [`adaptive_avg_pool`]: PyTorch's adaptive average pooling, output cell
@@ -14,9 +14,9 @@
 
 use crate::axis_map::{map_axis, sparse_matrix};
 use crate::conv_fn::strided_indices;
-use crate::cpu_max_pool::MaxPool;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor};
+use wsbcn_kernels::MaxPool;
 
 fn spatial_rank(op: &str, x: &Tensor, d: usize) -> Result<()> {
     if x.rank() != d + 2 {

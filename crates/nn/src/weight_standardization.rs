@@ -27,11 +27,11 @@
 //! [`standardize_composite`], built from candle ops; the tests hold the two
 //! to each other.
 
-use crate::cpu_slice::{contiguous, lane_sum, lane_sum2};
 use crate::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use wsbcn_kernels::slice::{contiguous, lane_sum, lane_sum2};
 
 /// How a conv layer turns its parameter `W` into the kernel it convolves with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

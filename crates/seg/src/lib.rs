@@ -1,13 +1,12 @@
 //! DeepLabV3 semantic segmentation on PASCAL VOC, with every normalization
-//! variant of the layers crate: the VOC loader and augmentation, the
-//! Fashion-VOC generator, ResNet backbones and the DeepLabV3 head, metrics,
-//! and the task that plugs into the training engine.
+//! variant of the layers crate: the VOC loader and augmentation, ResNet
+//! backbones and the DeepLabV3 head, metrics, and the task that plugs into
+//! the training engine.
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod deeplab;
 pub mod error;
-pub mod fashion_voc;
 pub mod metrics;
 pub mod palette;
 pub mod resnet;

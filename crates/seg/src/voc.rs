@@ -5,7 +5,12 @@
 //! VOCdevkit/VOC2012/SegmentationClass/<id>.png       palette PNG, class indices, 255 = ignore
 //! VOCdevkit/VOC2012/SegmentationClassAug/<id>.png    greyscale (the augmented set, optional)
 //! VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval,train_aug}.txt
+//! VOCdevkit/VOC2012/class_names.txt                  optional: one name per class, in index order
 //! ```
+//!
+//! VOC itself has no `class_names.txt` (its 21 names are [`VOC_CLASSES`]);
+//! data sets written in its layout by `wsbcn-data` carry one, so tables
+//! can name their classes ([`class_names`]).
 //!
 //! Splits whose name ends in `_aug` read their labels from
 //! `SegmentationClassAug`. Every problem is an error naming the file: a
@@ -66,15 +71,41 @@ pub struct VocItem {
     pub label: LabelMap,
 }
 
+/// The `VOC2012` folder of `root` (the `VOCdevkit` folder or the
+/// `VOC2012` folder itself).
+fn voc2012(root: &Path) -> PathBuf {
+    if root.join("VOC2012").is_dir() {
+        root.join("VOC2012")
+    } else {
+        root.to_path_buf()
+    }
+}
+
+/// The file [`class_names`] reads under the `VOC2012` folder.
+pub const CLASS_NAMES_FILE: &str = "class_names.txt";
+
+/// Names for the `num_classes` classes of the data set under `root`:
+/// its `class_names.txt` when that names exactly `num_classes` classes,
+/// else [`VOC_CLASSES`] for 21 classes, else none (tables then show class
+/// indices).
+pub fn class_names(root: &Path, num_classes: usize) -> Vec<String> {
+    let listed: Vec<String> = std::fs::read_to_string(voc2012(root).join(CLASS_NAMES_FILE))
+        .map(|text| text.lines().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default();
+    if listed.len() == num_classes {
+        listed
+    } else if num_classes == VOC_CLASSES.len() {
+        VOC_CLASSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        vec![]
+    }
+}
+
 impl VocSplit {
     /// Opens split `split` under `root` (the `VOCdevkit` folder or its
     /// `VOC2012` folder) with `num_classes` classes (21 for VOC).
     pub fn open(root: &Path, split: &str, num_classes: usize) -> Result<Self> {
-        let root = if root.join("VOC2012").is_dir() {
-            root.join("VOC2012")
-        } else {
-            root.to_path_buf()
-        };
+        let root = voc2012(root);
         let list = root
             .join("ImageSets/Segmentation")
             .join(format!("{split}.txt"));

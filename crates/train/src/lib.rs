@@ -9,17 +9,13 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
-pub mod fashion_mnist;
-pub mod garment_canvas;
 pub mod h5_file;
 pub mod loader;
 pub mod loss;
 pub mod optim;
-mod pixel_ce_cpu;
 pub mod progress;
 pub mod run_log;
 pub mod schedule;
-mod sgd_cpu;
 pub mod trainer;
 
 pub use checkpoint::{

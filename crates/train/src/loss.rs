@@ -11,11 +11,11 @@
 //!   `(1 - eps) onehot + eps / K`, so
 //!   `L = mean_n [(1 - eps) (-log p[t_n]) + eps mean_k (-log p[k])]`.
 
-use crate::pixel_ce_cpu::PixelCrossEntropy;
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, D};
 use candle_nn::ops::log_softmax;
 use std::sync::Arc;
+use wsbcn_kernels::PixelCrossEntropy;
 
 /// Checks the targets against the class count, ignoring `ignore`; the
 /// targets as `u32`, as a tensor and flattened on the host.
@@ -102,7 +102,7 @@ fn class_weight_error(k: usize, weight: Option<&Tensor>) -> Error {
 }
 
 /// [`pixel_cross_entropy`] through the one-pass CPU op of
-/// `pixel_ce_cpu.rs`, for targets already checked.
+/// `wsbcn-kernels`' [`PixelCrossEntropy`], for targets already checked.
 fn pixel_cross_entropy_cpu(
     logits: &Tensor,
     targets: Vec<u32>,

@@ -11,12 +11,13 @@
 //! p = p - lr d
 //! ```
 
-use crate::{sgd_cpu, Error, Result};
+use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use wsbcn_kernels::sgd;
 
 /// Gradients by parameter name.
 pub type Grads = BTreeMap<String, Tensor>;
@@ -183,10 +184,10 @@ impl Sgd {
     /// One step with the scheduled learning rate `lr`. Parameters without a
     /// gradient are not touched (their momentum does not decay either, as in
     /// PyTorch). On the CPU each parameter is updated in place in one pass
-    /// (`sgd_cpu.rs`); elsewhere through tensor ops.
+    /// (`wsbcn-kernels`' `sgd`); elsewhere through tensor ops.
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         for group in &self.groups {
-            let update = sgd_cpu::WeightUpdate {
+            let update = sgd::WeightUpdate {
                 lr: lr * group.lr_mult,
                 weight_decay: group.weight_decay,
                 momentum: self.momentum,
@@ -198,8 +199,8 @@ impl Sgd {
                 };
                 let w = p.var.as_tensor();
                 let fused = match self.buffers.get(&p.name) {
-                    Some(b) => sgd_cpu::supported(&[w, g, b]),
-                    None => sgd_cpu::supported(&[w, g]),
+                    Some(b) => sgd::supported(&[w, g, b]),
+                    None => sgd::supported(&[w, g]),
                 };
                 if fused {
                     step_in_place(&mut self.buffers, &p.name, w, g, &update)?;
@@ -239,13 +240,13 @@ impl Sgd {
     }
 }
 
-/// The update of one parameter through [`sgd_cpu`]'s in-place ops.
+/// The update of one parameter through [`sgd`]'s in-place ops.
 fn step_in_place(
     buffers: &mut HashMap<String, Tensor>,
     name: &str,
     w: &Tensor,
     g: &Tensor,
-    update: &sgd_cpu::WeightUpdate,
+    update: &sgd::WeightUpdate,
 ) -> Result<()> {
     if update.momentum == 0.0 {
         w.inplace_op3(g, g, update)?;
@@ -260,7 +261,7 @@ fn step_in_place(
             b
         }
     };
-    let momentum = sgd_cpu::MomentumUpdate {
+    let momentum = sgd::MomentumUpdate {
         momentum: update.momentum,
         weight_decay: update.weight_decay,
     };
@@ -274,7 +275,7 @@ fn step_with_ops(
     buffers: &mut HashMap<String, Tensor>,
     p: &Param,
     g: &Tensor,
-    update: &sgd_cpu::WeightUpdate,
+    update: &sgd::WeightUpdate,
 ) -> Result<()> {
     // Detached: the update must not join the autograd graph, or each
     // momentum buffer would hold every earlier step alive.
@@ -305,8 +306,8 @@ fn step_with_ops(
 pub fn global_norm(grads: &Grads) -> Result<f64> {
     let mut sum = 0.0;
     for g in grads.values() {
-        sum += if sgd_cpu::supported(&[g]) {
-            sgd_cpu::squared_norm(g)?
+        sum += if sgd::supported(&[g]) {
+            sgd::squared_norm(g)?
         } else {
             g.to_dtype(DType::F64)?
                 .sqr()?

@@ -15,8 +15,8 @@ use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_train::fashion_mnist::DEBIAN_DIR;
-use wsbcn_video::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_mnist::DEBIAN_DIR;
+use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
 use wsbcn_video::{build_cache, decode_all, ClipCache, Resize, Sampler, VideoSource};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
@@ -50,7 +50,7 @@ fn pyav_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f6
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn main() -> wsbcn_video::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::var("WSBCN_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -16,8 +16,6 @@
 //! * [`clip_transform`], [`clip_data`]: augmentation and the clip data set.
 //! * [`task`]: the training task, config and metrics.
 //! * [`sampling`]: TSN/TSM segment sampling and dense clip sampling.
-//! * [`fashion_ssv2`]: the embedded data sets, Fashion-SSv2 (webm, SSv2
-//!   layout) and Fashion-Kinetics (mp4, Kinetics layout).
 
 #![warn(missing_docs)]
 
@@ -29,7 +27,6 @@ pub mod clip_transform;
 mod conv_norm;
 pub mod decode;
 mod error;
-pub mod fashion_ssv2;
 pub mod kinetics;
 pub mod sampling;
 pub mod ssv2;

@@ -35,9 +35,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    wsbcn_nn::quiet_thread_pools();
+    wsbcn_kernels::quiet_thread_pools();
     let cli = Cli::parse();
-    let threads = wsbcn_nn::share_cores(cli.jobs);
+    let threads = wsbcn_kernels::share_cores(cli.jobs);
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)
         .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs, threads));

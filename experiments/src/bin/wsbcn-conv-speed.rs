@@ -20,7 +20,7 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wsbcn_experiments::{Error, Result};
-use wsbcn_nn::ConvBackend;
+use wsbcn_kernels::ConvBackend;
 use wsbcn_train::{load_config, RunLog, Trainer};
 
 #[derive(Parser)]
@@ -122,7 +122,7 @@ fn measure(spec: &str, backend: ConvBackend, steps: u64) -> Result<f64> {
 }
 
 fn main() {
-    wsbcn_nn::quiet_thread_pools();
+    wsbcn_kernels::quiet_thread_pools();
     let cli = Cli::parse();
     if let (Some(spec), Some(dir)) = (&cli.child, &cli.run_dir) {
         if let Err(e) = train(spec, cli.steps, dir) {

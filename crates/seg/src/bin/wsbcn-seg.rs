@@ -17,7 +17,7 @@ use wsbcn_seg::augment::eval_sample;
 use wsbcn_seg::palette::{write_label, LabelMap};
 use wsbcn_seg::task::{train, SegConfig, SegTask};
 use wsbcn_seg::visualize::{colorize, panel};
-use wsbcn_seg::voc::{VocSplit, IGNORE};
+use wsbcn_seg::voc::{class_names, VocSplit, IGNORE};
 use wsbcn_seg::{Error, Result};
 use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
 use wsbcn_train::{config_for_checkpoint, load_config, Task, Trainer};
@@ -80,23 +80,6 @@ enum Command {
     },
 }
 
-/// Class names for a table: VOC's for 21 classes, Fashion-VOC's for 11
-/// (fine) or 6 (coarse), otherwise none (the table shows indices).
-fn class_names(classes: usize) -> Vec<String> {
-    use wsbcn_seg::fashion_voc::ClassSet;
-    match classes {
-        21 => wsbcn_seg::voc::VOC_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        n => [ClassSet::Fine, ClassSet::Coarse]
-            .into_iter()
-            .map(ClassSet::names)
-            .find(|names| names.len() == n)
-            .unwrap_or_default(),
-    }
-}
-
 fn load_task(checkpoint: &Path, cfg: &SegConfig) -> Result<SegTask> {
     let task = SegTask::new(cfg, &Device::Cpu)?;
     let ckpt = load_checkpoint(checkpoint, &Device::Cpu)?;
@@ -128,7 +111,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{k} {v:.4}");
             }
             if let Some(m) = &task.last {
-                println!("{}", m.table(&class_names(m.iou.len())));
+                println!("{}", m.table(&class_names(&cfg.data.root, m.iou.len())));
             }
             println!("run log: {}", summary.log.display());
         }
@@ -145,7 +128,7 @@ fn run(cli: Cli) -> Result<()> {
                 "miou {:.4}\npixel_accuracy {:.4}\nmean_class_accuracy {:.4}",
                 m.miou, m.pixel_accuracy, m.mean_class_accuracy
             );
-            println!("{}", m.table(&class_names(m.iou.len())));
+            println!("{}", m.table(&class_names(&cfg.data.root, m.iou.len())));
             if let Some(dir) = save {
                 std::fs::create_dir_all(&dir).map_err(|e| Error::data(&dir, e))?;
                 let split =
@@ -203,11 +186,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    wsbcn_nn::quiet_thread_pools();
+    wsbcn_kernels::quiet_thread_pools();
     let cli = Cli::parse();
-    // The commands run as a worker of the compute pool (wsbcn_nn::compute_threads).
-    match wsbcn_nn::on_own_pool(0, || run(cli))
-        .map_err(Error::from)
+    // The commands run as a worker of the compute pool (wsbcn_kernels::threads).
+    match wsbcn_kernels::on_own_pool(0, || run(cli))
+        .map_err(|e| Error::from(wsbcn_nn::Error::from(e)))
         .and_then(|r| r)
     {
         Ok(()) => ExitCode::SUCCESS,

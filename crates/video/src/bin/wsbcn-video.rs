@@ -150,11 +150,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    wsbcn_nn::quiet_thread_pools();
+    wsbcn_kernels::quiet_thread_pools();
     let cli = Cli::parse();
-    // The commands run as a worker of the compute pool (wsbcn_nn::compute_threads).
-    match wsbcn_nn::on_own_pool(0, || run(cli))
-        .map_err(wsbcn_video::Error::from)
+    // The commands run as a worker of the compute pool (wsbcn_kernels::threads).
+    match wsbcn_kernels::on_own_pool(0, || run(cli))
+        .map_err(|e| wsbcn_video::Error::from(wsbcn_nn::Error::from(e)))
         .and_then(|r| r)
     {
         Ok(()) => ExitCode::SUCCESS,

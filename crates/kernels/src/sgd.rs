@@ -6,13 +6,13 @@
 //! squared norm four; with a hundred small parameters that was a quarter of
 //! a CPU-scale DeepLabV3 step. Here the update runs in place, in one pass
 //! per tensor (split over rayon's threads for large tensors), with the
-//! same arithmetic in the same order as [`crate::optim`]'s formula, so the
+//! same arithmetic in the same order as `wsbcn-train`'s SGD formula, so the
 //! results are those of the composed ops. Candle has no fused optimizer
 //! kernels, hence these.
 
+use crate::slice::{contiguous, contiguous_mut, lane_sum};
 use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Tensor, WithDType};
 use rayon::prelude::*;
-use wsbcn_nn::cpu_slice::{contiguous, contiguous_mut, lane_sum};
 
 /// Elements per parallel work unit: smaller tensors (most norm weights and
 /// biases) take one thread.
@@ -20,7 +20,7 @@ const CHUNK: usize = 32 * 1024;
 
 /// True when `tensors` can take the in-place CPU path: on the CPU,
 /// contiguous, all f32 or all f64.
-pub(crate) fn supported(tensors: &[&Tensor]) -> bool {
+pub fn supported(tensors: &[&Tensor]) -> bool {
     let dtype = tensors[0].dtype();
     matches!(dtype, DType::F32 | DType::F64)
         && tensors
@@ -30,7 +30,7 @@ pub(crate) fn supported(tensors: &[&Tensor]) -> bool {
 
 /// `sum(g^2)` in f64, read straight from the storage of a tensor that
 /// [`supported`] accepts.
-pub(crate) fn squared_norm(g: &Tensor) -> candle_core::Result<f64> {
+pub fn squared_norm(g: &Tensor) -> candle_core::Result<f64> {
     let (storage, layout) = g.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
         candle_core::bail!("squared_norm: the gradient is not on the CPU");
@@ -73,7 +73,7 @@ macro_rules! in_place {
 /// The momentum buffer update `b = m b + d` with `d = g + wd w`, in place on
 /// `b` (a zero buffer on the first step gives `b = d`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MomentumUpdate {
+pub struct MomentumUpdate {
     /// Momentum `m`.
     pub momentum: f64,
     /// Weight decay `wd`.
@@ -84,7 +84,7 @@ pub(crate) struct MomentumUpdate {
 /// `u = d + m b` (Nesterov), `u = b` (momentum) or `u = d` (no momentum; the
 /// buffer operand is then not read).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct WeightUpdate {
+pub struct WeightUpdate {
     /// Learning rate `lr`.
     pub lr: f64,
     /// Weight decay `wd`.

@@ -2,7 +2,7 @@
 //! forward and backward each a pass over the activation, and the channel
 //! statistics in two passes.
 //!
-//! Written by hand for the reason of [`crate::cpu_group_norm`]: candle
+//! Written by hand for the reason of [`crate::group_norm`]: candle
 //! builds BN from about ten element-wise ops forward and twenty backward,
 //! each a pass with its own allocation, and with the running-statistics
 //! updates as many small ops again. On the comparisons' CPU-scale models
@@ -24,7 +24,7 @@
 //! the rows of a channel in order, so the result does not depend on the
 //! thread count.
 
-use crate::cpu_slice::{
+use crate::slice::{
     contiguous, lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads,
 };
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 /// Per-channel mean of `x: (N, C, L)` and the mean squared deviation about
 /// `center` (the mean itself when `None`: the biased variance), in f64.
-pub(crate) fn channel_moments(
+pub fn channel_moments(
     x: &Tensor,
     center: Option<&[f64]>,
 ) -> candle_core::Result<(Vec<f64>, Vec<f64>)> {
@@ -107,7 +107,7 @@ fn moments<T: WithDType>(
 /// (C,)`, with `mean` and the biased `var` per channel. `batch_grad`: the
 /// statistics are `x`'s own batch statistics and the gradient flows through
 /// them (BN in training); else they are constants (see the module docs).
-pub(crate) fn channel_affine(
+pub fn channel_affine(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,

@@ -17,15 +17,15 @@
 //! use garments of the train split, val images those of the t10k split.
 //! Everything is a function of the seed.
 
-use crate::palette::{write_label, LabelMap};
-use crate::voc::IGNORE;
+use crate::fashion_mnist::{FashionMnist, Split, CLASSES};
+use crate::garment_canvas::{background, random_color, Garment, Placement};
 use crate::{Error, Result};
 use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use wsbcn_train::fashion_mnist::{FashionMnist, Split, CLASSES};
-use wsbcn_train::garment_canvas::{background, random_color, Garment, Placement};
+use wsbcn_seg::palette::{write_label, LabelMap};
+use wsbcn_seg::voc::{CLASS_NAMES_FILE, IGNORE};
 
 /// The labels the garments take (also `wsbcn-data fashion-voc --classes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -197,7 +197,8 @@ fn compose(data: &FashionMnist, cfg: &FashionVocConfig, rng: &mut StdRng) -> (Rg
 }
 
 /// Writes Fashion-VOC under `out/VOCdevkit/VOC2012` from the IDX files in
-/// `mnist_dir`. Returns the `VOCdevkit` folder.
+/// `mnist_dir`, with the class names in `class_names.txt`. Returns the
+/// `VOCdevkit` folder.
 pub fn generate(mnist_dir: &Path, out: &Path, cfg: &FashionVocConfig) -> Result<PathBuf> {
     cfg.validate()?;
     let root = out.join("VOCdevkit/VOC2012");
@@ -236,6 +237,9 @@ pub fn generate(mnist_dir: &Path, out: &Path, cfg: &FashionVocConfig) -> Result<
         all.extend(ids.iter().cloned());
     }
     write_list(&root, "trainval", &all)?;
+    let names = root.join(CLASS_NAMES_FILE);
+    std::fs::write(&names, cfg.classes.names().join("\n") + "\n")
+        .map_err(|e| Error::data(&names, e))?;
     Ok(out.join("VOCdevkit"))
 }
 

@@ -11,9 +11,9 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wsbcn_seg::fashion_voc::{generate, ClassSet, FashionVocConfig};
-use wsbcn_train::fashion_mnist::DEBIAN_DIR;
-use wsbcn_video::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_mnist::DEBIAN_DIR;
+use wsbcn_data::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_video::{build_cache, VideoSource};
 
 #[derive(Parser)]

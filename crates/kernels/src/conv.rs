@@ -20,42 +20,14 @@
 //! `cols` directly (no copy). Column building and col2vol are split over
 //! channels on rayon's threads, the GEMMs use candle's thread count.
 
-use crate::cpu_slice::contiguous;
+use crate::conv_geometry::{Geometry, Pass};
+use crate::slice::contiguous;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// The full geometry of one convolution call (2D calls have `t = kt = 1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Geometry {
-    pub n: usize,
-    pub c: usize,
-    pub o: usize,
-    pub groups: usize,
-    pub input: [usize; 3],
-    pub kernel: [usize; 3],
-    pub stride: [usize; 3],
-    pub padding: [usize; 3],
-    pub dilation: [usize; 3],
-    pub output: [usize; 3],
-    /// Whether the caller's tensors are 4D (no time axis).
-    pub is_2d: bool,
-}
-
 impl Geometry {
-    pub(crate) fn k(&self) -> usize {
-        self.c / self.groups * self.kernel.iter().product::<usize>()
-    }
-
-    pub(crate) fn l(&self) -> usize {
-        self.output.iter().product()
-    }
-
     fn in_volume(&self) -> usize {
         self.input.iter().product()
-    }
-
-    pub(crate) fn is_pointwise(&self) -> bool {
-        self.kernel == [1; 3] && self.stride == [1; 3] && self.padding == [0; 3]
     }
 
     fn shape(&self, channels: usize, spatial: [usize; 3]) -> Shape {
@@ -205,7 +177,7 @@ fn matmul<T: WithDType>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool) {
     assert!(dst.len() >= a.rows * b.cols, "matmul destination size");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     // As many threads as the calling rayon pool has: a comparison job's
-    // share of the cores (`crate::compute_threads`).
+    // share of the cores (`crate::threads`).
     let pool = rayon::current_num_threads();
     let threads = if pool > 1 && m * n * k > 4096 {
         gemm::Parallelism::Rayon(pool)
@@ -345,21 +317,10 @@ fn input_grad<T: WithDType>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     dx
 }
 
-/// Which computation a [`CpuConv`] op runs on its two inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Pass {
-    /// `(x, w) -> y`, differentiable.
-    Forward,
-    /// `(dy, w) -> dx`.
-    InputGrad,
-    /// `(x, dy) -> dw`.
-    WeightGrad,
-}
-
 /// The convolution op: the forward pass, and its two gradient passes used
 /// by the forward's backward. With `onednn`, f32 passes run through oneDNN
 /// (`onednn.rs`), f64 ones (which oneDNN lacks) through the GEMM lowering.
-pub(crate) struct CpuConv {
+pub struct CpuConv {
     geometry: Geometry,
     pass: Pass,
     onednn: bool,

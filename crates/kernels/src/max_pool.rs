@@ -1,5 +1,5 @@
-//! Max pooling as one CPU op with its own backward pass, for
-//! [`crate::max_pool`] on the CPU.
+//! Max pooling as one CPU op with its own backward pass, for `wsbcn-nn`'s
+//! `max_pool` on the CPU.
 //!
 //! Input `(N, C, T, H, W)` (2D pooling is `T = 1`, kernel 1), per-axis
 //! kernel `k`, stride `s`, padding `p` (padding counts as `-inf`):
@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 /// The geometry of a max pooling over the last three axes.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MaxPool {
+pub struct MaxPool {
     /// Kernel `(k_t, k_h, k_w)`.
     pub kernel: [usize; 3],
     /// Stride.

@@ -19,6 +19,8 @@
 //! its standard input): the FFmpeg libraries' encoder API would add a few
 //! hundred lines for the same files.
 
+use crate::fashion_mnist::{FashionMnist, Split, CLASSES};
+use crate::garment_canvas::{background, random_color, Garment, Placement};
 use crate::{Error, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,8 +29,7 @@ use std::f32::consts::PI;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use wsbcn_train::fashion_mnist::{FashionMnist, Split, CLASSES};
-use wsbcn_train::garment_canvas::{background, random_color, Garment, Placement};
+use wsbcn_video::ssv2::strip_template;
 
 /// The classes, as SSv2 templates (`[something]` is the garment).
 pub const TEMPLATES: [&str; 9] = [
@@ -275,7 +276,7 @@ pub fn generate_ssv2(mnist_dir: &Path, out: &Path, cfg: &FashionSsv2Config) -> R
     let labels: serde_json::Map<String, serde_json::Value> = TEMPLATES
         .iter()
         .enumerate()
-        .map(|(i, t)| (crate::ssv2::strip_template(t), i.to_string().into()))
+        .map(|(i, t)| (strip_template(t), i.to_string().into()))
         .collect();
     write_file(&out.join("labels.json"), &json(&labels, out)?)?;
     let mut first_id = 1;
@@ -316,7 +317,7 @@ fn json<T: serde::Serialize>(value: &T, out: &Path) -> Result<String> {
 /// The Kinetics-style class name of a template: placeholders stripped,
 /// lower case (`"pushing something from left to right"`).
 pub fn kinetics_label(template: &str) -> String {
-    crate::ssv2::strip_template(template).to_lowercase()
+    strip_template(template).to_lowercase()
 }
 
 /// Writes Fashion-Kinetics under `out`: `train.csv`, `val.csv` and

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// The loss of logits of shape `(N, K, H, W)` against fixed targets.
 #[derive(Clone, Debug)]
-pub(crate) struct PixelCrossEntropy {
+pub struct PixelCrossEntropy {
     /// `(N, K, HW)`.
     pub dims: (usize, usize, usize),
     /// Class index per pixel, `(N, HW)` row-major; ignored pixels any value.
@@ -92,7 +92,7 @@ impl CustomOp1 for PixelCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = wsbcn_nn::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
+        let out = crate::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
         Ok((out, Shape::from(())))
     }
 
@@ -117,7 +117,7 @@ impl CustomOp1 for PixelCrossEntropyGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = wsbcn_nn::float_op!(self.name(), (s, l), |z| self.loss.grad(z, self.g));
+        let out = crate::float_op!(self.name(), (s, l), |z| self.loss.grad(z, self.g));
         Ok((out, l.shape().clone()))
     }
 }

@@ -75,16 +75,13 @@ impl FashionMnist {
         let (labels, ldims) = read_idx(&find(dir, &format!("{stem}-labels-idx1-ubyte"))?)?;
         let n = ldims.first().copied().unwrap_or(0);
         if dims != [n, 28, 28] {
-            return Err(Error::Data(format!(
-                "{}: images {dims:?} do not match {n} labels of 28x28",
-                dir.display()
-            )));
+            return Err(Error::data(
+                dir,
+                format!("images {dims:?} do not match {n} labels of 28x28"),
+            ));
         }
         if let Some(bad) = labels.iter().find(|&&l| l > 9) {
-            return Err(Error::Data(format!(
-                "{}: label {bad} outside 0..10",
-                dir.display()
-            )));
+            return Err(Error::data(dir, format!("label {bad} outside 0..10")));
         }
         Ok(Self {
             pixels: images,
@@ -99,25 +96,25 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(Error::Data(format!(
-        "{}: no {name}[.gz]; install Debian's dataset-fashion-mnist or point to the IDX files",
-        dir.display()
-    )))
+    Err(Error::data(
+        dir,
+        format!("no {name}[.gz]; install Debian's dataset-fashion-mnist or point to the IDX files"),
+    ))
 }
 
 /// Reads an IDX file of u8 data: `(data, extents)`.
 pub fn read_idx(path: &Path) -> Result<(Vec<u8>, Vec<usize>)> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let raw = std::fs::read(path).map_err(|e| Error::data(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = vec![];
         GzDecoder::new(raw.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::data(path, e))?;
         out
     } else {
         raw
     };
-    let bad = |msg: &str| Error::Data(format!("{}: {msg}", path.display()));
+    let bad = |msg: &str| Error::data(path, msg);
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad("not an IDX file (bad magic)"));
     }

@@ -1,9 +1,9 @@
-//! Access to CPU storages for custom ops (this crate's and the training
-//! engine's).
+//! Access to CPU storages for custom ops: contiguous slices, f64 lane sums,
+//! the [`float_op!`](crate::float_op) dispatch over f32 and f64.
 
 use candle_core::{CpuStorage, DType, Layout, Tensor, WithDType};
 
-/// Whether this crate's fused CPU norm ops take `x`: a non-empty f32 or f64
+/// Whether the fused CPU norm ops (this crate's, `wsbcn-nn`'s WS) take `x`: a non-empty f32 or f64
 /// tensor on the CPU (their row passes need rows of at least one element).
 pub fn fused_cpu_input(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.elem_count() > 0
@@ -79,11 +79,11 @@ macro_rules! float_op {
     ($name:expr, ($s:expr, $l:expr), |$x:ident| $body:expr) => {
         match $s {
             candle_core::CpuStorage::F32(_) => {
-                let $x = $crate::cpu_slice::contiguous::<f32>($name, $s, $l)?;
+                let $x = $crate::slice::contiguous::<f32>($name, $s, $l)?;
                 candle_core::CpuStorage::F32($body)
             }
             candle_core::CpuStorage::F64(_) => {
-                let $x = $crate::cpu_slice::contiguous::<f64>($name, $s, $l)?;
+                let $x = $crate::slice::contiguous::<f64>($name, $s, $l)?;
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("{}: f32 or f64 only", $name),
@@ -92,13 +92,13 @@ macro_rules! float_op {
     ($name:expr, ($s1:expr, $l1:expr), ($s2:expr, $l2:expr), |$a:ident, $b:ident| $body:expr) => {
         match ($s1, $s2) {
             (candle_core::CpuStorage::F32(_), candle_core::CpuStorage::F32(_)) => {
-                let $a = $crate::cpu_slice::contiguous::<f32>($name, $s1, $l1)?;
-                let $b = $crate::cpu_slice::contiguous::<f32>($name, $s2, $l2)?;
+                let $a = $crate::slice::contiguous::<f32>($name, $s1, $l1)?;
+                let $b = $crate::slice::contiguous::<f32>($name, $s2, $l2)?;
                 candle_core::CpuStorage::F32($body)
             }
             (candle_core::CpuStorage::F64(_), candle_core::CpuStorage::F64(_)) => {
-                let $a = $crate::cpu_slice::contiguous::<f64>($name, $s1, $l1)?;
-                let $b = $crate::cpu_slice::contiguous::<f64>($name, $s2, $l2)?;
+                let $a = $crate::slice::contiguous::<f64>($name, $s1, $l1)?;
+                let $b = $crate::slice::contiguous::<f64>($name, $s2, $l2)?;
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("{}: f32 or f64 only (both operands alike)", $name),
@@ -111,9 +111,9 @@ macro_rules! float_op {
                 candle_core::CpuStorage::F32(_),
                 candle_core::CpuStorage::F32(_),
             ) => {
-                let $a = $crate::cpu_slice::contiguous::<f32>($name, $s1, $l1)?;
-                let $b = $crate::cpu_slice::contiguous::<f32>($name, $s2, $l2)?;
-                let $c = $crate::cpu_slice::contiguous::<f32>($name, $s3, $l3)?;
+                let $a = $crate::slice::contiguous::<f32>($name, $s1, $l1)?;
+                let $b = $crate::slice::contiguous::<f32>($name, $s2, $l2)?;
+                let $c = $crate::slice::contiguous::<f32>($name, $s3, $l3)?;
                 candle_core::CpuStorage::F32($body)
             }
             (
@@ -121,9 +121,9 @@ macro_rules! float_op {
                 candle_core::CpuStorage::F64(_),
                 candle_core::CpuStorage::F64(_),
             ) => {
-                let $a = $crate::cpu_slice::contiguous::<f64>($name, $s1, $l1)?;
-                let $b = $crate::cpu_slice::contiguous::<f64>($name, $s2, $l2)?;
-                let $c = $crate::cpu_slice::contiguous::<f64>($name, $s3, $l3)?;
+                let $a = $crate::slice::contiguous::<f64>($name, $s1, $l1)?;
+                let $b = $crate::slice::contiguous::<f64>($name, $s2, $l2)?;
+                let $c = $crate::slice::contiguous::<f64>($name, $s3, $l3)?;
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("{}: f32 or f64 only (all operands alike)", $name),

@@ -1,7 +1,7 @@
 //! f32 convolution on the CPU through oneDNN, PyTorch's own CPU convolution
 //! library, loaded at run time from `libdnnl.so.2` (Debian/Ubuntu package
 //! `libdnnl2`, oneDNN 2.x). Loading at run time keeps oneDNN out of the
-//! build: without it the GEMM lowering of `cpu_conv.rs` runs instead. Written
+//! build: without it the GEMM lowering of `conv.rs` runs instead. Written
 //! by hand because no maintained crate binds oneDNN's C API; only the dozen
 //! functions a convolution needs are declared.
 //!
@@ -26,7 +26,7 @@
 //! are those of oneDNN 2.x's `dnnl_types.h`, checked against the loaded
 //! library's major version.
 
-use crate::cpu_conv::{Geometry, Pass};
+use crate::conv_geometry::{Geometry, Pass};
 use libloading::Library;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_uint, c_void};
@@ -186,7 +186,7 @@ impl Api {
     fn load() -> Result<Self, String> {
         // libgomp is loaded with oneDNN, unless the program links it already
         // (FFmpeg does; `quiet_thread_pools` handles that), and reads this then.
-        crate::conv_backend::default_wait_policy();
+        crate::threads::default_wait_policy();
         // SAFETY: loading oneDNN runs its (side-effect free) initialisers.
         let lib = unsafe { Library::new("libdnnl.so.2") }.map_err(|e| e.to_string())?;
         macro_rules! sym {
@@ -760,7 +760,7 @@ impl Api {
     /// plan is built (oneDNN sizes its kernels' work split then) and run:
     /// 1 for small convolutions, else OpenMP's maximum capped at the
     /// calling rayon pool's size (a comparison job's share of the cores,
-    /// [`crate::compute_threads`]).
+    /// [`crate::threads`]).
     fn set_threads(&self, g: &Geometry) {
         let flops = 2 * g.n * g.o * g.l() * g.k();
         let threads = if flops < SMALL_CONV_FLOPS {

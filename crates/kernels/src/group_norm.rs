@@ -14,13 +14,13 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 
-use crate::cpu_slice::{lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads};
+use crate::slice::{lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// `y = GN(x) w + b` for contiguous `x: (N, C, L)`, `w, b: (C,)` on the CPU,
 /// in f32 or f64.
-pub(crate) fn group_norm_affine(
+pub fn group_norm_affine(
     x: &Tensor,
     groups: usize,
     weight: &Tensor,
