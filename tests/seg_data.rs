@@ -11,7 +11,8 @@ use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::{class_names, VocSplit};
-use wsbcn_tests::{max_abs_diff, stand_in_mnist};
+use wsbcn_testkit::max_abs_diff;
+use wsbcn_tests::stand_in_mnist;
 use wsbcn_train::load_config;
 
 fn tmp(name: &str) -> PathBuf {

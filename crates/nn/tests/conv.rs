@@ -8,7 +8,7 @@ use wsbcn_nn::{
     conv, conv2d, conv2d_with, conv3d_with, standardize, standardize_composite, ConvConfig,
     ConvGeometry, Diagnostics, WeightInit, WeightMode,
 };
-use wsbcn_tests::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
+use wsbcn_testkit::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
 const DEV: Device = Device::Cpu;
 

@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
-use wsbcn_tests::{
+use wsbcn_testkit::models::{
     assert_torchvision_layout, build_model, torchvision_variables, trainable_count,
     weight_parameters, NORM_SPECS,
 };

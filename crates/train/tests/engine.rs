@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wsbcn_tests::toy::{Bars, ToyTask};
+use wsbcn_testkit::toy::{Bars, ToyTask};
 use wsbcn_train::{
     latest_checkpoint, load_config, parse_config, same_numbers, Decay, Error, Loader, LoaderConfig,
     RunLog, ScheduleConfig, SgdConfig, TrainConfig, Trainer,

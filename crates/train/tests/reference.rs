@@ -1,10 +1,10 @@
 //! Losses, optimizer and schedules against PyTorch
-//! (`fixtures/train_reference.safetensors`, from
-//! `fixtures/make_train_reference.py`), and finite differences.
+//! (`crates/testkit/fixtures/train_reference.safetensors`, from
+//! `crates/testkit/fixtures/make_train_reference.py`), and finite differences.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::VarMap;
-use wsbcn_tests::{check_grads, max_abs_diff, Fixture, Rng};
+use wsbcn_testkit::{check_grads, max_abs_diff, Fixture, Rng};
 use wsbcn_train::optim::{accumulate, scale};
 use wsbcn_train::{
     clip_grad_norm, cross_entropy, global_norm, param_groups, pixel_cross_entropy, Decay,

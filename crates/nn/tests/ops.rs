@@ -1,11 +1,11 @@
 //! Spatial ops of the layers crate: bilinear resize, max pooling with
 //! padding, adaptive and global average pooling. Values and gradients
-//! against PyTorch (`fixtures/train_reference.safetensors`, written by
-//! `fixtures/make_train_reference.py`) and finite differences.
+//! against PyTorch (`crates/testkit/fixtures/train_reference.safetensors`, written by
+//! `crates/testkit/fixtures/make_train_reference.py`) and finite differences.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use wsbcn_nn::{adaptive_avg_pool, global_avg_pool, max_pool, resize_bilinear};
-use wsbcn_tests::{check_grads, max_abs_diff, probe_loss, Fixture, Rng};
+use wsbcn_testkit::{check_grads, max_abs_diff, probe_loss, Fixture, Rng};
 
 const DEV: Device = Device::Cpu;
 

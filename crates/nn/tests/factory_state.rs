@@ -7,7 +7,7 @@ use wsbcn_nn::{
     singularity_fraction, ConvGeometry, LayerFactory, LayerSpec, NormConfig, NormKind,
     SingularityThresholds, WeightMode,
 };
-use wsbcn_tests::{max_abs_diff, Rng};
+use wsbcn_testkit::{max_abs_diff, Rng};
 
 const DEV: Device = Device::Cpu;
 

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, ModuleT, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{batch_norm, estimated_batch_norm, LayerFactory, MovingSpeed, Norm, NormConfig};
-use wsbcn_tests::{check_grads, max_abs_diff, probe_loss, Rng};
+use wsbcn_testkit::{check_grads, max_abs_diff, probe_loss, Rng};
 
 const DEV: Device = Device::Cpu;
 

@@ -1,6 +1,6 @@
 //! Forward outputs and gradients against PyTorch's official definitions,
-//! from `fixtures/nn_reference.safetensors` (written by
-//! `fixtures/make_nn_reference.py`, which says how to regenerate it).
+//! from `crates/testkit/fixtures/nn_reference.safetensors` (written by
+//! `crates/testkit/fixtures/make_nn_reference.py`, which says how to regenerate it).
 
 use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -8,7 +8,7 @@ use wsbcn_nn::{
     conv, estimated_batch_norm, ConvConfig, ConvGeometry, ConvOp, LayerFactory, MovingSpeed,
     NormConfig, WeightInit, WeightMode,
 };
-use wsbcn_tests::{max_abs_diff, Fixture};
+use wsbcn_testkit::{max_abs_diff, Fixture};
 
 const DEV: Device = Device::Cpu;
 const TOL: f64 = 1e-5;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
-use wsbcn_tests::{
+use wsbcn_testkit::models::{
     assert_torchvision_layout, build_model, variable_shapes, weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};

@@ -1,0 +1,98 @@
+//! Model checks shared by the segmentation and video tests: the norm specs
+//! every model must build with, torchvision's variable lists (in
+//! `fixtures/`), and parameter counts.
+
+use candle_core::{DType, Device};
+
+/// Every norm spec a model must build and train with.
+pub const NORM_SPECS: [&str; 10] = [
+    "bn",
+    "gn",
+    "ln",
+    "in",
+    "bcn",
+    "bcn-est",
+    "none",
+    "gn+ws",
+    "bcn+ws",
+    "bcn-est+ws",
+];
+
+/// Variable names and shapes of a torchvision model, from
+/// `fixtures/<file>` (written by `fixtures/make_torchvision_names.py`).
+pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let shape = match f[2] {
+                "" => vec![],
+                dims => dims.split(',').map(|d| d.parse().unwrap()).collect(),
+            };
+            (f[1].to_string(), shape)
+        })
+        .collect()
+}
+
+/// A model made by `make` on a fresh f32 CPU `VarMap`, with a factory for
+/// `spec` (GN and BCN with `groups` groups).
+pub fn build_model<M, E: std::fmt::Debug>(
+    spec: &str,
+    groups: usize,
+    make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
+) -> (candle_nn::VarMap, M) {
+    let vm = candle_nn::VarMap::new();
+    // Seeded, so that tests that train the model are deterministic.
+    let vb = wsbcn_nn::seeded_var_builder(&vm, 0, DType::F32, &Device::Cpu);
+    let f = wsbcn_nn::LayerFactory::new(&wsbcn_nn::NormConfig {
+        spec: spec.into(),
+        groups,
+        ..wsbcn_nn::NormConfig::default()
+    })
+    .unwrap();
+    let model = make(&f, vb).unwrap();
+    (vm, model)
+}
+
+/// Every variable of `vm`, by name, with its shape.
+pub fn variable_shapes(vm: &candle_nn::VarMap) -> std::collections::BTreeMap<String, Vec<usize>> {
+    let data = vm.data().lock().unwrap();
+    data.iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect()
+}
+
+/// Asserts that `vm` holds exactly the variables (names and shapes) of the
+/// torchvision model listed in `fixtures/<file>`, and that the optimizer
+/// trains `params` values, torchvision's parameter count.
+pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usize) {
+    let want = torchvision_variables(file);
+    assert_eq!(variable_shapes(vm), want, "{file}: variables");
+    assert_eq!(
+        trainable_count(vm),
+        params,
+        "{file}: parameter count (torchvision's)"
+    );
+}
+
+/// Parameters in the weights of convolutions and linear layers (every
+/// variable of rank 2 or more): what must not change with the norm.
+pub fn weight_parameters(vm: &candle_nn::VarMap) -> usize {
+    vm.all_vars()
+        .iter()
+        .filter(|v| v.rank() >= 2)
+        .map(|v| v.elem_count())
+        .sum()
+}
+
+/// How many values the optimizer trains (running statistics excluded).
+pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
+    let cfg = wsbcn_train::SgdConfig::default();
+    wsbcn_train::param_groups(vm, &cfg)
+        .iter()
+        .flat_map(|g| g.params.iter())
+        .map(|p| p.var.elem_count())
+        .sum()
+}
