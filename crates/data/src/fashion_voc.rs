@@ -6,7 +6,7 @@
 //! gradients, noise, in two colours): light garments on dark ground, as in
 //! Fashion-MNIST itself. (With any colour on any ground, a from-scratch
 //! model must also learn contrast-polarity invariance; in PyTorch that
-//! halved the mIoU reached in 2,000 steps, see the crate README.)
+//! halved the mIoU reached in 2,000 steps, see `crates/seg/README.md`.)
 //! Classes: 0 background, then the garments' classes ([`ClassSet`]): by
 //! default `1 + c` for Fashion-MNIST class `c` (10 garments), or 5 groups of
 //! look-alike classes with [`ClassSet::Coarse`]. A

@@ -24,7 +24,7 @@ pub fn contiguous<'a, T: WithDType>(
 
 /// The contiguous elements under `layout` of a storage's vector `v`, for
 /// in-place ops, or an error naming `op` when the tensor is strided.
-pub fn contiguous_mut<'a, T>(
+pub(crate) fn contiguous_mut<'a, T>(
     op: &str,
     v: &'a mut [T],
     layout: &Layout,

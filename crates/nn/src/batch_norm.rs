@@ -16,7 +16,7 @@
 //! never receive gradients. Training with `n = 1` is an error, as in PyTorch.
 //!
 //! On the CPU in f32/f64 the layer runs as one fused op forward and backward
-//! (`cpu_batch_norm.rs`); elsewhere from candle ops
+//! (`wsbcn-kernels`' `batch_norm`); elsewhere from candle ops
 //! ([`BatchNorm::forward_composite`]). The tests hold the two to each other.
 
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};

@@ -48,7 +48,8 @@ pub enum Error {
         msg: String,
     },
 
-    /// A kernel backend could not be chosen (`WSBCN_CONV`).
+    /// A kernel backend could not be chosen (`WSBCN_CONV`), or the compute
+    /// threads could not start.
     #[error(transparent)]
     Kernels(#[from] wsbcn_kernels::Error),
 }

@@ -14,7 +14,7 @@
 //!
 //! No gradient flows through `mu_hat`, `var_hat`; evaluation uses them
 //! unchanged. On the CPU in f32/f64 the statistics and the normalization
-//! are fused (`cpu_batch_norm.rs`); elsewhere the layer is built from
+//! are fused (`wsbcn-kernels`' `batch_norm`); elsewhere the layer is built from
 //! candle ops ([`EstimatedBatchNorm::forward_composite`]). The estimates
 //! are stored as `running_mean`, `running_var` `(C,)`, so BN weights load
 //! into this layer. `r` comes from a shared

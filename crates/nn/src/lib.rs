@@ -69,3 +69,6 @@ pub use weight_standardization::{standardize, standardize_composite, WeightMode}
 pub use ws_conv::{conv, Conv, Conv2d, Conv3d, ConvConfig, ConvOp, WeightInit};
 /// ReLU with a one-pass backward on the CPU (a `wsbcn-kernels` op).
 pub use wsbcn_kernels::relu;
+/// The convolution backends [`conv2d_with`] and [`conv3d_with`] take (a
+/// `wsbcn-kernels` type).
+pub use wsbcn_kernels::ConvBackend;
