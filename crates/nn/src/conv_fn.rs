@@ -68,6 +68,21 @@ impl<const D: usize> ConvGeometry<D> {
         }
     }
 
+    /// "Centred" padding: `dilation * (kernel / 2)` on each axis, so that
+    /// an odd kernel at stride 1 keeps the extent ("same").
+    pub fn centered(kernel: [usize; D], stride: [usize; D], dilation: [usize; D]) -> Self {
+        let mut padding = [0; D];
+        for (p, (k, d)) in padding.iter_mut().zip(kernel.iter().zip(&dilation)) {
+            *p = d * (k / 2);
+        }
+        Self {
+            stride,
+            padding,
+            dilation,
+            groups: 1,
+        }
+    }
+
     /// The same geometry with `groups` groups.
     pub fn with_groups(mut self, groups: usize) -> Self {
         self.groups = groups;

@@ -17,6 +17,7 @@
 use crate::batch_channel_norm::{batch_channel_norm, BatchStatistics};
 use crate::batch_norm::batch_norm;
 use crate::conv_fn::ConvGeometry;
+use crate::conv_norm::ConvNorm;
 use crate::diagnostics::{Diagnostics, SingularityThresholds};
 use crate::estimated_batch_norm::MovingSpeed;
 use crate::group_norm::{group_norm, instance_norm, layer_norm};
@@ -306,5 +307,23 @@ impl LayerFactory {
             init: WeightInit::default(),
         };
         Ok(conv(in_channels, out_channels, config, vb)?.with_diagnostics(self.diagnostics.clone()))
+    }
+
+    /// [`LayerFactory::conv`] under `vb_conv`, then [`LayerFactory::norm`]
+    /// of its `out_channels` under `vb_norm` (built in that order).
+    pub fn conv_norm<const D: usize>(
+        &self,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; D],
+        geometry: ConvGeometry<D>,
+        vb_conv: VarBuilder,
+        vb_norm: VarBuilder,
+    ) -> Result<ConvNorm<D>>
+    where
+        ConvGeometry<D>: ConvOp,
+    {
+        let conv = self.conv(in_channels, out_channels, kernel, geometry, vb_conv)?;
+        Ok(ConvNorm::new(conv, self.norm(out_channels, vb_norm)?))
     }
 }

@@ -11,6 +11,8 @@
 //!   InstanceNorm), [`BatchChannelNorm`], for 4D and 5D input;
 //! * [`LayerFactory`]: a spec string such as `"bcn-est+ws"` picks every
 //!   layer of a model;
+//! * [`ConvNorm`], [`Residual`]: the conv-norm unit and the residual block
+//!   every model is built of, 2D and 3D;
 //! * [`Diagnostics`]: elimination-singularity fractions and WS gradient
 //!   ratios for the experiments' figures;
 //! * [`resize_bilinear`], [`max_pool`], [`adaptive_avg_pool`]: the spatial
@@ -33,6 +35,7 @@ pub mod axis_map;
 pub mod batch_channel_norm;
 pub mod batch_norm;
 pub mod conv_fn;
+pub mod conv_norm;
 pub mod diagnostics;
 pub mod error;
 pub mod estimated_batch_norm;
@@ -41,6 +44,7 @@ pub mod group_norm;
 pub mod input;
 pub mod norm;
 pub mod pool;
+pub mod residual;
 pub mod resize;
 pub mod seeded_init;
 pub mod weight_standardization;
@@ -51,6 +55,7 @@ pub use batch_norm::{batch_norm, BatchNorm};
 pub use conv_fn::{
     conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,
 };
+pub use conv_norm::ConvNorm;
 pub use diagnostics::{
     singularity_fraction, Diagnostics, SingularityRecord, SingularityThresholds, WsGradRatio,
 };
@@ -63,6 +68,7 @@ pub use group_norm::{
 };
 pub use norm::{Norm, NormLayer};
 pub use pool::{adaptive_avg_pool, global_avg_pool, max_pool};
+pub use residual::Residual;
 pub use resize::{interpolation_matrix, resize_bilinear};
 pub use seeded_init::seeded_var_builder;
 pub use weight_standardization::{standardize, standardize_composite, WeightMode};

@@ -4,7 +4,6 @@
 use crate::batch_channel_norm::{BatchChannelNorm, BatchPart};
 use crate::batch_norm::BatchNorm;
 use crate::diagnostics::Diagnostics;
-use crate::estimated_batch_norm::EstimatedBatchNorm;
 use crate::group_norm::GroupNorm;
 use crate::Result;
 use candle_core::{ModuleT, Tensor};
@@ -16,8 +15,6 @@ pub enum NormLayer {
     Identity,
     /// [`BatchNorm`] (`"bn"`).
     Batch(BatchNorm),
-    /// [`EstimatedBatchNorm`] on its own (built directly, not by a spec).
-    Estimated(EstimatedBatchNorm),
     /// [`GroupNorm`], LayerNorm or InstanceNorm (`"gn"`, `"ln"`, `"in"`).
     Group(GroupNorm),
     /// [`BatchChannelNorm`] (`"bcn"`, `"bcn-est"`).
@@ -67,7 +64,6 @@ impl Norm {
         let y = match &self.layer {
             NormLayer::Identity => x.clone(),
             NormLayer::Batch(l) => l.forward_t(x, train)?,
-            NormLayer::Estimated(l) => l.forward_t(x, train)?,
             NormLayer::Group(l) => l.forward_t(x, train)?,
             NormLayer::BatchChannel(l) => l.forward_t(x, train)?,
         };

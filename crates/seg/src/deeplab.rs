@@ -25,14 +25,14 @@
 //! from the usual workaround of freezing that norm; at batch 2 and more, and
 //! for every norm without batch statistics, the branch trains normally.
 
-use crate::resnet::{ResNet, ResNetConfig};
+use crate::resnet::{self, ResNet, ResNetConfig};
 use crate::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use wsbcn_nn::{
-    conv, global_avg_pool, relu, resize_bilinear, Conv2d, ConvConfig, ConvGeometry, LayerFactory,
-    Norm, NormKind, WeightInit,
+    conv, global_avg_pool, relu, resize_bilinear, Conv2d, ConvConfig, ConvNorm, LayerFactory,
+    WeightInit,
 };
 
 /// The model section of a config.
@@ -74,8 +74,8 @@ impl Default for DeepLabConfig {
     }
 }
 
-type ConvNorm = (Conv2d, Norm);
-
+/// A `k`x`k` conv at stride 1 with `dilation` and its norm (the head's
+/// unit).
 fn conv_norm(
     f: &LayerFactory,
     cin: usize,
@@ -84,9 +84,8 @@ fn conv_norm(
     dilation: usize,
     vb: VarBuilder,
     norm_vb: VarBuilder,
-) -> Result<ConvNorm> {
-    let geo = ConvGeometry::uniform(1, dilation * (k / 2), dilation);
-    Ok((f.conv(cin, cout, [k, k], geo, vb)?, f.norm(cout, norm_vb)?))
+) -> Result<ConvNorm<2>> {
+    resnet::conv_norm(f, cin, cout, k, 1, dilation, vb, norm_vb)
 }
 
 /// A final 1x1 classifier: plain, with a bias, small initial weights.
@@ -97,8 +96,8 @@ fn classifier_config() -> ConvConfig<2> {
     }
 }
 
-fn apply(cn: &ConvNorm, x: &Tensor, train: bool) -> Result<Tensor> {
-    Ok(relu(&cn.1.forward_t(&cn.0.forward(x)?, train)?)?)
+fn apply(cn: &ConvNorm<2>, x: &Tensor, train: bool) -> Result<Tensor> {
+    Ok(relu(&cn.forward_t(x, train)?)?)
 }
 
 /// Logits of a DeepLabV3 model and, when it has one, its auxiliary head.
@@ -114,13 +113,12 @@ pub struct Output {
 #[derive(Debug)]
 pub struct DeepLabV3 {
     backbone: ResNet,
-    branches: Vec<ConvNorm>,
-    pooling: ConvNorm,
-    project: ConvNorm,
-    head: ConvNorm,
+    branches: Vec<ConvNorm<2>>,
+    pooling: ConvNorm<2>,
+    project: ConvNorm<2>,
+    head: ConvNorm<2>,
     classifier: Conv2d,
-    aux: Option<(ConvNorm, Conv2d)>,
-    pooling_has_batch_stats: bool,
+    aux: Option<(ConvNorm<2>, Conv2d)>,
 }
 
 impl DeepLabV3 {
@@ -187,7 +185,6 @@ impl DeepLabV3 {
         } else {
             None
         };
-        let pooling_has_batch_stats = matches!(f.spec().norm, NormKind::Bn | NormKind::Bcn);
         Ok(Self {
             backbone,
             branches,
@@ -196,7 +193,6 @@ impl DeepLabV3 {
             head,
             classifier,
             aux,
-            pooling_has_batch_stats,
         })
     }
 
@@ -208,7 +204,8 @@ impl DeepLabV3 {
         for b in &self.branches {
             outs.push(apply(b, &c4, train)?);
         }
-        let pool_train = train && !(self.pooling_has_batch_stats && x.dim(0)? == 1);
+        let batch_stats = self.pooling.norm().uses_batch_statistics();
+        let pool_train = train && !(batch_stats && x.dim(0)? == 1);
         let pooled = apply(&self.pooling, &global_avg_pool(&c4)?, pool_train)?;
         outs.push(pooled.broadcast_as(outs[0].shape())?.contiguous()?);
         let y = apply(&self.project, &Tensor::cat(&outs, 1)?, train)?;

@@ -17,10 +17,10 @@
 //! (for an auxiliary head) and stage 4, at stride `min(16, os)` and `os`.
 
 use crate::{Error, Result};
-use candle_core::{Module, ModuleT, Tensor};
+use candle_core::{ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
-use wsbcn_nn::{max_pool, relu, Conv2d, ConvGeometry, LayerFactory, Norm};
+use wsbcn_nn::{max_pool, relu, ConvGeometry, ConvNorm, LayerFactory, Residual};
 
 /// The backbone section of a config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,87 +80,68 @@ impl ResNetConfig {
     }
 }
 
-fn conv(
+/// A `k`x`k` conv (centred padding) and its norm, under `vb_conv` and
+/// `vb_norm`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_norm(
     f: &LayerFactory,
     cin: usize,
     cout: usize,
     k: usize,
     stride: usize,
     dilation: usize,
+    vb_conv: VarBuilder,
+    vb_norm: VarBuilder,
+) -> Result<ConvNorm<2>> {
+    let geo = ConvGeometry::centered([k, k], [stride; 2], [dilation; 2]);
+    Ok(f.conv_norm(cin, cout, [k, k], geo, vb_conv, vb_norm)?)
+}
+
+/// A residual block: basic (two 3x3) or bottleneck (1x1, 3x3, 1x1), with
+/// torchvision's names (`conv{i}`, `bn{i}`, `downsample.{0,1}`).
+#[allow(clippy::too_many_arguments)]
+fn block(
+    f: &LayerFactory,
+    cin: usize,
+    planes: usize,
+    bottleneck: bool,
+    stride: usize,
+    dilation: usize,
+    downsample: bool,
     vb: VarBuilder,
-) -> Result<Conv2d> {
-    let geo = ConvGeometry::uniform(stride, dilation * (k / 2), dilation);
-    Ok(f.conv(cin, cout, [k, k], geo, vb)?)
-}
-
-/// A residual block: basic (two 3x3) or bottleneck (1x1, 3x3, 1x1).
-#[derive(Debug)]
-struct Block {
-    convs: Vec<(Conv2d, Norm)>,
-    downsample: Option<(Conv2d, Norm)>,
-}
-
-impl Block {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        f: &LayerFactory,
-        cin: usize,
-        planes: usize,
-        bottleneck: bool,
-        stride: usize,
-        dilation: usize,
-        downsample: bool,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let cout = if bottleneck { planes * 4 } else { planes };
-        let specs: Vec<(usize, usize, usize, usize, usize)> = if bottleneck {
-            vec![
-                (cin, planes, 1, 1, 1),
-                (planes, planes, 3, stride, dilation),
-                (planes, cout, 1, 1, 1),
-            ]
-        } else {
-            vec![
-                (cin, planes, 3, stride, dilation),
-                (planes, planes, 3, 1, dilation),
-            ]
-        };
-        let mut convs = vec![];
-        for (i, (a, b, k, s, d)) in specs.into_iter().enumerate() {
-            let c = conv(f, a, b, k, s, d, vb.pp(format!("conv{}", i + 1)))?;
-            convs.push((c, f.norm(b, vb.pp(format!("bn{}", i + 1)))?));
-        }
-        let downsample = if downsample {
-            let c = conv(f, cin, cout, 1, stride, 1, vb.pp("downsample.0"))?;
-            Some((c, f.norm(cout, vb.pp("downsample.1"))?))
-        } else {
-            None
-        };
-        Ok(Self { convs, downsample })
+) -> Result<Residual<2>> {
+    let cout = if bottleneck { planes * 4 } else { planes };
+    let specs: Vec<(usize, usize, usize, usize, usize)> = if bottleneck {
+        vec![
+            (cin, planes, 1, 1, 1),
+            (planes, planes, 3, stride, dilation),
+            (planes, cout, 1, 1, 1),
+        ]
+    } else {
+        vec![
+            (cin, planes, 3, stride, dilation),
+            (planes, planes, 3, 1, dilation),
+        ]
+    };
+    let mut convs = vec![];
+    for (i, (a, b, k, s, d)) in specs.into_iter().enumerate() {
+        let (c, n) = (format!("conv{}", i + 1), format!("bn{}", i + 1));
+        convs.push(conv_norm(f, a, b, k, s, d, vb.pp(c), vb.pp(n))?);
     }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, (c, n)) in self.convs.iter().enumerate() {
-            y = n.forward_t(&c.forward(&y)?, train)?;
-            if i < last {
-                y = relu(&y)?;
-            }
-        }
-        let shortcut = match &self.downsample {
-            Some((c, n)) => n.forward_t(&c.forward(x)?, train)?,
-            None => x.clone(),
-        };
-        Ok(relu(&(y + shortcut)?)?)
-    }
+    let downsample = if downsample {
+        let (c, n) = (vb.pp("downsample.0"), vb.pp("downsample.1"));
+        Some(conv_norm(f, cin, cout, 1, stride, 1, c, n)?)
+    } else {
+        None
+    };
+    Ok(Residual::new(convs, downsample)?)
 }
 
 /// A ResNet backbone (see the module docs).
 #[derive(Debug)]
 pub struct ResNet {
-    stem: Vec<(Conv2d, Norm)>,
-    stages: Vec<Vec<Block>>,
+    stem: Vec<ConvNorm<2>>,
+    stages: Vec<Vec<Residual<2>>>,
 }
 
 impl ResNet {
@@ -184,24 +165,21 @@ impl ResNet {
         let stem = if cfg.deep_stem {
             let half = cfg.channels(32);
             vec![
-                (
-                    conv(f, 3, half, 3, 2, 1, vb.pp("conv1.0"))?,
-                    f.norm(half, vb.pp("conv1.1"))?,
-                ),
-                (
-                    conv(f, half, half, 3, 1, 1, vb.pp("conv1.3"))?,
-                    f.norm(half, vb.pp("conv1.4"))?,
-                ),
-                (
-                    conv(f, half, inplanes, 3, 1, 1, vb.pp("conv1.6"))?,
-                    f.norm(inplanes, vb.pp("bn1"))?,
-                ),
+                conv_norm(f, 3, half, 3, 2, 1, vb.pp("conv1.0"), vb.pp("conv1.1"))?,
+                conv_norm(f, half, half, 3, 1, 1, vb.pp("conv1.3"), vb.pp("conv1.4"))?,
+                conv_norm(f, half, inplanes, 3, 1, 1, vb.pp("conv1.6"), vb.pp("bn1"))?,
             ]
         } else {
-            vec![(
-                conv(f, 3, inplanes, 7, 2, 1, vb.pp("conv1"))?,
-                f.norm(inplanes, vb.pp("bn1"))?,
-            )]
+            vec![conv_norm(
+                f,
+                3,
+                inplanes,
+                7,
+                2,
+                1,
+                vb.pp("conv1"),
+                vb.pp("bn1"),
+            )?]
         };
         let expansion = if bottleneck { 4 } else { 1 };
         let (mut cin, mut dilation) = (inplanes, 1);
@@ -229,7 +207,7 @@ impl ResNet {
                     (1, false)
                 };
                 let vbb = vb.pp(format!("layer{}.{b}", s + 1));
-                stage.push(Block::new(f, cin, planes, bottleneck, st, d, down, vbb)?);
+                stage.push(block(f, cin, planes, bottleneck, st, d, down, vbb)?);
                 cin = planes * expansion;
             }
             stages.push(stage);
@@ -240,8 +218,8 @@ impl ResNet {
     /// `(stage-3 features, stage-4 features)` of `x: (N, 3, H, W)`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {
         let mut y = x.clone();
-        for (c, n) in &self.stem {
-            y = relu(&n.forward_t(&c.forward(&y)?, train)?)?;
+        for cn in &self.stem {
+            y = relu(&cn.forward_t(&y, train)?)?;
         }
         y = max_pool(&y, [3, 3], [2, 2], [1, 1])?;
         let mut c3 = None;

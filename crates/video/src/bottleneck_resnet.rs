@@ -26,41 +26,30 @@
 //! features before `fc` is TSM's average consensus. A width multiplier
 //! scales every channel count. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
 
-use crate::conv_norm::ConvNorm;
+use crate::conv_norm::conv_norm;
+use crate::model_config::{Arch, VideoModelConfig};
 use crate::temporal_shift::temporal_shift;
-use crate::video_model::{Arch, VideoModelConfig};
 use crate::{Error, Result};
-use candle_core::{Module, Tensor};
+use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, max_pool, relu, LayerFactory};
+use wsbcn_nn::{global_avg_pool, max_pool, relu, ConvNorm, LayerFactory, Residual};
 
 /// I3D-ResNet-50's inflated blocks per stage (1: a 3x1x1 first conv).
 const I3D_INFLATE: [&[u8]; 4] = [&[1, 1, 1], &[1, 0, 1, 0], &[1, 0, 1, 0, 1, 0], &[0, 1, 0]];
 
+/// A bottleneck block, with TSM's residual shift of its branch input.
 #[derive(Debug)]
 struct Bottleneck {
-    convs: [ConvNorm; 3],
-    downsample: Option<ConvNorm>,
+    block: Residual<3>,
     shift_div: Option<usize>,
 }
 
 impl Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = match self.shift_div {
-            Some(d) => temporal_shift(x, d)?,
-            None => x.clone(),
-        };
-        for (i, cn) in self.convs.iter().enumerate() {
-            y = cn.forward_t(&y, train)?;
-            if i < 2 {
-                y = relu(&y)?;
-            }
-        }
-        let shortcut = match &self.downsample {
-            Some(d) => d.forward_t(x, train)?,
-            None => x.clone(),
-        };
-        Ok(relu(&(y + shortcut)?)?)
+        Ok(match self.shift_div {
+            Some(d) => self.block.forward_split(&temporal_shift(x, d)?, x, train)?,
+            None => self.block.forward_t(x, train)?,
+        })
     }
 }
 
@@ -68,7 +57,7 @@ impl Bottleneck {
 #[derive(Debug)]
 pub struct BottleneckResNet {
     arch: Arch,
-    stem: ConvNorm,
+    stem: ConvNorm<3>,
     layers: Vec<Bottleneck>,
     /// Blocks in layer1, after which I3D pools time.
     layer1_blocks: usize,
@@ -104,7 +93,7 @@ impl BottleneckResNet {
         } else {
             ([1, 7, 7], [1, 2, 2])
         };
-        let stem = ConvNorm::new(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?;
+        let stem = conv_norm(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?;
         let mut layers = vec![];
         let mut cin = c64;
         for (stage, &count) in blocks.iter().enumerate() {
@@ -117,15 +106,15 @@ impl BottleneckResNet {
                 let k1 = if inflated { [3, 1, 1] } else { [1, 1, 1] };
                 let pair = |cin, cout, kernel, stride, i: usize| {
                     let (c, n) = (format!("conv{i}"), format!("bn{i}"));
-                    ConvNorm::new(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n))
+                    conv_norm(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n))
                 };
-                let convs = [
+                let convs = vec![
                     pair(cin, planes, k1, [1, 1, 1], 1)?,
                     pair(planes, planes, [1, 3, 3], [1, s, s], 2)?,
                     pair(planes, cout, [1, 1, 1], [1, 1, 1], 3)?,
                 ];
                 let downsample = if s != 1 || cin != cout {
-                    Some(ConvNorm::new(
+                    Some(conv_norm(
                         f,
                         cin,
                         cout,
@@ -138,8 +127,7 @@ impl BottleneckResNet {
                     None
                 };
                 layers.push(Bottleneck {
-                    convs,
-                    downsample,
+                    block: Residual::new(convs, downsample)?,
                     shift_div: (!i3d).then_some(cfg.shift_div),
                 });
                 cin = cout;

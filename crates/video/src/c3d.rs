@@ -18,12 +18,12 @@
 //! scales channels and hidden units. Pools skip an axis already down to
 //! one element. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
 
-use crate::conv_norm::ConvNorm;
-use crate::video_model::VideoModelConfig;
+use crate::conv_norm::conv_norm;
+use crate::model_config::VideoModelConfig;
 use crate::Result;
-use candle_core::{Module, Tensor};
+use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, max_pool, relu, LayerFactory};
+use wsbcn_nn::{global_avg_pool, max_pool, relu, ConvNorm, LayerFactory};
 
 /// (name, base channels, pool after it: 0 none, 1 spatial only, 2 all axes).
 const LAYERS: [(&str, usize, u8); 8] = [
@@ -40,7 +40,7 @@ const LAYERS: [(&str, usize, u8); 8] = [
 /// C3D (see the module docs).
 #[derive(Debug)]
 pub struct C3d {
-    convs: Vec<(ConvNorm, u8)>,
+    convs: Vec<(ConvNorm<3>, u8)>,
     fc6: Linear,
     fc7: Linear,
     fc: Linear,
@@ -54,7 +54,7 @@ impl C3d {
         for (name, base, pool) in LAYERS {
             let cout = cfg.channels(base);
             let norm = vb.pp(format!("{name}_norm"));
-            let conv = ConvNorm::new(f, cin, cout, [3, 3, 3], [1, 1, 1], vb.pp(name), norm)?;
+            let conv = conv_norm(f, cin, cout, [3, 3, 3], [1, 1, 1], vb.pp(name), norm)?;
             convs.push((conv, pool));
             cin = cout;
         }

@@ -3,7 +3,8 @@
 //! factory, so each normalization variant is one config value, and the clip
 //! data they train on.
 //!
-//! * [`video_model`]: every model behind one config section and type:
+//! * [`model_config`], [`video_model`]: every model behind one config
+//!   section and type:
 //!   [`video_resnet`] (R3D, MC3 and R(2+1)D, layer for layer as
 //!   torchvision's `r3d_18`, `mc3_18` and `r2plus1d_18`),
 //!   [`bottleneck_resnet`] (I3D-ResNet-50 and TSM-ResNet-50/101, with the
@@ -28,6 +29,7 @@ mod conv_norm;
 pub mod decode;
 mod error;
 pub mod kinetics;
+pub mod model_config;
 pub mod sampling;
 pub mod ssv2;
 pub mod task;

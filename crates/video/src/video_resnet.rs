@@ -29,83 +29,48 @@
 //! Norm layers see the whole `(N, T, H, W)` extent of a channel, as
 //! BatchNorm3d does. Input `(N, 3, T, H, W)`, output logits `(N, classes)`.
 
-use crate::conv_norm::ConvNorm;
-use crate::video_model::{Arch, VideoModelConfig};
+use crate::conv_norm::conv_norm;
+use crate::model_config::{Arch, VideoModelConfig};
 use crate::{Error, Result};
-use candle_core::{Module, Tensor};
+use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, relu, LayerFactory};
+use wsbcn_nn::{global_avg_pool, relu, ConvNorm, LayerFactory, Residual};
 
-/// A block's conv: one conv, or R(2+1)D's spatial then temporal pair, each
-/// followed by a norm, with a ReLU between the two.
-#[derive(Debug)]
-struct BlockConv(Vec<ConvNorm>);
-
-impl BlockConv {
-    /// `conv{i}.0` (conv) and `conv{i}.1` (its norm) under `vb`.
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        f: &LayerFactory,
-        arch: Arch,
-        spatial_only: bool,
-        cin: usize,
-        cout: usize,
-        mid: usize,
-        stride: usize,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let s = stride;
-        let (c0, c1) = (vb.pp("0"), vb.pp("1"));
-        Ok(Self(match arch {
-            Arch::R2plus1d => vec![
-                ConvNorm::new(f, cin, mid, [1, 3, 3], [1, s, s], c0.pp("0"), c0.pp("1"))?,
-                ConvNorm::new(f, mid, cout, [3, 1, 1], [s, 1, 1], c0.pp("3"), c1)?,
-            ],
-            _ if spatial_only => {
-                vec![ConvNorm::new(f, cin, cout, [1, 3, 3], [1, s, s], c0, c1)?]
-            }
-            _ => vec![ConvNorm::new(f, cin, cout, [3, 3, 3], [s, s, s], c0, c1)?],
-        }))
-    }
-
-    /// The conv(s) and the final norm, without the final activation.
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = x.clone();
-        for (i, cn) in self.0.iter().enumerate() {
-            if i > 0 {
-                y = relu(&y)?;
-            }
-            y = cn.forward_t(&y, train)?;
+/// A block's conv `conv{i}` under `vb`: one conv and its norm
+/// (`conv{i}.0`, `conv{i}.1`), or R(2+1)D's spatial then temporal pair
+/// (`conv{i}.0.{0,1,3}`, `conv{i}.1`). A basic block is the conv-norms of
+/// its two block convs in a row, a ReLU between each two
+/// ([`Residual`]).
+#[allow(clippy::too_many_arguments)]
+fn block_conv(
+    f: &LayerFactory,
+    arch: Arch,
+    spatial_only: bool,
+    cin: usize,
+    cout: usize,
+    mid: usize,
+    stride: usize,
+    vb: VarBuilder,
+) -> Result<Vec<ConvNorm<3>>> {
+    let s = stride;
+    let (c0, c1) = (vb.pp("0"), vb.pp("1"));
+    Ok(match arch {
+        Arch::R2plus1d => vec![
+            conv_norm(f, cin, mid, [1, 3, 3], [1, s, s], c0.pp("0"), c0.pp("1"))?,
+            conv_norm(f, mid, cout, [3, 1, 1], [s, 1, 1], c0.pp("3"), c1)?,
+        ],
+        _ if spatial_only => {
+            vec![conv_norm(f, cin, cout, [1, 3, 3], [1, s, s], c0, c1)?]
         }
-        Ok(y)
-    }
-}
-
-/// A basic residual block.
-#[derive(Debug)]
-struct Block {
-    conv1: BlockConv,
-    conv2: BlockConv,
-    downsample: Option<ConvNorm>,
-}
-
-impl Block {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = relu(&self.conv1.forward_t(x, train)?)?;
-        let y = self.conv2.forward_t(&y, train)?;
-        let shortcut = match &self.downsample {
-            Some(d) => d.forward_t(x, train)?,
-            None => x.clone(),
-        };
-        Ok(relu(&(y + shortcut)?)?)
-    }
+        _ => vec![conv_norm(f, cin, cout, [3, 3, 3], [s, s, s], c0, c1)?],
+    })
 }
 
 /// R3D / MC3 / R(2+1)D (see the module docs).
 #[derive(Debug)]
 pub struct VideoResNet {
-    stem: Vec<ConvNorm>,
-    layers: Vec<Block>,
+    stem: Vec<ConvNorm<3>>,
+    layers: Vec<Residual<3>>,
     fc: Linear,
 }
 
@@ -134,7 +99,7 @@ impl VideoResNet {
             Arch::R2plus1d => {
                 let c45 = cfg.channels(45);
                 vec![
-                    ConvNorm::new(
+                    conv_norm(
                         f,
                         3,
                         c45,
@@ -143,7 +108,7 @@ impl VideoResNet {
                         vb.pp("stem.0"),
                         vb.pp("stem.1"),
                     )?,
-                    ConvNorm::new(
+                    conv_norm(
                         f,
                         c45,
                         c64,
@@ -154,7 +119,7 @@ impl VideoResNet {
                     )?,
                 ]
             }
-            _ => vec![ConvNorm::new(
+            _ => vec![conv_norm(
                 f,
                 3,
                 c64,
@@ -173,7 +138,7 @@ impl VideoResNet {
                 let vb = vb.pp(format!("layer{}.{i}", stage + 1));
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
                 let mid = 27 * cin * planes / (9 * cin + 3 * planes);
-                let conv1 = BlockConv::new(
+                let mut branch = block_conv(
                     f,
                     cfg.arch,
                     spatial_only,
@@ -183,7 +148,7 @@ impl VideoResNet {
                     stride,
                     vb.pp("conv1"),
                 )?;
-                let conv2 = BlockConv::new(
+                branch.extend(block_conv(
                     f,
                     cfg.arch,
                     spatial_only,
@@ -192,10 +157,10 @@ impl VideoResNet {
                     mid,
                     1,
                     vb.pp("conv2"),
-                )?;
+                )?);
                 let downsample = if stride != 1 || cin != planes {
                     let t = if spatial_only { 1 } else { stride };
-                    Some(ConvNorm::new(
+                    Some(conv_norm(
                         f,
                         cin,
                         planes,
@@ -207,11 +172,7 @@ impl VideoResNet {
                 } else {
                     None
                 };
-                layers.push(Block {
-                    conv1,
-                    conv2,
-                    downsample,
-                });
+                layers.push(Residual::new(branch, downsample)?);
                 cin = planes;
             }
         }
