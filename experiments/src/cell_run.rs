@@ -3,12 +3,11 @@
 
 use crate::comparison::{Cell, Comparison, TaskKind};
 use crate::Result;
-use candle_core::Device;
 use std::path::Path;
 use wsbcn_nn::NormConfig;
-use wsbcn_seg::task::SegConfig;
+use wsbcn_seg::task::{SegConfig, Segmentation};
 use wsbcn_train::{load_config, same_numbers, to_toml, RunLog, TrainConfig, Trainer};
-use wsbcn_video::task::VideoConfig;
+use wsbcn_video::task::{Video, VideoConfig};
 
 /// The run log of a cell.
 pub fn log_path(dir: &Path) -> std::path::PathBuf {
@@ -142,7 +141,7 @@ pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Resu
     let dir = cmp.cell_dir(cell);
     let trainer = |train: &TrainConfig| -> Result<Trainer> {
         let mut t = Trainer::new(train.clone(), &dir);
-        for (k, v) in crate::report::host_attrs() {
+        for (k, v) in crate::host::host_attrs() {
             t = t.with_attr(k, v);
         }
         Ok(t.plain_progress(jobs > 1)
@@ -157,10 +156,12 @@ pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Resu
     };
     match cell_config(cmp, file, cell)? {
         CellConfig::Segmentation(cfg) => {
-            wsbcn_seg::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
+            let device = cfg.device.device()?;
+            wsbcn_train::train::<Segmentation>(&cfg, trainer(&cfg.train)?, &device)?;
         }
         CellConfig::Video(cfg) => {
-            wsbcn_video::task::train(&cfg, trainer(&cfg.train)?, &Device::Cpu)?;
+            let device = cfg.device.device()?;
+            wsbcn_train::train::<Video>(&cfg, trainer(&cfg.train)?, &device)?;
         }
     }
     Ok(())

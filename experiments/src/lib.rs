@@ -11,6 +11,7 @@ pub mod comparison;
 pub mod data;
 pub mod error;
 pub mod figures;
+pub mod host;
 pub mod records;
 pub mod report;
 pub mod stats;

@@ -14,11 +14,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
-use wsbcn_nn::{seeded_var_builder, LayerFactory, NormConfig};
-use wsbcn_train::config::within;
-use wsbcn_train::{
-    pixel_cross_entropy, to_toml, Dataset, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
-};
+use wsbcn_nn::{seeded_var_builder, LayerFactory};
+use wsbcn_train::{pixel_cross_entropy, CheckSections, Dataset, RunConfig, Task, TaskKind};
 
 /// The most input pixels [`SegTask::evaluate_split`] stacks into one
 /// forward pass, as consecutive validation images of one size: 32 images
@@ -74,29 +71,16 @@ impl Default for SegDataConfig {
     }
 }
 
-/// A whole segmentation config file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegConfig {
-    /// The model.
-    pub model: DeepLabConfig,
-    /// Normalization and conv weight mode of every layer.
-    pub norm: NormConfig,
-    /// Data.
-    pub data: SegDataConfig,
-    /// The engine.
-    pub train: TrainConfig,
-}
+/// A whole segmentation config file: the engine's layout
+/// ([`RunConfig`]) with DeepLabV3 as the model and VOC-layout data.
+pub type SegConfig = RunConfig<DeepLabConfig, SegDataConfig>;
 
-impl Validate for SegConfig {
-    fn validate(&self) -> std::result::Result<(), (String, String)> {
-        if let Err(e) = wsbcn_nn::LayerFactory::new(&self.norm) {
-            return Err(("norm".into(), e.to_string()));
-        }
-        if self.data.augment.crop == 0 {
+impl CheckSections<DeepLabConfig> for SegDataConfig {
+    fn check(&self, _model: &DeepLabConfig) -> std::result::Result<(), (String, String)> {
+        if self.augment.crop == 0 {
             return Err(("data.augment.crop".into(), "must be at least 1".into()));
         }
-        if let EvalMode::Slide { window, stride } = self.data.eval {
+        if let EvalMode::Slide { window, stride } = self.eval {
             if window == 0 || stride == 0 || stride > window {
                 return Err((
                     "data.eval".into(),
@@ -104,7 +88,27 @@ impl Validate for SegConfig {
                 ));
             }
         }
-        within("train", self.train.validate())
+        Ok(())
+    }
+}
+
+/// The segmentation task kind: what the engine's skeleton trains and
+/// restores ([`wsbcn_train::train`], [`wsbcn_train::cli`]).
+pub struct Segmentation;
+
+impl TaskKind for Segmentation {
+    const NAME: &'static str = "segmentation";
+    type Model = DeepLabConfig;
+    type Data = SegDataConfig;
+    type Task = SegTask;
+    type TrainSet = VocTrainSet;
+
+    fn build(config: &SegConfig, device: &Device) -> wsbcn_train::Result<SegTask> {
+        Ok(SegTask::new(config, device)?)
+    }
+
+    fn train_set(task: &mut SegTask) -> wsbcn_train::Result<Arc<VocTrainSet>> {
+        Ok(task.train_set()?)
     }
 }
 
@@ -404,27 +408,4 @@ impl Task for SegTask {
         self.last = Some(m);
         Ok(out)
     }
-}
-
-/// Trains (or resumes) a run of `config` through `trainer`, which holds the
-/// run directory and options; the run log gets the resolved config, the
-/// task (`segmentation`) and the norm spec as attributes. Returns the summary
-/// and the task, whose `last` holds the final evaluation's full metrics.
-pub fn train(
-    config: &SegConfig,
-    trainer: Trainer,
-    device: &Device,
-) -> Result<(RunSummary, SegTask)> {
-    let mut task = SegTask::new(config, device)?;
-    let loader = Loader::new(
-        task.train_set()?,
-        config.train.data.clone(),
-        config.train.seed,
-    )?;
-    let summary = trainer
-        .with_attr("config", to_toml(config)?)
-        .with_attr("task", "segmentation")
-        .with_attr("norm", config.norm.spec.clone())
-        .run(&mut task, &loader)?;
-    Ok((summary, task))
 }

@@ -204,7 +204,8 @@ pub fn to_toml<T: Serialize>(config: &T) -> Result<String> {
 /// Whether two configs, as TOML text (what run logs hold), train the same
 /// numbers: they agree on every key both hold, once the settings that do
 /// not touch the numbers are dropped (loader threads `data.workers`,
-/// progress lines `log_interval`, checkpoints kept `keep_checkpoints`), at
+/// progress lines `log_interval`, checkpoints kept `keep_checkpoints`, the
+/// `device` a run resumes on), at
 /// the top level (an engine config) and under `train` (a task config). A
 /// key only one side holds is a field added or removed between versions,
 /// whose default reproduces the old behaviour, and does not count. Text
@@ -212,6 +213,7 @@ pub fn to_toml<T: Serialize>(config: &T) -> Result<String> {
 pub fn same_numbers(a: &str, b: &str) -> bool {
     fn strip(t: &mut toml::Table) {
         t.remove("log_interval");
+        t.remove("device");
         t.remove("keep_checkpoints");
         if let Some(d) = t.get_mut("data").and_then(toml::Value::as_table_mut) {
             d.remove("workers");

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("data: {0}")]
     Data(String),
 
+    /// A device was misnamed, is not built in, or cannot be opened.
+    #[error("device {0}")]
+    Device(String),
+
     /// A value handed to the engine is out of its range.
     #[error("{0}")]
     Invalid(String),

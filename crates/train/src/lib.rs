@@ -7,15 +7,19 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod h5_file;
 pub mod loader;
 pub mod loss;
 pub mod optim;
 pub mod progress;
+pub mod run_config;
 pub mod run_log;
 pub mod schedule;
+pub mod skeleton;
 pub mod trainer;
 
 pub use checkpoint::{
@@ -24,10 +28,13 @@ pub use checkpoint::{
 pub use config::{
     config_for_checkpoint, load_config, parse_config, same_numbers, to_toml, Validate,
 };
+pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use loader::{Batches, Dataset, Loader, LoaderConfig};
 pub use loss::{cross_entropy, pixel_cross_entropy};
 pub use optim::{clip_grad_norm, global_norm, param_groups, Grads, ParamGroup, Sgd, SgdConfig};
+pub use run_config::{CheckSections, RunConfig};
 pub use run_log::RunLog;
 pub use schedule::{Decay, MovingSpeedSchedule, ScheduleConfig};
+pub use skeleton::{load_trained, train, Config, TaskKind};
 pub use trainer::{RunSummary, Task, TrainConfig, Trainer};

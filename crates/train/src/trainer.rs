@@ -259,7 +259,10 @@ impl Trainer {
     }
 
     /// Trains `task` on `data` to `config.steps`, resuming from the newest
-    /// checkpoint in the run directory if there is one.
+    /// checkpoint in the run directory if there is one: `resume`, then per
+    /// step `optimizer_step`, and at the configured steps `evaluate` and
+    /// `checkpoint`. On an error the run log is flushed before it is
+    /// returned.
     pub fn run<T, D>(&self, task: &mut T, data: &Loader<D>) -> Result<RunSummary>
     where
         T: Task,
@@ -267,178 +270,327 @@ impl Trainer {
     {
         let cfg = &self.config;
         let mut sgd = Sgd::new(param_groups(task.varmap(), &cfg.optim), &cfg.optim);
-        let (mut step, mut batch, mut last_ckpt, resumed_from, mut log) =
-            match latest_checkpoint(&self.checkpoint_dir())? {
-                Some(path) => {
-                    let device = task
-                        .varmap()
-                        .all_vars()
-                        .first()
-                        .map_or(Device::Cpu, |v| v.device().clone());
-                    let ckpt = load_checkpoint(&path, &device)?;
-                    if ckpt.state.seed != cfg.seed {
-                        return Err(Error::Checkpoint {
-                            path,
-                            msg: format!(
-                                "written with seed {}, the config says {}: use a new run directory",
-                                ckpt.state.seed, cfg.seed
-                            ),
-                        });
-                    }
-                    restore_model(&ckpt, task.varmap())?;
-                    sgd.load_state(ckpt.optim)?;
-                    let mut log = if self.log_path().exists() {
-                        RunLog::read(&self.log_path())?
-                    } else {
-                        RunLog::new(&self.log_path(), BTreeMap::new())
-                    };
-                    let config = self.attrs.get("config").map(String::as_str);
-                    check_same_run(&log, cfg, config, &path)?;
-                    log.truncate(ckpt.state.step);
-                    let s = ckpt.state;
-                    (s.step, s.batches, Some(path), Some(s.step), log)
-                }
-                None => (
-                    0,
-                    0,
-                    None,
-                    None,
-                    RunLog::new(&self.log_path(), BTreeMap::new()),
+        let mut run = self.resume(task, &mut sgd)?;
+        self.write_attrs(&mut run.log)?;
+        let progress = self.announce(&run);
+        let clock = WallClock::continuing(&run.log);
+        let mut batches = data.iter_from(run.batch);
+        let result = self.train_to(task, &mut sgd, &mut batches, &mut run, &progress, &clock);
+        progress.finish();
+        match result {
+            Ok(metrics) => Ok(RunSummary {
+                steps: run.step,
+                resumed_from: run.resumed_from,
+                metrics,
+                log: self.log_path(),
+            }),
+            Err(e) => {
+                run.log.flush()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps up to `stop_after` (or the end): each logged, with the
+    /// evaluations and checkpoints due after it. Returns the last metrics.
+    fn train_to<T, I>(
+        &self,
+        task: &mut T,
+        sgd: &mut Sgd,
+        batches: &mut I,
+        run: &mut RunState,
+        progress: &Progress,
+        clock: &WallClock,
+    ) -> Result<Vec<(String, f64)>>
+    where
+        T: Task,
+        I: Iterator<Item = Result<Vec<T::Sample>>>,
+    {
+        let cfg = &self.config;
+        let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+        let mut metrics = vec![];
+        while run.step < stop {
+            self.train_step(task, sgd, batches, run, progress, clock)?;
+            let step = run.step;
+            let last = step == cfg.steps;
+            let listed = cfg.eval_steps.contains(&step);
+            if last || listed || (cfg.eval_interval > 0 && step.is_multiple_of(cfg.eval_interval)) {
+                metrics = self.evaluate(task, step, &mut run.log, progress, clock)?;
+            }
+            let periodic =
+                cfg.checkpoint_interval > 0 && step.is_multiple_of(cfg.checkpoint_interval);
+            if last || step == stop || periodic {
+                self.checkpoint(task, sgd, run)?;
+            }
+        }
+        Ok(metrics)
+    }
+
+    /// Where the run starts: restored from the newest checkpoint (model,
+    /// optimizer state, data position, the log cut back to it) after
+    /// checking that it belongs to this run, or a fresh start.
+    fn resume<T: Task>(&self, task: &T, sgd: &mut Sgd) -> Result<RunState> {
+        let cfg = &self.config;
+        let Some(path) = latest_checkpoint(&self.checkpoint_dir())? else {
+            return Ok(RunState {
+                step: 0,
+                batch: 0,
+                last_checkpoint: None,
+                resumed_from: None,
+                log: RunLog::new(&self.log_path(), BTreeMap::new()),
+            });
+        };
+        let device = task
+            .varmap()
+            .all_vars()
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone());
+        let ckpt = load_checkpoint(&path, &device)?;
+        if ckpt.state.seed != cfg.seed {
+            return Err(Error::Checkpoint {
+                path,
+                msg: format!(
+                    "written with seed {}, the config says {}: use a new run directory",
+                    ckpt.state.seed, cfg.seed
                 ),
-            };
+            });
+        }
+        restore_model(&ckpt, task.varmap())?;
+        sgd.load_state(ckpt.optim)?;
+        let mut log = if self.log_path().exists() {
+            RunLog::read(&self.log_path())?
+        } else {
+            RunLog::new(&self.log_path(), BTreeMap::new())
+        };
+        let config = self.attrs.get("config").map(String::as_str);
+        check_same_run(&log, cfg, config, &path)?;
+        log.truncate(ckpt.state.step);
+        let s = ckpt.state;
+        Ok(RunState {
+            step: s.step,
+            batch: s.batches,
+            last_checkpoint: Some(path),
+            resumed_from: Some(s.step),
+            log,
+        })
+    }
+
+    /// The run log's attributes: the caller's, then seed, version, commit
+    /// and the engine config.
+    fn write_attrs(&self, log: &mut RunLog) -> Result<()> {
         for (k, v) in &self.attrs {
             log.set_attr(k, v.clone());
         }
-        log.set_attr("seed", cfg.seed.to_string());
+        log.set_attr("seed", self.config.seed.to_string());
         log.set_attr("crate_version", env!("CARGO_PKG_VERSION"));
         log.set_attr("git_commit", git_commit());
-        log.set_attr("train_config", crate::config::to_toml(cfg)?);
+        log.set_attr("train_config", crate::config::to_toml(&self.config)?);
+        Ok(())
+    }
 
-        let progress = Progress::new(step, cfg.steps, cfg.log_interval, self.plain_progress);
-        let resolved = log
+    /// The progress display, after printing the resolved config and where
+    /// the run resumes.
+    fn announce(&self, run: &RunState) -> Progress {
+        let cfg = &self.config;
+        let progress = Progress::new(run.step, cfg.steps, cfg.log_interval, self.plain_progress);
+        let resolved = run
+            .log
             .attr("config")
-            .or(log.attr("train_config"))
+            .or(run.log.attr("train_config"))
             .unwrap_or_default();
         progress.println(&format!(
             "resolved config ({}):\n{resolved}",
             self.dir.display()
         ));
-        if let Some(s) = resumed_from {
+        if let Some(s) = run.resumed_from {
             progress.println(&format!("resuming from step {s} ({})", self.dir.display()));
         }
-        // Wall-clock seconds of the run so far (steps and evaluations),
-        // carried over a resume from what the log kept.
-        let wall_base = [log.scalar("wall_s"), log.eval("wall_s")]
+        progress
+    }
+
+    /// One optimizer step, logged: [`Self::optimizer_step`], then the
+    /// step's row in the run log and the progress line.
+    fn train_step<T, I>(
+        &self,
+        task: &mut T,
+        sgd: &mut Sgd,
+        batches: &mut I,
+        run: &mut RunState,
+        progress: &Progress,
+        clock: &WallClock,
+    ) -> Result<()>
+    where
+        T: Task,
+        I: Iterator<Item = Result<Vec<T::Sample>>>,
+    {
+        let started = Instant::now();
+        let (mut row, loss, norm, samples) = self.optimizer_step(task, sgd, batches, run)?;
+        let lr = row[0].1;
+        let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        row.extend([
+            ("loss".to_string(), loss),
+            ("grad_norm".to_string(), norm),
+            ("samples_per_s".to_string(), rate),
+            ("wall_s".to_string(), clock.now()),
+        ]);
+        run.log.log_step(run.step, &row);
+        run.step += 1;
+        progress.update(run.step, loss, lr, rate);
+        Ok(())
+    }
+
+    /// Step `run.step`'s update: the learning rate and the estimated-BN
+    /// moving speed, forward and backward over `accumulate` micro-batches
+    /// (their mean gradient; diagnostics on the last one of a diagnostic
+    /// step), clipping, SGD. Returns the row so far (`lr` first), the mean
+    /// loss, the gradient norm and the samples seen.
+    #[allow(clippy::type_complexity)]
+    fn optimizer_step<T, I>(
+        &self,
+        task: &mut T,
+        sgd: &mut Sgd,
+        batches: &mut I,
+        run: &mut RunState,
+    ) -> Result<(Vec<(String, f64)>, f64, f64, usize)>
+    where
+        T: Task,
+        I: Iterator<Item = Result<Vec<T::Sample>>>,
+    {
+        let cfg = &self.config;
+        let step = run.step;
+        let lr = cfg.schedule.lr(cfg.optim.lr, step, cfg.steps);
+        let diag = cfg.diag_interval > 0 && step.is_multiple_of(cfg.diag_interval);
+        let mut row = vec![("lr".to_string(), lr)];
+        if let Some(f) = task.layers() {
+            let r = cfg.moving_speed.r(lr);
+            f.moving_speed().set(r)?;
+            f.diagnostics().set_enabled(diag);
+            row.push(("moving_speed".into(), r));
+        }
+        let (mut total, mut loss_sum, mut samples) = (Grads::new(), 0.0, 0usize);
+        for micro in 0..cfg.accumulate {
+            let samples_of_batch = batches
+                .next()
+                .unwrap_or_else(|| Err(Error::Data("the loader ended".into())))?;
+            run.batch += 1;
+            samples += samples_of_batch.len();
+            let loss = task.loss(samples_of_batch)?;
+            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            loss_sum += finite_or_diverged(value, step, "the loss", &run.last_checkpoint)?;
+            let store = loss.backward()?;
+            if let (Some(f), true) = (task.layers(), diag && micro + 1 == cfg.accumulate) {
+                diagnostics_row(f, &store, &mut row)?;
+            }
+            accumulate(&mut total, sgd.grads(&store))?;
+        }
+        if cfg.accumulate > 1 {
+            scale(&mut total, 1.0 / cfg.accumulate as f64)?;
+        }
+        let norm = match cfg.clip_grad_norm {
+            Some(max) => clip_grad_norm(&mut total, max)?,
+            None => global_norm(&total)?,
+        };
+        finite_or_diverged(norm, step, "the gradient norm", &run.last_checkpoint)?;
+        sgd.step(&total, lr)?;
+        Ok((row, loss_sum / cfg.accumulate as f64, norm, samples))
+    }
+
+    /// Evaluates `task` after `step` steps: the metrics, logged with the
+    /// wall clock, printed, and the log flushed.
+    fn evaluate<T: Task>(
+        &self,
+        task: &mut T,
+        step: u64,
+        log: &mut RunLog,
+        progress: &Progress,
+        clock: &WallClock,
+    ) -> Result<Vec<(String, f64)>> {
+        let metrics = task.evaluate()?;
+        let mut row = metrics.clone();
+        row.push(("wall_s".into(), clock.now()));
+        log.log_eval(step, &row);
+        let line: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+        progress.println(&format!("eval after step {step}: {}", line.join(", ")));
+        log.flush()?;
+        Ok(metrics)
+    }
+
+    /// Flushes the log and writes a checkpoint of the step just done (the
+    /// oldest beyond `keep_checkpoints` removed).
+    fn checkpoint<T: Task>(&self, task: &T, sgd: &Sgd, run: &mut RunState) -> Result<()> {
+        let state = TrainState {
+            step: run.step,
+            batches: run.batch,
+            seed: self.config.seed,
+        };
+        run.log.flush()?;
+        run.last_checkpoint = Some(save_checkpoint(
+            &self.checkpoint_dir(),
+            task.varmap(),
+            sgd.state(),
+            &state,
+            self.config.keep_checkpoints,
+        )?);
+        Ok(())
+    }
+}
+
+/// Where a run stands: its next step, the batches drawn so far, the newest
+/// checkpoint (named when the run diverges), where it resumed from, its log.
+struct RunState {
+    step: u64,
+    batch: u64,
+    last_checkpoint: Option<PathBuf>,
+    resumed_from: Option<u64>,
+    log: RunLog,
+}
+
+/// Wall-clock seconds of the run so far (steps and evaluations), carried
+/// over a resume from what the log kept.
+struct WallClock {
+    base: f64,
+    start: Instant,
+}
+
+impl WallClock {
+    fn continuing(log: &RunLog) -> Self {
+        let base = [log.scalar("wall_s"), log.eval("wall_s")]
             .into_iter()
             .filter_map(|c| c.and_then(|c| c.last().copied()))
             .fold(0.0, f64::max);
-        let run_start = Instant::now();
-        let wall = || wall_base + run_start.elapsed().as_secs_f64();
-        let mut batches = data.iter_from(batch);
-        let mut metrics = vec![];
-        let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
-        let result = (|| -> Result<()> {
-            while step < stop {
-                let started = Instant::now();
-                let lr = cfg.schedule.lr(cfg.optim.lr, step, cfg.steps);
-                let diag = cfg.diag_interval > 0 && step % cfg.diag_interval == 0;
-                let mut row = vec![("lr".to_string(), lr)];
-                if let Some(f) = task.layers() {
-                    let r = cfg.moving_speed.r(lr);
-                    f.moving_speed().set(r)?;
-                    f.diagnostics().set_enabled(diag);
-                    row.push(("moving_speed".into(), r));
-                }
-                let (mut total, mut loss_sum, mut samples) = (Grads::new(), 0.0, 0usize);
-                for micro in 0..cfg.accumulate {
-                    let samples_of_batch = batches
-                        .next()
-                        .unwrap_or_else(|| Err(Error::Data("the loader ended".into())))?;
-                    batch += 1;
-                    samples += samples_of_batch.len();
-                    let loss = task.loss(samples_of_batch)?;
-                    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                    loss_sum += finite_or_diverged(value, step, "the loss", &last_ckpt)?;
-                    let store = loss.backward()?;
-                    if let (Some(f), true) = (task.layers(), diag && micro + 1 == cfg.accumulate) {
-                        let ratios = f.diagnostics().ws_grad_ratios(&store)?;
-                        row.extend(mean_named(
-                            "ws_grad_ratio",
-                            ratios.into_iter().map(|r| (r.layer, r.ratio)),
-                        ));
-                        let sing = f.diagnostics().take_singularity();
-                        if let Some(least) = sing.iter().filter_map(|r| r.batch_values).min() {
-                            row.push(("batch_values_per_channel.min".into(), least as f64));
-                        }
-                        row.extend(mean_named(
-                            "singularity",
-                            sing.into_iter().map(|r| (r.layer, r.fraction)),
-                        ));
-                        f.diagnostics().set_enabled(false);
-                    }
-                    accumulate(&mut total, sgd.grads(&store))?;
-                }
-                if cfg.accumulate > 1 {
-                    scale(&mut total, 1.0 / cfg.accumulate as f64)?;
-                }
-                let norm = match cfg.clip_grad_norm {
-                    Some(max) => clip_grad_norm(&mut total, max)?,
-                    None => global_norm(&total)?,
-                };
-                finite_or_diverged(norm, step, "the gradient norm", &last_ckpt)?;
-                sgd.step(&total, lr)?;
-                let loss = loss_sum / cfg.accumulate as f64;
-                let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                row.extend([
-                    ("loss".to_string(), loss),
-                    ("grad_norm".to_string(), norm),
-                    ("samples_per_s".to_string(), rate),
-                    ("wall_s".to_string(), wall()),
-                ]);
-                log.log_step(step, &row);
-                step += 1;
-                progress.update(step, loss, lr, rate);
-                let last = step == cfg.steps;
-                let listed = cfg.eval_steps.contains(&step);
-                if last || listed || (cfg.eval_interval > 0 && step % cfg.eval_interval == 0) {
-                    metrics = task.evaluate()?;
-                    let mut row = metrics.clone();
-                    row.push(("wall_s".into(), wall()));
-                    log.log_eval(step, &row);
-                    let line: Vec<String> =
-                        metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-                    progress.println(&format!("eval after step {step}: {}", line.join(", ")));
-                    log.flush()?;
-                }
-                let periodic = cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0;
-                if last || step == stop || periodic {
-                    let state = TrainState {
-                        step,
-                        batches: batch,
-                        seed: cfg.seed,
-                    };
-                    log.flush()?;
-                    last_ckpt = Some(save_checkpoint(
-                        &self.checkpoint_dir(),
-                        task.varmap(),
-                        sgd.state(),
-                        &state,
-                        cfg.keep_checkpoints,
-                    )?);
-                }
-            }
-            Ok(())
-        })();
-        progress.finish();
-        if let Err(e) = result {
-            log.flush()?;
-            return Err(e);
+        Self {
+            base,
+            start: Instant::now(),
         }
-        Ok(RunSummary {
-            steps: step,
-            resumed_from,
-            metrics,
-            log: self.log_path(),
-        })
     }
+
+    fn now(&self) -> f64 {
+        self.base + self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// The diagnostics of a diagnostic step, appended to `row`: WS gradient
+/// ratios from the gradients in `store`, the fewest batch values per
+/// channel, and the singularity fractions the norms recorded (then
+/// recording stops until the next diagnostic step).
+fn diagnostics_row(
+    f: &LayerFactory,
+    store: &candle_core::backprop::GradStore,
+    row: &mut Vec<(String, f64)>,
+) -> Result<()> {
+    let ratios = f.diagnostics().ws_grad_ratios(store)?;
+    row.extend(mean_named(
+        "ws_grad_ratio",
+        ratios.into_iter().map(|r| (r.layer, r.ratio)),
+    ));
+    let sing = f.diagnostics().take_singularity();
+    if let Some(least) = sing.iter().filter_map(|r| r.batch_values).min() {
+        row.push(("batch_values_per_channel.min".into(), least as f64));
+    }
+    row.extend(mean_named(
+        "singularity",
+        sing.into_iter().map(|r| (r.layer, r.fraction)),
+    ));
+    f.diagnostics().set_enabled(false);
+    Ok(())
 }

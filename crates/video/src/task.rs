@@ -15,11 +15,8 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
-use wsbcn_nn::{seeded_var_builder, LayerFactory, NormConfig};
-use wsbcn_train::config::within;
-use wsbcn_train::{
-    cross_entropy, to_toml, Loader, RunSummary, Task, TrainConfig, Trainer, Validate,
-};
+use wsbcn_nn::{seeded_var_builder, LayerFactory};
+use wsbcn_train::{cross_entropy, CheckSections, RunConfig, Task, TaskKind};
 
 /// The data section of a video config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,32 +58,39 @@ impl Default for VideoDataConfig {
     }
 }
 
-/// A whole video config file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct VideoConfig {
-    /// The model.
-    pub model: VideoModelConfig,
-    /// Normalization and conv weight mode of every layer.
-    pub norm: NormConfig,
-    /// Data.
-    pub data: VideoDataConfig,
-    /// The engine.
-    pub train: TrainConfig,
-}
+/// A whole video config file: the engine's layout ([`RunConfig`]) with a
+/// video model and clip data.
+pub type VideoConfig = RunConfig<VideoModelConfig, VideoDataConfig>;
 
-impl Validate for VideoConfig {
-    fn validate(&self) -> std::result::Result<(), (String, String)> {
-        if let Err(e) = LayerFactory::new(&self.norm) {
-            return Err(("norm".into(), e.to_string()));
-        }
-        if let Err(e) = self.data.sampler.validate() {
+impl CheckSections<VideoModelConfig> for VideoDataConfig {
+    fn check(&self, model: &VideoModelConfig) -> std::result::Result<(), (String, String)> {
+        if let Err(e) = self.sampler.validate() {
             return Err(("data.sampler".into(), e.to_string()));
         }
-        if let Err(e) = self.data.augment.validate(self.model.num_classes) {
+        if let Err(e) = self.augment.validate(model.num_classes) {
             return Err(("data.augment".into(), e.to_string()));
         }
-        within("train", self.train.validate())
+        Ok(())
+    }
+}
+
+/// The video task kind: what the engine's skeleton trains and restores
+/// ([`wsbcn_train::train`], [`wsbcn_train::cli`]).
+pub struct Video;
+
+impl TaskKind for Video {
+    const NAME: &'static str = "video";
+    type Model = VideoModelConfig;
+    type Data = VideoDataConfig;
+    type Task = VideoTask;
+    type TrainSet = ClipSet;
+
+    fn build(config: &VideoConfig, device: &Device) -> wsbcn_train::Result<VideoTask> {
+        Ok(VideoTask::new(config, device)?)
+    }
+
+    fn train_set(task: &mut VideoTask) -> wsbcn_train::Result<Arc<ClipSet>> {
+        Ok(task.train_set()?)
     }
 }
 
@@ -343,27 +347,4 @@ impl Task for VideoTask {
         self.last = Some(m);
         Ok(out)
     }
-}
-
-/// Trains (or resumes) a run of `config` through `trainer`, which holds the
-/// run directory and options; the run log gets the resolved config, the
-/// task (`video`) and the norm spec as attributes. Returns the summary
-/// and the task, whose `last` holds the final evaluation's full metrics.
-pub fn train(
-    config: &VideoConfig,
-    trainer: Trainer,
-    device: &Device,
-) -> Result<(RunSummary, VideoTask)> {
-    let mut task = VideoTask::new(config, device)?;
-    let loader = Loader::new(
-        task.train_set()?,
-        config.train.data.clone(),
-        config.train.seed,
-    )?;
-    let summary = trainer
-        .with_attr("config", to_toml(config)?)
-        .with_attr("task", "video")
-        .with_attr("norm", config.norm.spec.clone())
-        .run(&mut task, &loader)?;
-    Ok((summary, task))
 }

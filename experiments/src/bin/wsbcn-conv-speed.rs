@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use wsbcn_experiments::{Error, Result};
 use wsbcn_kernels::ConvBackend;
-use wsbcn_train::{load_config, RunLog, Trainer};
+use wsbcn_seg::task::Segmentation;
+use wsbcn_train::{load_config, train as train_kind, RunLog, Trainer};
+use wsbcn_video::task::Video;
 
 #[derive(Parser)]
 #[command(
@@ -67,7 +69,6 @@ fn train(spec: &str, steps: u64, dir: &Path) -> Result<()> {
     sets.push(format!("train.steps={steps}"));
     sets.push(format!("train.eval_interval={steps}"));
     sets.push(format!("train.checkpoint_interval={steps}"));
-    let device = candle_core::Device::Cpu;
     let text = std::fs::read_to_string(&file).map_err(|e| Error::File {
         path: file.clone(),
         msg: e.to_string(),
@@ -75,11 +76,11 @@ fn train(spec: &str, steps: u64, dir: &Path) -> Result<()> {
     if text.contains("[model.backbone]") {
         let cfg: wsbcn_seg::task::SegConfig = load_config(&file, &sets)?;
         let trainer = Trainer::new(cfg.train.clone(), dir).plain_progress(true);
-        wsbcn_seg::task::train(&cfg, trainer, &device)?;
+        train_kind::<Segmentation>(&cfg, trainer, &cfg.device.device()?)?;
     } else {
         let cfg: wsbcn_video::task::VideoConfig = load_config(&file, &sets)?;
         let trainer = Trainer::new(cfg.train.clone(), dir).plain_progress(true);
-        wsbcn_video::task::train(&cfg, trainer, &device)?;
+        train_kind::<Video>(&cfg, trainer, &cfg.device.device()?)?;
     }
     Ok(())
 }

@@ -1,20 +1,21 @@
 //! `wsbcn-video`: train and evaluate 3D-conv video models on clip data.
 //!
 //! ```text
-//! wsbcn-video train --config FILE [--set key=value ...] [--run-dir DIR] [--stop-after N]
-//! wsbcn-video eval  --checkpoint FILE [--config FILE] [--set ...] [--views CLIPSxCROPS]
+//! wsbcn-video train --config FILE [--set key=value ...] [--run-dir DIR] [--stop-after N] [--device D]
+//! wsbcn-video eval  --checkpoint FILE [--config FILE] [--set ...] [--device D] [--views CLIPSxCROPS] [--confusion FILE]
 //! ```
 //!
-//! Without `--config`, `eval` reads the resolved config stored in the run
-//! log beside the checkpoint (`<run>/run.h5`).
+//! The shared options and their defaults are the engine's
+//! (`wsbcn_train::cli`): without `--config`, `eval` reads the resolved
+//! config stored in the run log beside the checkpoint.
 
-use candle_core::Device;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wsbcn_train::checkpoint::{load_checkpoint, restore_model};
-use wsbcn_train::{config_for_checkpoint, load_config, Task, Trainer};
-use wsbcn_video::task::{train, VideoConfig, VideoMetrics, VideoTask};
+use wsbcn_train::cli::{
+    load_checkpoint_command, main_with, train_command, CheckpointArgs, TrainArgs,
+};
+use wsbcn_video::task::{Video, VideoMetrics};
 use wsbcn_video::Result;
 
 #[derive(Parser)]
@@ -30,31 +31,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train (or resume) a run.
-    Train {
-        /// The TOML config.
-        #[arg(long)]
-        config: PathBuf,
-        /// Overrides, `key.path=value`.
-        #[arg(long = "set")]
-        set: Vec<String>,
-        /// The run directory (default: runs/<config name>).
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
-        /// Stop after this many steps (a checkpoint is written there).
-        #[arg(long)]
-        stop_after: Option<u64>,
-    },
+    Train(TrainArgs),
     /// Evaluate a checkpoint on the validation split.
     Eval {
-        /// The checkpoint.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// The config (default: the one in the run log).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Overrides, `key.path=value`.
-        #[arg(long = "set")]
-        set: Vec<String>,
+        #[command(flatten)]
+        checkpoint: CheckpointArgs,
         /// Views per video, `CLIPSxCROPS` (crops 1 or 3).
         #[arg(long, default_value = "1x1", value_parser = views)]
         views: (usize, usize),
@@ -95,23 +76,8 @@ fn print_metrics(m: &VideoMetrics, classes: &[String]) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train {
-            config,
-            set,
-            run_dir,
-            stop_after,
-        } => {
-            let cfg: VideoConfig = load_config(&config, &set)?;
-            let stem = config
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("video");
-            let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(stem));
-            let mut trainer = Trainer::new(cfg.train.clone(), &dir);
-            if let Some(s) = stop_after {
-                trainer = trainer.stop_after(s);
-            }
-            let (summary, task) = train(&cfg, trainer, &Device::Cpu)?;
+        Command::Train(args) => {
+            let (_, summary, task) = train_command::<Video>(&args)?;
             for (k, v) in &summary.metrics {
                 println!("{k} {v:.4}");
             }
@@ -122,15 +88,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval {
             checkpoint,
-            config,
-            set,
             views: (clips, crops),
             confusion,
         } => {
-            let cfg = config_for_checkpoint::<VideoConfig>(&checkpoint, config.as_deref(), &set)?;
-            let task = VideoTask::new(&cfg, &Device::Cpu)?;
-            let ckpt = load_checkpoint(&checkpoint, &Device::Cpu)?;
-            restore_model(&ckpt, task.varmap())?;
+            let (_, task) = load_checkpoint_command::<Video>(&checkpoint)?;
             let m = task.evaluate_views(clips, crops)?;
             println!("views {clips}x{crops}");
             print_metrics(&m, task.classes());
@@ -150,17 +111,6 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    wsbcn_kernels::quiet_thread_pools();
     let cli = Cli::parse();
-    // The commands run as a worker of the compute pool (wsbcn_kernels::threads).
-    match wsbcn_kernels::on_own_pool(0, || run(cli))
-        .map_err(|e| wsbcn_video::Error::from(wsbcn_nn::Error::from(e)))
-        .and_then(|r| r)
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wsbcn-video: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    main_with("wsbcn-video", || run(cli))
 }

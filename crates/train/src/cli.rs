@@ -1,0 +1,124 @@
+//! The command line every task binary shares (`wsbcn-seg`, `wsbcn-video`):
+//!
+//! ```text
+//! <bin> train --config FILE [--set key=value ...] [--run-dir DIR] [--stop-after N] [--device D]
+//! <bin> eval  --checkpoint FILE [--config FILE] [--set ...] [--device D] [task options]
+//! ```
+//!
+//! A binary flattens [`TrainArgs`] and [`CheckpointArgs`] into its own
+//! subcommands (adding its evaluation options and extra commands), calls
+//! [`train_command`] and [`load_checkpoint_command`], and wraps its `main`
+//! in [`main_with`]. `--device` (`cpu`, `cuda`, `cuda:N`) overrides the
+//! config's `device` key. Without `--config`, a checkpoint's config is the
+//! resolved one stored in the run log beside it (`<run>/run.h5`).
+
+use crate::config::{config_for_checkpoint, load_config, Validate};
+use crate::skeleton::{load_trained, train, Config, TaskKind};
+use crate::{DeviceSpec, Result, RunSummary, Trainer};
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The options of `train`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainArgs {
+    /// The TOML config.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Overrides, `key.path=value`.
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// The run directory (default: runs/CONFIG, CONFIG the file stem).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Stop after this many steps (a checkpoint is written there).
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+    /// cpu, cuda or cuda:N (default: the config's `device`, else cpu).
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// The options of a command that loads a checkpoint (`eval`, `predict`).
+#[derive(Clone, Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// The checkpoint.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The config (default: the one in the run log).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Overrides, `key.path=value`.
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// cpu, cuda or cuda:N (default: the config's `device`, else cpu).
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// `train`: loads the config (with `--set` and `--device`), trains or
+/// resumes the run in its directory, and returns the config, the summary
+/// and the trained task.
+pub fn train_command<K: TaskKind>(args: &TrainArgs) -> Result<(Config<K>, RunSummary, K::Task)>
+where
+    Config<K>: Validate,
+{
+    let mut cfg: Config<K> = load_config(&args.config, &args.set)?;
+    if let Some(d) = args.device {
+        cfg.device = d;
+    }
+    let device = cfg.device.device()?;
+    let stem = args
+        .config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(K::NAME);
+    let dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(stem));
+    let mut trainer = Trainer::new(cfg.train.clone(), &dir);
+    if let Some(s) = args.stop_after {
+        trainer = trainer.stop_after(s);
+    }
+    let (summary, task) = train::<K>(&cfg, trainer, &device)?;
+    Ok((cfg, summary, task))
+}
+
+/// The config of a checkpoint command and its task with the checkpoint's
+/// model state, on the chosen device.
+pub fn load_checkpoint_command<K: TaskKind>(args: &CheckpointArgs) -> Result<(Config<K>, K::Task)>
+where
+    Config<K>: Validate,
+{
+    let mut cfg: Config<K> =
+        config_for_checkpoint(&args.checkpoint, args.config.as_deref(), &args.set)?;
+    if let Some(d) = args.device {
+        cfg.device = d;
+    }
+    let device = cfg.device.device()?;
+    let task = load_trained::<K>(&args.checkpoint, &cfg, &device)?;
+    Ok((cfg, task))
+}
+
+/// A task binary's `main`: idle pool threads sleep
+/// ([`wsbcn_kernels::quiet_thread_pools`]), `run` works as a worker of the
+/// compute pool ([`wsbcn_kernels::on_own_pool`]), and an error is printed
+/// as `<name>: <message>` with a failing exit status.
+pub fn main_with<E: Display + Send>(
+    name: &str,
+    run: impl FnOnce() -> std::result::Result<(), E> + Send,
+) -> ExitCode {
+    wsbcn_kernels::quiet_thread_pools();
+    let result = match wsbcn_kernels::on_own_pool(0, run) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
