@@ -12,6 +12,8 @@
 //! ```
 //!
 //! Logits are resized bilinearly (align_corners = false) to the input size.
+//! In evaluation, [`DeepLabV3::infer`] covers an image in one pass or with
+//! sliding windows ([`EvalMode`]).
 //! Every conv followed by a norm comes from the factory (WS when the spec
 //! says so); the two final 1x1 classifiers are plain convs with a bias,
 //! initialised `N(0, 0.01^2)` as mmsegmentation's heads are (a Kaiming
@@ -98,6 +100,21 @@ fn classifier_config() -> ConvConfig<2> {
 
 fn apply(cn: &ConvNorm<2>, x: &Tensor, train: bool) -> Result<Tensor> {
     Ok(relu(&cn.forward_t(x, train)?)?)
+}
+
+/// How evaluation covers an image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EvalMode {
+    /// One forward pass over the whole image.
+    Whole,
+    /// Windows of `window` pixels every `stride` pixels, logits averaged.
+    Slide {
+        /// Side of a window.
+        window: usize,
+        /// Step between windows.
+        stride: usize,
+    },
 }
 
 /// Logits of a DeepLabV3 model and, when it has one, its auxiliary head.
@@ -194,6 +211,74 @@ impl DeepLabV3 {
             classifier,
             aux,
         })
+    }
+
+    /// Evaluation logits `(N, K, H, W)` of `x: (N, 3, H, W)`, covering the
+    /// image as `mode` says: one pass over the whole image, or sliding
+    /// windows with their logits averaged.
+    pub fn infer(&self, x: &Tensor, mode: &EvalMode) -> Result<Tensor> {
+        match *mode {
+            EvalMode::Whole => Ok(self.forward_t(x, false)?.logits),
+            EvalMode::Slide { window, stride } => self.slide(x, window, stride),
+        }
+    }
+
+    /// Sliding-window logits `(N, K, H, W)` of `x: (N, 3, H, W)`: the image
+    /// is zero-padded to at least `window` a side, windows start every
+    /// `stride` pixels (the last flush with the far edge), and each pixel
+    /// averages the logits of the windows that cover it.
+    fn slide(&self, x: &Tensor, window: usize, stride: usize) -> Result<Tensor> {
+        let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
+        // Pad small images to the window (with 0, the normalized mean).
+        let (ph, pw) = (h.max(window), w.max(window));
+        let xp = x
+            .pad_with_zeros(2, 0, ph - h)?
+            .pad_with_zeros(3, 0, pw - w)?;
+        let starts = |extent: usize| {
+            let mut s: Vec<usize> = (0..)
+                .map(|i| i * stride)
+                .take_while(|&o| o + window < extent)
+                .collect();
+            s.push(extent - window);
+            s
+        };
+        let plane = ph * pw;
+        let mut k = 0;
+        let mut sum = vec![];
+        let mut count = vec![0f32; plane];
+        for &y0 in &starts(ph) {
+            for &x0 in &starts(pw) {
+                let crop = xp.narrow(2, y0, window)?.narrow(3, x0, window)?;
+                let logits = self.forward_t(&crop, false)?.logits;
+                if sum.is_empty() {
+                    k = logits.dim(1)?;
+                    sum = vec![0f32; n * k * plane];
+                }
+                let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+                for (nc, map) in logits.chunks_exact(window * window).enumerate() {
+                    let out = &mut sum[nc * plane..(nc + 1) * plane];
+                    for (yy, row) in map.chunks_exact(window).enumerate() {
+                        let at = (y0 + yy) * pw + x0;
+                        for (o, v) in out[at..at + window].iter_mut().zip(row) {
+                            *o += v;
+                        }
+                    }
+                }
+                for yy in 0..window {
+                    for c in &mut count[(y0 + yy) * pw + x0..(y0 + yy) * pw + x0 + window] {
+                        *c += 1.0;
+                    }
+                }
+            }
+        }
+        for map in sum.chunks_exact_mut(plane) {
+            for (v, c) in map.iter_mut().zip(&count) {
+                *v /= c;
+            }
+        }
+        Ok(Tensor::from_vec(sum, (n, k, ph, pw), x.device())?
+            .narrow(2, 0, h)?
+            .narrow(3, 0, w)?)
     }
 
     /// Logits for `x: (N, 3, H, W)`.

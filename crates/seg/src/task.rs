@@ -4,6 +4,7 @@
 //! or with a sliding window.
 
 use crate::augment::{eval_sample, train_sample, AugmentConfig, SegSample};
+pub use crate::deeplab::EvalMode;
 use crate::deeplab::{DeepLabConfig, DeepLabV3};
 use crate::metrics::{ConfusionMatrix, SegMetrics};
 use crate::voc::{VocSplit, IGNORE};
@@ -24,21 +25,6 @@ use wsbcn_train::{pixel_cross_entropy, CheckSections, Dataset, RunConfig, Task, 
 /// one run each, process start included); a single image on
 /// full-size VOC (500x375), so its activations do not grow.
 pub const EVAL_PIXELS: usize = 32 * 32 * 32;
-
-/// How evaluation covers an image.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum EvalMode {
-    /// One forward pass over the whole image.
-    Whole,
-    /// Windows of `window` pixels every `stride` pixels, logits averaged.
-    Slide {
-        /// Side of a window.
-        window: usize,
-        /// Step between windows.
-        stride: usize,
-    },
-}
 
 /// The data section of a config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,68 +228,7 @@ impl SegTask {
             .flat_map(|s| s.image.iter().copied())
             .collect();
         let x = Tensor::from_vec(pixels, (samples.len(), 3, h, w), &self.device)?;
-        match self.config.data.eval {
-            EvalMode::Whole => Ok(self.model.forward_t(&x, false)?.logits),
-            EvalMode::Slide { window, stride } => self.slide(&x, window, stride),
-        }
-    }
-
-    /// Sliding-window logits `(N, K, H, W)` of `x: (N, 3, H, W)`: the image
-    /// is zero-padded to at least `window` a side, windows start every
-    /// `stride` pixels (the last flush with the far edge), and each pixel
-    /// averages the logits of the windows that cover it.
-    fn slide(&self, x: &Tensor, window: usize, stride: usize) -> Result<Tensor> {
-        let (n, h, w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
-        // Pad small images to the window (with 0, the normalized mean).
-        let (ph, pw) = (h.max(window), w.max(window));
-        let xp = x
-            .pad_with_zeros(2, 0, ph - h)?
-            .pad_with_zeros(3, 0, pw - w)?;
-        let starts = |extent: usize| {
-            let mut s: Vec<usize> = (0..)
-                .map(|i| i * stride)
-                .take_while(|&o| o + window < extent)
-                .collect();
-            s.push(extent - window);
-            s
-        };
-        let k = self.config.model.num_classes;
-        let plane = ph * pw;
-        let mut sum = vec![0f32; n * k * plane];
-        let mut count = vec![0f32; plane];
-        for &y0 in &starts(ph) {
-            for &x0 in &starts(pw) {
-                let crop = xp.narrow(2, y0, window)?.narrow(3, x0, window)?;
-                let logits: Vec<f32> = self
-                    .model
-                    .forward_t(&crop, false)?
-                    .logits
-                    .flatten_all()?
-                    .to_vec1()?;
-                for (nc, map) in logits.chunks_exact(window * window).enumerate() {
-                    let out = &mut sum[nc * plane..(nc + 1) * plane];
-                    for (yy, row) in map.chunks_exact(window).enumerate() {
-                        let at = (y0 + yy) * pw + x0;
-                        for (o, v) in out[at..at + window].iter_mut().zip(row) {
-                            *o += v;
-                        }
-                    }
-                }
-                for yy in 0..window {
-                    for c in &mut count[(y0 + yy) * pw + x0..(y0 + yy) * pw + x0 + window] {
-                        *c += 1.0;
-                    }
-                }
-            }
-        }
-        for map in sum.chunks_exact_mut(plane) {
-            for (v, c) in map.iter_mut().zip(&count) {
-                *v /= c;
-            }
-        }
-        Ok(Tensor::from_vec(sum, (n, k, ph, pw), &self.device)?
-            .narrow(2, 0, h)?
-            .narrow(3, 0, w)?)
+        self.model.infer(&x, &self.config.data.eval)
     }
 
     /// The predicted class of every pixel of one evaluation sample.

@@ -1,13 +1,15 @@
 //! What the tests of every wsbcn crate share: deterministic random tensors,
 //! finite-difference gradient checks, direct reference implementations to
-//! test fast paths against, and the PyTorch reference fixtures in
-//! `fixtures/` (with the scripts that write them).
+//! test fast paths against, the PyTorch reference fixtures in `fixtures/`
+//! (with the scripts that write them), and the check of the task binaries'
+//! shared command line (`cli`).
 //!
 //! With the `models` feature (it builds the training engine, so HDF5): the
 //! model checks against torchvision's variable lists (`models`) and a toy
 //! task for engine tests (`toy`). Without it, this crate needs only candle
 //! and `wsbcn-nn`, so the layer tests build neither FFmpeg nor HDF5.
 
+pub mod cli;
 #[cfg(feature = "models")]
 pub mod models;
 #[cfg(feature = "models")]

@@ -291,8 +291,10 @@ impl Trainer {
         }
     }
 
-    /// The steps up to `stop_after` (or the end): each logged, with the
-    /// evaluations and checkpoints due after it. Returns the last metrics.
+    /// The steps up to `stop_after` (or the end): each an
+    /// `optimizer_step`, logged (its row in the run log, the progress
+    /// line), then the evaluation and checkpoint due after it. Returns the
+    /// last metrics.
     fn train_to<T, I>(
         &self,
         task: &mut T,
@@ -310,7 +312,19 @@ impl Trainer {
         let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
         let mut metrics = vec![];
         while run.step < stop {
-            self.train_step(task, sgd, batches, run, progress, clock)?;
+            let started = Instant::now();
+            let (mut row, loss, norm, samples) = self.optimizer_step(task, sgd, batches, run)?;
+            let lr = row[0].1;
+            let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            row.extend([
+                ("loss".to_string(), loss),
+                ("grad_norm".to_string(), norm),
+                ("samples_per_s".to_string(), rate),
+                ("wall_s".to_string(), clock.now()),
+            ]);
+            run.log.log_step(run.step, &row);
+            run.step += 1;
+            progress.update(run.step, loss, lr, rate);
             let step = run.step;
             let last = step == cfg.steps;
             let listed = cfg.eval_steps.contains(&step);
@@ -406,37 +420,6 @@ impl Trainer {
             progress.println(&format!("resuming from step {s} ({})", self.dir.display()));
         }
         progress
-    }
-
-    /// One optimizer step, logged: [`Self::optimizer_step`], then the
-    /// step's row in the run log and the progress line.
-    fn train_step<T, I>(
-        &self,
-        task: &mut T,
-        sgd: &mut Sgd,
-        batches: &mut I,
-        run: &mut RunState,
-        progress: &Progress,
-        clock: &WallClock,
-    ) -> Result<()>
-    where
-        T: Task,
-        I: Iterator<Item = Result<Vec<T::Sample>>>,
-    {
-        let started = Instant::now();
-        let (mut row, loss, norm, samples) = self.optimizer_step(task, sgd, batches, run)?;
-        let lr = row[0].1;
-        let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        row.extend([
-            ("loss".to_string(), loss),
-            ("grad_norm".to_string(), norm),
-            ("samples_per_s".to_string(), rate),
-            ("wall_s".to_string(), clock.now()),
-        ]);
-        run.log.log_step(run.step, &row);
-        run.step += 1;
-        progress.update(run.step, loss, lr, rate);
-        Ok(())
     }
 
     /// Step `run.step`'s update: the learning rate and the estimated-BN
