@@ -1,7 +1,8 @@
 //! What the tests of every wsbcn crate share: deterministic random tensors,
 //! finite-difference gradient checks, direct reference implementations to
 //! test fast paths against, the PyTorch reference fixtures in `fixtures/`
-//! (with the scripts that write them), and the check of the task binaries'
+//! (with the scripts that write them), temporary folders and stand-in
+//! Fashion-MNIST files (`files`), and the check of the task binaries'
 //! shared command line (`cli`).
 //!
 //! With the `models` feature (it builds the training engine, so HDF5): the
@@ -10,6 +11,7 @@
 //! and `wsbcn-nn`, so the layer tests build neither FFmpeg nor HDF5.
 
 pub mod cli;
+pub mod files;
 #[cfg(feature = "models")]
 pub mod models;
 #[cfg(feature = "models")]
@@ -17,6 +19,8 @@ pub mod toy;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::collections::HashMap;
+
+pub use files::{fresh_dir, stand_in_mnist, write_idx};
 
 /// A tiny deterministic generator (SplitMix64), so fixtures and checks do
 /// not depend on candle's unseeded CPU RNG.
