@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use wsbcn_experiments::compare::run_comparison;
 use wsbcn_experiments::figures::FIGURES;
 use wsbcn_experiments::Comparison;
-use wsbcn_tests::{tiny_fashion_ssv2, tiny_fashion_voc};
+use wsbcn_tests::{tiny_fashion_ssv2, tiny_fashion_voc, tiny_video_sections};
 use wsbcn_train::{load_config, RunLog};
 
 const VARIANTS: [(&str, &str); 2] = [("bn", "BN"), ("gn-ws", "GN+WS")];
@@ -45,27 +45,10 @@ fn toy_comparison(dir: &Path, name: &str) -> PathBuf {
             "#,
             voc = voc.display()
         );
+        let sampler = r#"{ kind = "segments", num_segments = 4 }"#;
         let video = format!(
-            r#"
-            [model]
-            arch = "r3d"
-            width = 0.125
-            num_classes = 9
-            [norm]
-            spec = "gn+ws"
-            groups = 4
-            [data]
-            train = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/train.json" }}
-            val = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/validation.json" }}
-            short_side = 32
-            sampler = {{ kind = "segments", num_segments = 4 }}
-            [data.augment]
-            crop = 24
-            [train.data]
-            batch_size = 2
-            workers = 1
-            "#,
-            r = ssv2.display()
+            "{}[train.data]\nbatch_size = 2\nworkers = 1\n",
+            tiny_video_sections(&ssv2, sampler)
         );
         std::fs::write(dir.join("seg.toml"), seg).unwrap();
         std::fs::write(dir.join("video.toml"), video).unwrap();

@@ -4,7 +4,7 @@
 
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::PathBuf;
-use wsbcn_tests::tiny_fashion_ssv2;
+use wsbcn_tests::{tiny_fashion_ssv2, tiny_video_sections};
 use wsbcn_train::{Dataset, Loader, Trainer};
 use wsbcn_video::clip_data::ClipSet;
 use wsbcn_video::clip_transform::ClipAugment;
@@ -69,22 +69,9 @@ fn clip_sets_read_the_same_clips_from_cache_and_files_and_skip_bad_videos() {
 fn a_short_video_run_trains_evaluates_and_resumes_where_it_stopped() {
     let d = fresh_dir("run");
     let root = tiny_fashion_ssv2(&d);
+    let sampler = r#"{ kind = "dense", clip_len = 4, frame_interval = 1, num_clips = 1 }"#;
     let text = format!(
-        r#"
-        [model]
-        arch = "r3d"
-        width = 0.125
-        num_classes = 9
-        [norm]
-        spec = "gn+ws"
-        groups = 4
-        [data]
-        train = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/train.json" }}
-        val = {{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/validation.json" }}
-        short_side = 32
-        sampler = {{ kind = "dense", clip_len = 4, frame_interval = 1, num_clips = 1 }}
-        [data.augment]
-        crop = 24
+        r#"{}
         [train]
         steps = 4
         eval_interval = 2
@@ -94,7 +81,7 @@ fn a_short_video_run_trains_evaluates_and_resumes_where_it_stopped() {
         batch_size = 2
         workers = 1
         "#,
-        r = root.display()
+        tiny_video_sections(&root, sampler)
     );
     let cfg: VideoConfig = wsbcn_train::parse_config(&text, "test.toml", &[]).unwrap();
     let run = |stop: Option<u64>| {

@@ -9,17 +9,9 @@ pub enum Error {
     #[error(transparent)]
     Train(#[from] wsbcn_train::Error),
 
-    /// A segmentation run or data set failed.
+    /// A segmentation or video run, or an embedded data set, failed.
     #[error(transparent)]
-    Seg(#[from] wsbcn_seg::Error),
-
-    /// A video run or data set failed.
-    #[error(transparent)]
-    Video(#[from] wsbcn_video::Error),
-
-    /// Generating an embedded data set failed.
-    #[error(transparent)]
-    Data(#[from] wsbcn_data::Error),
+    Task(#[from] wsbcn_train::TaskError),
 
     /// Drawing or writing a figure failed.
     #[error(transparent)]

@@ -136,57 +136,27 @@ impl Figure<'_> {
             match self.stem {
                 "curves" => {
                     let loss = self.curves(task, |r| step_series(r, "loss", true));
-                    line_panel(
-                        panel(0),
-                        &format!("{task}: training loss"),
-                        SAMPLES,
-                        "loss",
-                        &loss,
-                        false,
-                    )?;
+                    samples_panel(panel(0), &format!("{task}: training loss"), "loss", &loss)?;
                     let m = self.curves(task, |r| eval_series(r, metric));
-                    line_panel(
+                    samples_panel(
                         panel(1),
                         &format!("{task}: validation {metric} (mean, 95% CI over seeds)"),
-                        SAMPLES,
                         metric,
                         &m,
-                        false,
                     )?;
                 }
                 "singularity" => {
                     let mean = self.curves(task, |r| step_series(r, "singularity.mean", false));
                     let title = format!("{task}: near singularities, all layers");
-                    line_panel(
-                        panel(0),
-                        &title,
-                        SAMPLES,
-                        "fraction of channels",
-                        &mean,
-                        false,
-                    )?;
+                    samples_panel(panel(0), &title, "fraction of channels", &mean)?;
                     let deep = self.curves(task, deepest_singularity);
                     let title = format!("{task}: near singularities, deepest stage");
-                    line_panel(
-                        panel(1),
-                        &title,
-                        SAMPLES,
-                        "fraction of channels",
-                        &deep,
-                        false,
-                    )?;
+                    samples_panel(panel(1), &title, "fraction of channels", &deep)?;
                 }
                 "ws_grad_ratio" => {
                     let s = self.curves(task, |r| step_series(r, "ws_grad_ratio.mean", false));
                     let title = format!("{task}: WS gradient-norm ratio");
-                    line_panel(
-                        panel(0),
-                        &title,
-                        SAMPLES,
-                        "|dL/dW| / |dL/dW_hat|",
-                        &s,
-                        false,
-                    )?;
+                    samples_panel(panel(0), &title, "|dL/dW| / |dL/dW_hat|", &s)?;
                 }
                 "batch_sweep" => {
                     let s = self.sweep(task);
@@ -219,15 +189,24 @@ impl Figure<'_> {
                 })
                 .collect();
             let (points, errors) = mean_over_seeds(&per_seed);
-            if !points.is_empty() {
-                out.push(Series {
-                    colour: self.colour(&variant),
-                    points,
-                    errors,
-                });
-            }
+            out.extend(self.series(&variant, points, errors));
         }
         out
+    }
+
+    /// The line of `variant` through `points` (with their error bars), when
+    /// it has any.
+    fn series(
+        &self,
+        variant: &str,
+        points: Vec<(f64, f64)>,
+        errors: Vec<Option<f64>>,
+    ) -> Option<Series> {
+        (!points.is_empty()).then(|| Series {
+            colour: self.colour(variant),
+            points,
+            errors,
+        })
     }
 
     fn sweep(&self, task: &str) -> Vec<Series> {
@@ -249,13 +228,7 @@ impl Figure<'_> {
                     })
                 })
                 .unzip();
-            if !points.is_empty() {
-                out.push(Series {
-                    colour: self.colour(&variant),
-                    points,
-                    errors,
-                });
-            }
+            out.extend(self.series(&variant, points, errors));
         }
         out
     }
@@ -362,6 +335,16 @@ impl Series {
             .zip(&self.errors[..drawn])
             .filter_map(|(&(x, y), e)| e.map(|e| (x, y, e)))
     }
+}
+
+/// A line chart against the training samples seen.
+fn samples_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<()> {
+    line_panel(area, title, SAMPLES, y_desc, series, false)
 }
 
 /// A line chart; `log2_x` labels x as 2^x.

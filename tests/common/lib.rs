@@ -39,3 +39,24 @@ pub fn tiny_fashion_voc(dir: &Path) -> PathBuf {
     };
     wsbcn_data::fashion_voc::generate(&mnist, &dir.join("voc"), &cfg).unwrap()
 }
+
+/// The `[model]`, `[norm]` and `[data]` sections of a tiny R3D config
+/// (eighth width, 9 classes, GN+WS with 4 groups, crops of 24) on the
+/// Fashion-SSv2 tree `root` of [`tiny_fashion_ssv2`], sampling clips with
+/// `sampler` (an inline TOML table).
+pub fn tiny_video_sections(root: &Path, sampler: &str) -> String {
+    let r = root.display();
+    let split = |name: &str| {
+        format!(
+            r#"{{ layout = "ssv2", videos = "{r}/videos", labels = "{r}/labels.json", split = "{r}/{name}.json" }}"#
+        )
+    };
+    format!(
+        "[model]\narch = \"r3d\"\nwidth = 0.125\nnum_classes = 9\n\
+         [norm]\nspec = \"gn+ws\"\ngroups = 4\n\
+         [data]\ntrain = {}\nval = {}\nshort_side = 32\nsampler = {sampler}\n\
+         [data.augment]\ncrop = 24\n",
+        split("train"),
+        split("validation"),
+    )
+}

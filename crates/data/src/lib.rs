@@ -15,10 +15,15 @@
 
 #![warn(missing_docs)]
 
-mod error;
 pub mod fashion_mnist;
 pub mod fashion_ssv2;
 pub mod fashion_voc;
 pub mod garment_canvas;
 
-pub use error::{Error, Result};
+/// The error type of this crate: the task error the engine defines for the
+/// crates above it (here: a file that cannot be read or written, or a
+/// generator setting out of range).
+pub use wsbcn_train::TaskError as Error;
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -24,10 +24,9 @@
 //! the rows of a channel in order, so the result does not depend on the
 //! thread count.
 
-use crate::slice::{
-    contiguous, lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads,
-};
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use crate::affine_norm::{write_affine_grads, AffineNorm, AffineNormOp};
+use crate::slice::{contiguous, lane_sum, lane_sum2};
+use candle_core::{CpuStorage, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -124,10 +123,10 @@ pub fn channel_affine(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        ChannelAffineOp {
+        AffineNormOp::new(ChannelAffineOp {
             stats: Arc::new(stats),
             batch_grad,
-        },
+        }),
     )
 }
 
@@ -138,7 +137,12 @@ struct ChannelAffineOp {
     batch_grad: bool,
 }
 
-impl ChannelAffineOp {
+impl AffineNorm for ChannelAffineOp {
+    const OP: &'static str = "channel-affine-norm";
+    const GRAD_OP: &'static str = "channel-affine-norm-grad";
+    const NAME: &'static str = "fused batch norm";
+    const GRAD_NAME: &'static str = "fused batch norm backward";
+
     fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], c: usize, l: usize) -> Vec<T> {
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(l)
@@ -200,66 +204,5 @@ impl ChannelAffineOp {
             });
         write_affine_grads(tail, &dw, &db);
         out
-    }
-}
-
-impl CustomOp3 for ChannelAffineOp {
-    fn name(&self) -> &'static str {
-        "channel-affine-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let op = "fused batch norm";
-        let (c, l) = norm_dims(op, l1)?;
-        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, b| self
-            .forward(x, w, b, c, l));
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let packed =
-            x.apply_op3_no_bwd(w, &grad.contiguous()?, &ChannelAffineGrad(self.clone()))?;
-        split_affine_grads(&packed, x, w.elem_count())
-    }
-}
-
-/// The backward as an op without gradient: `(x, w, dy) -> [dx | dw | db]`.
-struct ChannelAffineGrad(ChannelAffineOp);
-
-impl CustomOp3 for ChannelAffineGrad {
-    fn name(&self) -> &'static str {
-        "channel-affine-norm-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let op = "fused batch norm backward";
-        let (c, l) = norm_dims(op, l1)?;
-        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, dy| self
-            .0
-            .backward(x, w, dy, c, l));
-        Ok((out, Shape::from(l1.shape().elem_count() + 2 * c)))
     }
 }

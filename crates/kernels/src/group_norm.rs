@@ -14,8 +14,9 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 
-use crate::slice::{lane_sum, lane_sum2, norm_dims, split_affine_grads, write_affine_grads};
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
+use crate::affine_norm::{write_affine_grads, AffineNorm, AffineNormOp};
+use crate::slice::{lane_sum, lane_sum2};
+use candle_core::{Tensor, WithDType};
 use rayon::prelude::*;
 
 /// `y = GN(x) w + b` for contiguous `x: (N, C, L)`, `w, b: (C,)` on the CPU,
@@ -30,10 +31,11 @@ pub fn group_norm_affine(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        GroupNormOp { groups, eps },
+        AffineNormOp::new(GroupNormOp { groups, eps }),
     )
 }
 
+#[derive(Clone)]
 struct GroupNormOp {
     groups: usize,
     eps: f64,
@@ -53,6 +55,13 @@ impl GroupNormOp {
         let cg = c / self.groups;
         (cg, cg * l)
     }
+}
+
+impl AffineNorm for GroupNormOp {
+    const OP: &'static str = "group-norm";
+    const GRAD_OP: &'static str = "group-norm-grad";
+    const NAME: &'static str = "fused group norm";
+    const GRAD_NAME: &'static str = "fused group norm backward";
 
     fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], c: usize, l: usize) -> Vec<T> {
         let (cg, m) = self.block(c, l);
@@ -123,77 +132,5 @@ impl GroupNormOp {
         }
         write_affine_grads(&mut out[x.len()..], &dw, &db);
         out
-    }
-}
-
-impl CustomOp3 for GroupNormOp {
-    fn name(&self) -> &'static str {
-        "group-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let op = "fused group norm";
-        let (c, l) = norm_dims(op, l1)?;
-        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, b| self
-            .forward(x, w, b, c, l));
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let packed = x.apply_op3_no_bwd(
-            w,
-            &grad.contiguous()?,
-            &GroupNormGrad {
-                op: GroupNormOp {
-                    groups: self.groups,
-                    eps: self.eps,
-                },
-            },
-        )?;
-        split_affine_grads(&packed, x, w.elem_count())
-    }
-}
-
-/// The backward as an op without gradient: `(x, w, dy) -> [dx | dw | db]`.
-struct GroupNormGrad {
-    op: GroupNormOp,
-}
-
-impl CustomOp3 for GroupNormGrad {
-    fn name(&self) -> &'static str {
-        "group-norm-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let op = "fused group norm backward";
-        let (c, l) = norm_dims(op, l1)?;
-        let out = crate::float_op!(op, (s1, l1), (s2, l2), (s3, l3), |x, w, dy| self
-            .op
-            .backward(x, w, dy, c, l));
-        let len = l1.shape().elem_count() + 2 * c;
-        Ok((out, Shape::from(len)))
     }
 }

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod affine_norm;
 pub mod backend;
 pub mod batch_norm;
 pub mod conv;

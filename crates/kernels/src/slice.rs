@@ -130,34 +130,3 @@ macro_rules! float_op {
         }
     };
 }
-
-/// `(C, L)` of the `(N, C, L)` layout a fused norm op takes, or an error
-/// naming `op`.
-pub(crate) fn norm_dims(op: &str, l: &Layout) -> candle_core::Result<(usize, usize)> {
-    match l.dims() {
-        [_, c, len] => Ok((*c, *len)),
-        d => candle_core::bail!("{op} expects (N, C, L), got {d:?}"),
-    }
-}
-
-/// Splits the packed `[dx | dw | db]` a fused norm's backward op returns
-/// into `dx` (shaped like `x`) and the `(C,)` gradients of its affine.
-pub(crate) fn split_affine_grads(
-    packed: &Tensor,
-    x: &Tensor,
-    c: usize,
-) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let n_x = x.elem_count();
-    let dx = packed.narrow(0, 0, n_x)?.reshape(x.shape())?;
-    let dw = packed.narrow(0, n_x, c)?;
-    let db = packed.narrow(0, n_x + c, c)?;
-    Ok((Some(dx), Some(dw), Some(db)))
-}
-
-/// Writes the per-channel `dw`, `db` sums into the `2C` tail of a packed
-/// `[dx | dw | db]` vector.
-pub(crate) fn write_affine_grads<T: WithDType>(tail: &mut [T], dw: &[f64], db: &[f64]) {
-    for (o, v) in tail.iter_mut().zip(dw.iter().chain(db)) {
-        *o = T::from_f64(*v);
-    }
-}

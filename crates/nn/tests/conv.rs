@@ -327,12 +327,9 @@ where
 {
     let vb = VarBuilder::from_varmap(vm, DType::F64, &DEV);
     let cfg = ConvConfig {
-        kernel,
         geometry,
-        bias: true,
         mode,
-        ws_eps: 1e-5,
-        init: WeightInit::default(),
+        ..ConvConfig::new(kernel)
     };
     Ok(conv(cin, cout, cfg, vb.pp("conv"))?)
 }

@@ -343,6 +343,19 @@ fn fused_group_norm_matches_the_composite() -> Result<()> {
 /// A norm layer's forward, on one of its two paths.
 type Layer = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
 
+/// The fused layer's output, or the composite one's.
+fn pick(
+    fused: bool,
+    fused_out: impl FnOnce() -> Result<Tensor>,
+    composite: impl FnOnce() -> wsbcn_nn::Result<Tensor>,
+) -> Result<Tensor> {
+    if fused {
+        fused_out()
+    } else {
+        composite().map_err(candle_core::Error::wrap)
+    }
+}
+
 /// The fused CPU BatchNorm and estimated BN equal their candle-op
 /// composites: outputs, gradients (x, weight, bias) and the running state
 /// after a training step, in train and eval mode, on 4D and 5D input, in f64
@@ -377,23 +390,21 @@ fn fused_batch_norms_match_their_composites() -> Result<()> {
                         let layer: Layer = if kind == "bn" {
                             let bn = batch_norm(c, 1e-5, 0.3, vb.pp("n"))?;
                             Box::new(move |x: &Tensor| {
-                                if fused {
-                                    bn.forward_t(x, train)
-                                } else {
-                                    bn.forward_composite(x, train)
-                                        .map_err(candle_core::Error::wrap)
-                                }
+                                pick(
+                                    fused,
+                                    || bn.forward_t(x, train),
+                                    || bn.forward_composite(x, train),
+                                )
                             })
                         } else {
                             let bn =
                                 estimated_batch_norm(c, 1e-5, MovingSpeed::new(0.2), vb.pp("n"))?;
                             Box::new(move |x: &Tensor| {
-                                if fused {
-                                    bn.forward_t(x, train)
-                                } else {
-                                    bn.forward_composite(x, train)
-                                        .map_err(candle_core::Error::wrap)
-                                }
+                                pick(
+                                    fused,
+                                    || bn.forward_t(x, train),
+                                    || bn.forward_composite(x, train),
+                                )
                             })
                         };
                         for (n, v) in &init {

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{
     conv, estimated_batch_norm, ConvConfig, ConvGeometry, ConvOp, LayerFactory, MovingSpeed,
-    NormConfig, WeightInit, WeightMode,
+    NormConfig, WeightMode,
 };
 use wsbcn_testkit::{max_abs_diff, Fixture};
 
@@ -39,12 +39,9 @@ where
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F64, &DEV);
         let cfg = ConvConfig {
-            kernel,
             geometry,
-            bias: true,
             mode,
-            ws_eps: 1e-5,
-            init: WeightInit::default(),
+            ..ConvConfig::new(kernel)
         };
         let layer = conv(cin, cout, cfg, vb.pp("c"))?;
         let wv = set(&vm, "c.weight", w)?;

@@ -6,7 +6,6 @@
 
 pub mod augment;
 pub mod deeplab;
-pub mod error;
 pub mod metrics;
 pub mod palette;
 pub mod resnet;
@@ -14,4 +13,10 @@ pub mod task;
 pub mod visualize;
 pub mod voc;
 
-pub use error::{Error, Result};
+/// The error type of this crate: the task error the engine defines for
+/// every task crate (a data file or setting at fault, or what candle, the
+/// layers or the engine report).
+pub use wsbcn_train::TaskError as Error;
+
+/// The result type of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

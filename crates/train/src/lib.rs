@@ -20,6 +20,7 @@ pub mod run_config;
 pub mod run_log;
 pub mod schedule;
 pub mod skeleton;
+pub mod task_error;
 pub mod trainer;
 
 pub use checkpoint::{
@@ -37,4 +38,5 @@ pub use run_config::{CheckSections, RunConfig};
 pub use run_log::RunLog;
 pub use schedule::{Decay, MovingSpeedSchedule, ScheduleConfig};
 pub use skeleton::{load_trained, train, Config, TaskKind};
+pub use task_error::TaskError;
 pub use trainer::{RunSummary, Task, TrainConfig, Trainer};

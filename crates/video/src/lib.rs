@@ -27,7 +27,6 @@ pub mod clip_data;
 pub mod clip_transform;
 mod conv_norm;
 pub mod decode;
-mod error;
 pub mod kinetics;
 pub mod model_config;
 pub mod sampling;
@@ -41,10 +40,13 @@ pub mod video_source;
 
 pub use clip_cache::{build_cache, CacheReport, ClipCache};
 pub use decode::{count_frames, decode_all, decode_frames, Frames, Resize};
-pub use error::Error;
 pub use sampling::Sampler;
 pub use video_list::{read_list_file, VideoList, VideoRecord};
 pub use video_source::VideoSource;
+/// The error type of this crate: the task error the engine defines for
+/// every task crate (a data file or setting at fault, or what candle, the
+/// layers or the engine report).
+pub use wsbcn_train::TaskError as Error;
 
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

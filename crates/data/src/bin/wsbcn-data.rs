@@ -30,9 +30,8 @@ enum Command {
         /// Output folder (VOCdevkit/ is created inside).
         #[arg(long)]
         out: PathBuf,
-        /// Folder of the Fashion-MNIST IDX files.
-        #[arg(long, default_value = DEBIAN_DIR)]
-        mnist: PathBuf,
+        #[command(flatten)]
+        source: Source,
         /// Image side in pixels [default: 64].
         #[arg(long)]
         size: Option<u32>,
@@ -89,15 +88,22 @@ enum Command {
     },
 }
 
+/// Where every generator reads Fashion-MNIST.
+#[derive(clap::Args)]
+struct Source {
+    /// Folder of the Fashion-MNIST IDX files.
+    #[arg(long, default_value = DEBIAN_DIR)]
+    mnist: PathBuf,
+}
+
 /// Options of the video generators.
 #[derive(clap::Args)]
 struct VideoArgs {
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    /// Folder of the Fashion-MNIST IDX files.
-    #[arg(long, default_value = DEBIAN_DIR)]
-    mnist: PathBuf,
+    #[command(flatten)]
+    source: Source,
     /// Frame side in pixels [default: 64].
     #[arg(long)]
     size: Option<u32>,
@@ -195,7 +201,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::FashionVoc {
             out,
-            mnist,
+            source,
             size,
             train,
             val,
@@ -216,7 +222,7 @@ fn main() -> ExitCode {
                 classes,
                 seed: seed.unwrap_or(d.seed),
             };
-            generate(&mnist, &out, &cfg)
+            generate(&source.mnist, &out, &cfg)
                 .map_err(|e| e.to_string())
                 .map(|root| {
                     println!(
@@ -232,13 +238,13 @@ fn main() -> ExitCode {
         }
         Command::FashionSsv2(args) => {
             let cfg = args.config();
-            generate_ssv2(&args.mnist, &args.out, &cfg)
+            generate_ssv2(&args.source.mnist, &args.out, &cfg)
                 .map(|root| report("Fashion-SSv2", &cfg, &root))
                 .map_err(|e| e.to_string())
         }
         Command::FashionKinetics(args) => {
             let cfg = args.config();
-            generate_kinetics(&args.mnist, &args.out, &cfg)
+            generate_kinetics(&args.source.mnist, &args.out, &cfg)
                 .map(|root| report("Fashion-Kinetics", &cfg, &root))
                 .map_err(|e| e.to_string())
         }

@@ -101,7 +101,8 @@ fn run(cli: Cli) -> Result<()> {
                     classes: task.classes(),
                     counts: &m.confusion,
                 };
-                for path in wsbcn_plot::save(&fig, &stem)? {
+                let saved = wsbcn_plot::save(&fig, &stem);
+                for path in saved.map_err(|e| wsbcn_video::Error::data(&stem, e))? {
                     println!("wrote {}", path.display());
                 }
             }
