@@ -12,7 +12,7 @@ use wsbcn_video::task::{VideoConfig, VideoTask};
 use wsbcn_video::{build_cache, Sampler, VideoSource};
 
 fn fresh_dir(name: &str) -> PathBuf {
-    wsbcn_testkit::fresh_dir("vtask", name)
+    wsbcn_testkit::fresh_dir("vrun", name)
 }
 
 #[test]

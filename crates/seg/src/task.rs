@@ -89,12 +89,12 @@ impl TaskKind for Segmentation {
     type Task = SegTask;
     type TrainSet = VocTrainSet;
 
-    fn build(config: &SegConfig, device: &Device) -> wsbcn_train::Result<SegTask> {
-        Ok(SegTask::new(config, device)?)
+    fn build(config: &SegConfig, device: &Device) -> Result<SegTask> {
+        SegTask::new(config, device)
     }
 
-    fn train_set(task: &mut SegTask) -> wsbcn_train::Result<Arc<VocTrainSet>> {
-        Ok(task.train_set()?)
+    fn train_set(task: &mut SegTask) -> Result<Arc<VocTrainSet>> {
+        task.train_set()
     }
 }
 

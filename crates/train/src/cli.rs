@@ -13,8 +13,8 @@
 //! resolved one stored in the run log beside it (`<run>/run.h5`).
 
 use crate::config::{config_for_checkpoint, load_config, Validate};
-use crate::skeleton::{load_trained, train, Config, TaskKind};
-use crate::{DeviceSpec, Result, RunSummary, Trainer};
+use crate::skeleton::{load_trained, train, Config, Result, TaskKind};
+use crate::{DeviceSpec, RunSummary, Trainer};
 use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -71,9 +71,8 @@ impl DeviceSpec {
     pub fn device(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
-            Self::Cuda(n) if cfg!(feature = "cuda") => {
-                Device::new_cuda(n).map_err(|e| Error::Device(format!("cannot open {self}: {e}")))
-            }
+            Self::Cuda(n) if cfg!(feature = "cuda") => Device::new_cuda(n)
+                .map_err(|e| Error::Device(format!("{self}: cannot open it: {e}"))),
             Self::Cuda(_) => Err(Error::Device(format!(
                 "{self}: this build has no CUDA support; rebuild with `--features cuda`"
             ))),

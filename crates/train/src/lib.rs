@@ -1,8 +1,12 @@
 //! The shared training engine of wsbcn: losses, SGD with parameter groups,
 //! learning-rate and moving-speed schedules, gradient clipping and
 //! accumulation, background data loading, checkpoints that resume exactly,
-//! HDF5 run logs, typed TOML configs, and the [`Trainer`] loop that the
-//! segmentation and video tasks plug into through [`Task`].
+//! HDF5 run logs, typed TOML configs, and the [`Trainer`] loop; and the
+//! task skeleton the segmentation and video tasks plug into: the shared
+//! config layout ([`RunConfig`], with its [`DeviceSpec`]), what a task
+//! provides ([`TaskKind`], whose model is a [`Task`]), the generic
+//! [`train`] and [`load_trained`], the binaries' command line ([`cli`]) and
+//! the task crates' error type ([`TaskError`]).
 #![warn(missing_docs)]
 
 pub mod bench;

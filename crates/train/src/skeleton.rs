@@ -17,12 +17,16 @@
 
 use crate::checkpoint::{load_checkpoint, restore_model};
 use crate::config::{to_toml, Validate};
-use crate::{Dataset, Loader, Result, RunConfig, RunSummary, Task, Trainer};
+use crate::{Dataset, Loader, RunConfig, RunSummary, Task, TaskError, Trainer};
 use candle_core::Device;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
+
+/// What the skeleton's functions return: a task's own error, or the
+/// engine's inside it.
+pub type Result<T> = std::result::Result<T, TaskError>;
 
 /// What a task supplies to the engine (see the module docs).
 pub trait TaskKind {

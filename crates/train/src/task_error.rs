@@ -34,6 +34,10 @@ pub enum TaskError {
     /// A model, data or evaluation setting is inconsistent.
     #[error("{0}")]
     Config(String),
+
+    /// An output (a figure) could not be made, as its writer says.
+    #[error("{0}")]
+    Output(String),
 }
 
 impl TaskError {

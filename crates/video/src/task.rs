@@ -85,12 +85,12 @@ impl TaskKind for Video {
     type Task = VideoTask;
     type TrainSet = ClipSet;
 
-    fn build(config: &VideoConfig, device: &Device) -> wsbcn_train::Result<VideoTask> {
-        Ok(VideoTask::new(config, device)?)
+    fn build(config: &VideoConfig, device: &Device) -> Result<VideoTask> {
+        VideoTask::new(config, device)
     }
 
-    fn train_set(task: &mut VideoTask) -> wsbcn_train::Result<Arc<ClipSet>> {
-        Ok(task.train_set()?)
+    fn train_set(task: &mut VideoTask) -> Result<Arc<ClipSet>> {
+        task.train_set()
     }
 }
 

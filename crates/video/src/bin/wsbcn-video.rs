@@ -102,7 +102,7 @@ fn run(cli: Cli) -> Result<()> {
                     counts: &m.confusion,
                 };
                 let saved = wsbcn_plot::save(&fig, &stem);
-                for path in saved.map_err(|e| wsbcn_video::Error::data(&stem, e))? {
+                for path in saved.map_err(|e| wsbcn_video::Error::Output(e.to_string()))? {
                     println!("wrote {}", path.display());
                 }
             }
