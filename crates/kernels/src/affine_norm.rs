@@ -6,7 +6,7 @@
 //! the same op in its gradient pass, returning `[dx | dw | db]` packed in
 //! one vector.
 
-use crate::float_op;
+use crate::slice::float_op;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 /// The passes of one normalization (see the module docs).

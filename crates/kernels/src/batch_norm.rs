@@ -20,7 +20,7 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 //!
-//! Sums run per `(n, c)` row in eight f64 lanes ([`lane_sum`]), then over
+//! Sums run per `(n, c)` row in eight f64 lanes (`lane_sum`), then over
 //! the rows of a channel in order, so the result does not depend on the
 //! thread count.
 

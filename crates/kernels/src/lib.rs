@@ -18,6 +18,7 @@
 //! | [`relu()`] | one-pass ReLU backward | candle's four-op mask |
 //! | [`sgd`] | in-place SGD update, squared norm | seven ops per parameter |
 //! | [`pixel_ce`] | [`PixelCrossEntropy`] | a dozen full-size ops |
+//! | [`ws`] | [`ws::standardize_rows`]: Weight Standardization | ~1 ms of small ops per kernel |
 //! | [`threads`] | [`on_own_pool`], [`share_cores`], [`quiet_thread_pools`] | |
 //!
 //! Shapes: convolutions take `x (N, C, [T,] H, W)` and `w (O, C/g, [kt,]
@@ -39,6 +40,7 @@ pub mod relu;
 pub mod sgd;
 pub mod slice;
 pub mod threads;
+pub mod ws;
 
 pub use backend::ConvBackend;
 pub use batch_norm::{channel_affine, channel_moments};

@@ -116,7 +116,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = extents(l);
-        let y = crate::float_op!(self.name(), (s, l), |x| self.forward(x, input));
+        let y = crate::slice::float_op!(self.name(), (s, l), |x| self.forward(x, input));
         let out = self.output(input);
         let d = l.dims();
         Ok((y, Shape::from((d[0], d[1], out[0], out[1], out[2]))))
@@ -146,7 +146,7 @@ impl CustomOp2 for MaxPoolGrad {
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = extents(xl);
-        let dx = crate::float_op!(self.name(), (xs, xl), (gs, gl), |x, dy| {
+        let dx = crate::slice::float_op!(self.name(), (xs, xl), (gs, gl), |x, dy| {
             self.0.backward(x, dy, input)
         });
         Ok((dx, xl.shape().clone()))

@@ -92,7 +92,7 @@ impl CustomOp1 for PixelCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = crate::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
+        let out = crate::slice::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
         Ok((out, Shape::from(())))
     }
 
@@ -117,7 +117,7 @@ impl CustomOp1 for PixelCrossEntropyGrad {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = crate::float_op!(self.name(), (s, l), |z| self.loss.grad(z, self.g));
+        let out = crate::slice::float_op!(self.name(), (s, l), |z| self.loss.grad(z, self.g));
         Ok((out, l.shape().clone()))
     }
 }

@@ -38,7 +38,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = crate::float_op!("relu", (s, l), |x| map(x, |v| v.max(0.0)));
+        let out = crate::slice::float_op!("relu", (s, l), |x| map(x, |v| v.max(0.0)));
         Ok((out, l.shape().clone()))
     }
 
@@ -75,7 +75,7 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = crate::float_op!("relu", (s1, l1), (s2, l2), |y, g| mask(y, g));
+        let out = crate::slice::float_op!("relu", (s1, l1), (s2, l2), |y, g| mask(y, g));
         Ok((out, l1.shape().clone()))
     }
 }

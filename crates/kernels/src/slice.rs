@@ -1,5 +1,6 @@
-//! Access to CPU storages for custom ops: contiguous slices, f64 lane sums,
-//! the [`float_op!`](crate::float_op) dispatch over f32 and f64.
+//! Access to CPU storages for this crate's ops: contiguous slices, f64 lane
+//! sums, the `float_op!` dispatch over f32 and f64; and [`fused_cpu_input`],
+//! which callers ask before choosing a fused op.
 
 use candle_core::{CpuStorage, DType, Layout, Tensor, WithDType};
 
@@ -11,7 +12,7 @@ pub fn fused_cpu_input(x: &Tensor) -> bool {
 
 /// The contiguous elements of `storage` under `layout`, or an error naming
 /// `op` when the tensor is strided.
-pub fn contiguous<'a, T: WithDType>(
+pub(crate) fn contiguous<'a, T: WithDType>(
     op: &str,
     storage: &'a CpuStorage,
     layout: &Layout,
@@ -38,7 +39,7 @@ pub(crate) fn contiguous_mut<'a, T>(
 /// `sum_i f(xs[i])` in eight running sums. One running sum is a chain of
 /// dependent additions that the compiler may not reorder (a few cycles
 /// each, and no vectorization); eight independent ones pipeline.
-pub fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
+pub(crate) fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let mut lanes = xs.chunks_exact(8);
     for c in &mut lanes {
@@ -51,7 +52,7 @@ pub fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
 }
 
 /// `sum_i f(xs[i], ys[i])` over two equally long slices, as [`lane_sum`].
-pub fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) -> f64 {
+pub(crate) fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let (mut xl, mut yl) = (xs.chunks_exact(8), ys.chunks_exact(8));
     for (cx, cy) in (&mut xl).zip(&mut yl) {
@@ -74,7 +75,6 @@ pub fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) 
 /// `float_op!(name, (s1, l1), (s2, l2), |a, b| kernel(a, b))` (and three
 /// storages alike). Other types
 /// (and mixed ones) are an error naming `name`.
-#[macro_export]
 macro_rules! float_op {
     ($name:expr, ($s:expr, $l:expr), |$x:ident| $body:expr) => {
         match $s {
@@ -130,3 +130,4 @@ macro_rules! float_op {
         }
     };
 }
+pub(crate) use float_op;

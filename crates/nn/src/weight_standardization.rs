@@ -21,17 +21,16 @@
 //! ```
 //!
 //! On the CPU, [`standardize`] runs that forward and backward as one fused
-//! op (a pass over each row), because candle's composite version costs about
+//! op (a pass over each row, `wsbcn-kernels`' `ws`), because candle's composite version costs about
 //! 1 ms of small-tensor backward ops per 3x3 64->64 kernel, 3-5% of the
 //! conv itself. Other devices, and dtypes other than f32/f64, use
 //! [`standardize_composite`], built from candle ops; the tests hold the two
 //! to each other.
 
 use crate::{Error, Result};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
-use rayon::prelude::*;
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use wsbcn_kernels::slice::{contiguous, lane_sum, lane_sum2};
+use wsbcn_kernels::ws::{standardize_rows, RowScale};
 
 /// How a conv layer turns its parameter `W` into the kernel it convolves with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +95,12 @@ pub fn standardize(w: &Tensor, mode: WeightMode, eps: f64) -> Result<Tensor> {
     let fused = w.device().is_cpu()
         && matches!(w.dtype(), candle_core::DType::F32 | candle_core::DType::F64);
     if fused {
-        Ok(w.contiguous()?.apply_op1(Standardize { mode, eps })?)
+        let scale = match mode {
+            WeightMode::WsUnbiased => RowScale::Unbiased,
+            WeightMode::WsStdEps => RowScale::StdEps,
+            _ => RowScale::Biased,
+        };
+        Ok(standardize_rows(w, scale, eps)?)
     } else {
         Ok(standardize_composite(w, mode, eps)?.0)
     }
@@ -120,133 +124,4 @@ pub fn standardize_composite(w: &Tensor, mode: WeightMode, eps: f64) -> Result<(
         .reshape(w.shape())?
         .contiguous()?;
     Ok((w_hat, s))
-}
-
-/// Per-row constants of the fused op: `(mean, s, k)` (see the module docs).
-fn row_stats(row: &[f64], mode: WeightMode, eps: f64) -> (f64, f64, f64) {
-    let n = row.len() as f64;
-    let mean = lane_sum(row, |v| v) / n;
-    let ss = lane_sum(row, |v| (v - mean) * (v - mean));
-    let nu = (n - 1.0).max(1.0);
-    match mode {
-        WeightMode::WsUnbiased => (mean, (ss / nu + eps).sqrt(), 1.0 / nu),
-        WeightMode::WsStdEps => {
-            let sigma = (ss / nu).sqrt();
-            let s = sigma + eps;
-            (mean, s, if sigma > 0.0 { s / (sigma * nu) } else { 0.0 })
-        }
-        _ => (mean, (ss / n + eps).sqrt(), 1.0 / n),
-    }
-}
-
-/// The fused forward: `W_hat` row by row.
-struct Standardize {
-    mode: WeightMode,
-    eps: f64,
-}
-
-impl Standardize {
-    fn run<T: WithDType>(&self, w: &[T], o: usize) -> Vec<T> {
-        let fan_in = w.len() / o;
-        let mut out = vec![T::zero(); w.len()];
-        out.par_chunks_mut(fan_in)
-            .zip(w.par_chunks(fan_in))
-            .for_each_init(Vec::new, |row, (dst, src)| {
-                row.clear();
-                row.extend(src.iter().map(|v| v.to_f64()));
-                let (mean, s, _) = row_stats(row, self.mode, self.eps);
-                let inv = 1.0 / s;
-                for (d, v) in dst.iter_mut().zip(row.iter()) {
-                    *d = T::from_f64((v - mean) * inv);
-                }
-            });
-        out
-    }
-}
-
-impl CustomOp1 for Standardize {
-    fn name(&self) -> &'static str {
-        "weight-standardization"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let o = l.dims()[0];
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(self.run(contiguous::<f32>("weight standardization", s, l)?, o))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(self.run(contiguous::<f64>("weight standardization", s, l)?, o))
-            }
-            _ => candle_core::bail!("fused weight standardization supports f32 and f64"),
-        };
-        Ok((out, l.shape().clone()))
-    }
-
-    fn bwd(&self, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let op = StandardizeGrad {
-            mode: self.mode,
-            eps: self.eps,
-        };
-        Ok(Some(w.apply_op2_no_bwd(&grad, &op)?))
-    }
-}
-
-/// The fused backward: `dL/dW` from `W` and `g = dL/dW_hat`.
-struct StandardizeGrad {
-    mode: WeightMode,
-    eps: f64,
-}
-
-impl StandardizeGrad {
-    fn run<T: WithDType>(&self, w: &[T], g: &[T], o: usize) -> Vec<T> {
-        let fan_in = w.len() / o;
-        let mut out = vec![T::zero(); w.len()];
-        out.par_chunks_mut(fan_in)
-            .zip(w.par_chunks(fan_in).zip(g.par_chunks(fan_in)))
-            .for_each_init(Vec::new, |row, (dst, (wc, gc))| {
-                row.clear();
-                row.extend(wc.iter().map(|v| v.to_f64()));
-                let (mean, s, k) = row_stats(row, self.mode, self.eps);
-                let inv = 1.0 / s;
-                let mean_g = lane_sum(gc, |v| v.to_f64()) / fan_in as f64;
-                let dot = lane_sum2(row, gc, |v, g| (v - mean) * inv * g.to_f64());
-                for ((d, v), g) in dst.iter_mut().zip(row.iter()).zip(gc) {
-                    let w_hat = (v - mean) * inv;
-                    *d = T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) * inv);
-                }
-            });
-        out
-    }
-}
-
-impl CustomOp2 for StandardizeGrad {
-    fn name(&self) -> &'static str {
-        "weight-standardization-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let o = l1.dims()[0];
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.run(
-                contiguous::<f32>("weight standardization", s1, l1)?,
-                contiguous::<f32>("weight standardization", s2, l2)?,
-                o,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.run(
-                contiguous::<f64>("weight standardization", s1, l1)?,
-                contiguous::<f64>("weight standardization", s2, l2)?,
-                o,
-            )),
-            _ => candle_core::bail!("fused weight standardization supports f32 and f64"),
-        };
-        Ok((out, l1.shape().clone()))
-    }
 }
