@@ -6,7 +6,7 @@ use crate::Result;
 use std::path::Path;
 use wsbcn_nn::NormConfig;
 use wsbcn_seg::task::{SegConfig, Segmentation};
-use wsbcn_train::{load_config, same_numbers, to_toml, RunLog, TrainConfig, Trainer};
+use wsbcn_train::{load_config, same_numbers, to_toml, DeviceSpec, RunLog, TrainConfig, Trainer};
 use wsbcn_video::task::{Video, VideoConfig};
 
 /// The run log of a cell.
@@ -105,6 +105,14 @@ impl CellConfig {
         }
     }
 
+    /// The device the cell trains on.
+    pub fn device(&self) -> DeviceSpec {
+        match self {
+            Self::Segmentation(c) => c.device,
+            Self::Video(c) => c.device,
+        }
+    }
+
     /// The config as TOML, as the run log records it.
     pub fn to_toml(&self) -> Result<String> {
         Ok(match self {
@@ -124,11 +132,13 @@ pub fn cell_config(cmp: &Comparison, file: &Path, cell: &Cell) -> Result<CellCon
         TaskKind::Segmentation => {
             let mut cfg: SegConfig = load_config(&base, &set)?;
             apply_budget(cmp, cell, &mut cfg.train, &mut cfg.norm);
+            cfg.device = cmp.device.unwrap_or(cfg.device);
             CellConfig::Segmentation(Box::new(cfg))
         }
         TaskKind::Video => {
             let mut cfg: VideoConfig = load_config(&base, &set)?;
             apply_budget(cmp, cell, &mut cfg.train, &mut cfg.norm);
+            cfg.device = cmp.device.unwrap_or(cfg.device);
             CellConfig::Video(Box::new(cfg))
         }
     })

@@ -39,7 +39,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use wsbcn_train::Validate;
+use wsbcn_train::{DeviceSpec, Validate};
 
 /// What a task trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +204,10 @@ pub struct Comparison {
     /// Output folder (default `runs/<name>`).
     #[serde(default)]
     pub out: Option<PathBuf>,
+    /// The device every cell trains on (`cpu`, `cuda`, `cuda:N`); unset,
+    /// each task config's own `device` (cpu by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
     /// Default batch sizes.
     pub batch_sizes: Vec<usize>,
     /// Seeds.

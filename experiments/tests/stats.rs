@@ -13,7 +13,7 @@ use wsbcn_experiments::report::{
 };
 use wsbcn_experiments::stats::{Summary, Verdict, Welch};
 use wsbcn_experiments::Comparison;
-use wsbcn_train::{load_config, TrainConfig};
+use wsbcn_train::{load_config, DeviceSpec, TrainConfig};
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
@@ -321,4 +321,31 @@ fn a_small_voc_built_by_an_older_version_is_an_error_naming_its_list() {
     std::fs::remove_file(lists.join("val.txt")).unwrap();
     assert!(check_val_count(&dir, SMALL_VOC_VAL).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_comparison_device_reaches_every_cell_and_otherwise_each_task_keeps_its_own() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quick.toml");
+    let devices = |cmp: &Comparison| -> Vec<DeviceSpec> {
+        cmp.cells()
+            .iter()
+            .map(|c| cell_config(cmp, &file, c).unwrap().device())
+            .collect()
+    };
+    let cmp: Comparison = load_config(&file, &[]).unwrap();
+    let cpu = devices(&cmp);
+    assert!(
+        cpu.len() >= 4 && cpu.iter().all(|d| *d == DeviceSpec::Cpu),
+        "{cpu:?}"
+    );
+    // An unset device leaves the recorded comparison as it was.
+    assert!(!wsbcn_train::to_toml(&cmp).unwrap().contains("device"));
+    let all: Comparison = load_config(&file, &["device=\"cuda:1\"".into()]).unwrap();
+    let all = devices(&all);
+    assert!(all.iter().all(|d| *d == DeviceSpec::Cuda(1)), "{all:?}");
+    // Without a comparison device, a task config's own `device` holds.
+    let mut own = cmp.clone();
+    own.tasks[0].set.push("device=\"cuda:2\"".into());
+    let own = devices(&own);
+    assert!(own.contains(&DeviceSpec::Cuda(2)) && own.contains(&DeviceSpec::Cpu));
 }

@@ -1,7 +1,7 @@
 //! `wsbcn-compare`: runs a comparison grid and writes its figures and report.
 //!
 //! ```text
-//! wsbcn-compare --config configs/quick.toml [--set key=value ...] [--jobs N]
+//! wsbcn-compare --config configs/quick.toml [--set key=value ...] [--jobs N] [--device D]
 //! ```
 //!
 //! Cells whose run has finished are skipped, unfinished ones resume from
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_experiments::compare::run_comparison;
 use wsbcn_experiments::Comparison;
-use wsbcn_train::load_config;
+use wsbcn_train::{load_config, DeviceSpec};
 
 #[derive(Parser)]
 #[command(
@@ -32,11 +32,18 @@ struct Cli {
     /// cores (cores / jobs threads, at least 1).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// cpu, cuda or cuda:N for every cell (default: the comparison's
+    /// `device`, else each task config's).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
 }
 
 fn main() -> ExitCode {
     wsbcn_kernels::quiet_thread_pools();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(d) = cli.device {
+        cli.set.push(format!("device=\"{d}\""));
+    }
     let threads = wsbcn_kernels::share_cores(cli.jobs);
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)
