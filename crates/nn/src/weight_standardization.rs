@@ -13,6 +13,9 @@
 //! ws-std-eps  (first release, mmcv): W_hat = c / s,  s = sqrt(sum c^2 / (I - 1)) + eps
 //! ```
 //!
+//! A fan-in `I` of 1 is an error in every variant: the row would
+//! standardize to 0 with a zero gradient, or divide by zero.
+//!
 //! Gradients flow through the mean and the variance. With `g = dL/dW_hat`:
 //!
 //! ```text
@@ -80,7 +83,9 @@ fn fan_in_checked(w: &Tensor, mode: WeightMode) -> Result<(usize, usize)> {
             "mode `plain` has no standardization",
         ));
     }
-    if fan_in < 2 && mode != WeightMode::Ws {
+    // A row of one weight standardizes to 0 with a zero gradient (biased
+    // variance) or divides by zero (unbiased): the layer could never learn.
+    if fan_in < 2 {
         return Err(Error::config(
             "weight standardization",
             format!("{} needs a fan-in of at least 2, got {fan_in}", mode.name()),
@@ -113,7 +118,7 @@ pub fn standardize_composite(w: &Tensor, mode: WeightMode, eps: f64) -> Result<(
     let flat = w.reshape((o, fan_in))?;
     let centered = flat.broadcast_sub(&flat.mean_keepdim(1)?)?;
     let sum_sq = centered.sqr()?.sum_keepdim(1)?;
-    let unbiased = 1.0 / (fan_in.max(2) - 1) as f64;
+    let unbiased = 1.0 / (fan_in - 1) as f64;
     let s = match mode {
         WeightMode::Ws => sum_sq.affine(1.0 / fan_in as f64, eps)?.sqrt()?,
         WeightMode::WsUnbiased => sum_sq.affine(unbiased, eps)?.sqrt()?,

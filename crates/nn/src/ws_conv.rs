@@ -96,7 +96,7 @@ where
             diagnostics: Diagnostics::default(),
         };
         if mode.is_ws() {
-            // Surfaces a fan-in of 1 with an unbiased variant now, not at forward.
+            // Surfaces a fan-in of 1 (an error in every WS variant) now, not at forward.
             layer.kernel()?;
         }
         Ok(layer)

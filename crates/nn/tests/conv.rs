@@ -488,13 +488,21 @@ fn conv_rejects_bad_shapes_naming_the_layer() -> Result<()> {
         err.contains("groups (3) must divide in_channels (4)"),
         "{err}"
     );
-    let unbiased_1x1 = ConvConfig {
-        mode: WeightMode::WsUnbiased,
-        ..ConvConfig::new([1, 1])
-    };
-    let err = conv(1, 4, unbiased_1x1, vb.pp("u"))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("fan-in"), "{err}");
+    // A fan-in of 1 (one input channel, a 1x1 kernel) is an error in every
+    // WS variant, when the layer is built and when a kernel is
+    // standardized.
+    for mode in [WeightMode::Ws, WeightMode::WsUnbiased, WeightMode::WsStdEps] {
+        let cfg_1x1 = ConvConfig {
+            mode,
+            ..ConvConfig::new([1, 1])
+        };
+        let err = conv(1, 4, cfg_1x1, vb.pp(mode.name()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a fan-in of at least 2, got 1"), "{err}");
+        let w = Tensor::ones((4, 1, 1, 1), DType::F64, &DEV)?;
+        let err = standardize(&w, mode, 1e-5).unwrap_err().to_string();
+        assert!(err.contains("fan-in"), "{mode:?}: {err}");
+    }
     Ok(())
 }

@@ -10,7 +10,8 @@ use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
 use wsbcn_testkit::models::{
-    assert_torchvision_layout, build_model, variable_shapes, weight_parameters, NORM_SPECS,
+    assert_torchvision_layout, build_model, trainable_count, variable_shapes, weight_parameters,
+    NORM_SPECS,
 };
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
@@ -20,22 +21,38 @@ fn build(cfg: &DeepLabConfig, spec: &str, groups: usize) -> (VarMap, DeepLabV3) 
     build_model(spec, groups, |f, vb| DeepLabV3::new(cfg, f, vb))
 }
 
+/// torchvision's `deeplabv3_resnet{depth}` at 21 classes, with or without
+/// its auxiliary head.
+fn torchvision_config(depth: usize, aux_head: bool) -> DeepLabConfig {
+    DeepLabConfig {
+        backbone: ResNetConfig {
+            depth,
+            output_stride: 8,
+            ..ResNetConfig::default()
+        },
+        aspp_rates: [12, 24, 36],
+        aux_head,
+        ..DeepLabConfig::default()
+    }
+}
+
 #[test]
 fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
     for (depth, want_params) in [(50, 42_004_074usize), (101, 60_996_202)] {
-        let cfg = DeepLabConfig {
-            backbone: ResNetConfig {
-                depth,
-                output_stride: 8,
-                ..ResNetConfig::default()
-            },
-            aspp_rates: [12, 24, 36],
-            aux_head: true,
-            ..DeepLabConfig::default()
-        };
-        let (vm, _) = build(&cfg, "bn", 32);
+        let (vm, _) = build(&torchvision_config(depth, true), "bn", 32);
         let file = format!("torchvision_deeplabv3_resnet{depth}.txt");
         assert_torchvision_layout(&vm, &file, want_params);
+    }
+}
+
+#[test]
+fn without_the_auxiliary_head_the_parameter_counts_are_torchvisions() {
+    // torchvision's deeplabv3_resnet50/101(num_classes=21, aux_loss=False):
+    // the counts above less the FCN head (3x3 1024 -> 256 conv, its BN,
+    // the 1x1 256 -> 21 classifier with bias: 2,365,205).
+    for (depth, want) in [(50, 39_638_869usize), (101, 58_630_997)] {
+        let (vm, _) = build(&torchvision_config(depth, false), "bn", 32);
+        assert_eq!(trainable_count(&vm), want, "resnet{depth}");
     }
 }
 
