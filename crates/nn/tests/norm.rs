@@ -103,6 +103,46 @@ fn estimated_bn_gradients_treat_estimates_as_constants() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn estimated_bn_updates_then_uses_and_its_gradient_holds_the_new_estimates_constant() -> Result<()>
+{
+    // With r > 0 a training forward first moves the estimates towards the
+    // batch, then normalizes with the moved ones, which carry no gradient:
+    // its output and gradients are those of an evaluation forward (which
+    // uses the estimates unchanged) right after it, and those match finite
+    // differences.
+    let mut rng = Rng::new(13);
+    for shape in [vec![2, 3, 4, 4], vec![1, 3, 2, 3, 3]] {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &DEV);
+        let bn = estimated_batch_norm(3, 1e-5, MovingSpeed::new(0.3), vb.pp("ebn"))?;
+        randomize(&vm, &mut rng)?;
+        let x = Var::from_tensor(&rng.randn(&shape, DType::F64, &DEV)?)?;
+        let w = vm.data().lock().unwrap()["ebn.weight"].clone();
+        let before: Vec<f64> = bn.estimated_mean().to_vec1()?;
+        let y_train = bn.forward_t(x.as_tensor(), true)?;
+        let after: Vec<f64> = bn.estimated_mean().to_vec1()?;
+        assert!(
+            before.iter().zip(&after).all(|(a, b)| a != b),
+            "the estimates moved"
+        );
+        let y_eval = bn.forward_t(x.as_tensor(), false)?;
+        assert!(
+            max_abs_diff(&y_train, &y_eval)? < 1e-12,
+            "normalized with the moved estimates"
+        );
+        let g_train = probe_loss(&y_train, 6)?.backward()?;
+        let g_eval = probe_loss(&y_eval, 6)?.backward()?;
+        for v in [x.as_tensor(), w.as_tensor()] {
+            let (a, b) = (g_train.get(v).unwrap(), g_eval.get(v).unwrap());
+            assert!(max_abs_diff(a, b)? < 1e-12);
+        }
+        let loss = || probe_loss(&bn.forward_t(x.as_tensor(), false)?, 6);
+        check_grads(loss, &[("x", &x), ("weight", &w)], 1e-5, 1e-6, 50)?;
+    }
+    Ok(())
+}
+
 fn per_channel_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
     // (N, C, ...) -> per-channel mean and biased variance over N and space.
     let (n, c) = (x.dim(0)?, x.dim(1)?);
