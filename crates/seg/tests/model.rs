@@ -10,8 +10,8 @@ use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
 use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
 use wsbcn_testkit::models::{
-    assert_torchvision_layout, build_model, trainable_count, variable_shapes, weight_parameters,
-    NORM_SPECS,
+    assert_torchvision_layout, assert_ws_coverage, build_model, trainable_count, variable_shapes,
+    weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
 
@@ -103,6 +103,32 @@ fn tiny(os: usize, aux: bool) -> DeepLabConfig {
         aspp_rates: [1, 2, 3],
         aux_head: aux,
         ..DeepLabConfig::default()
+    }
+}
+
+#[test]
+fn every_conv_but_the_classifiers_is_weight_standardized() {
+    for depth in [18, 50] {
+        let cfg = DeepLabConfig {
+            backbone: ResNetConfig {
+                depth,
+                width: 0.125,
+                deep_stem: true,
+                ..ResNetConfig::default()
+            },
+            aspp_channels: 16,
+            aux_head: true,
+            ..DeepLabConfig::default()
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 33, 33), &DEV).unwrap();
+        assert_ws_coverage(
+            |f, vb| DeepLabV3::new(&cfg, f, vb),
+            |m| {
+                let out = m.forward_t(&x, true).map_err(candle_core::Error::wrap)?;
+                out.logits.sum_all()? + out.aux.expect("an auxiliary head").sum_all()?
+            },
+            &["classifier.4", "aux_classifier.4"],
+        );
     }
 }
 

@@ -43,6 +43,16 @@ pub fn build_model<M, E: std::fmt::Debug>(
     groups: usize,
     make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
 ) -> (candle_nn::VarMap, M) {
+    let (vm, _, model) = build_with_factory(spec, groups, make);
+    (vm, model)
+}
+
+/// [`build_model`], also returning the factory (its diagnostics).
+fn build_with_factory<M, E: std::fmt::Debug>(
+    spec: &str,
+    groups: usize,
+    make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
+) -> (candle_nn::VarMap, wsbcn_nn::LayerFactory, M) {
     let vm = candle_nn::VarMap::new();
     // Seeded, so that tests that train the model are deterministic.
     let vb = wsbcn_nn::seeded_var_builder(&vm, 0, DType::F32, &Device::Cpu);
@@ -53,7 +63,46 @@ pub fn build_model<M, E: std::fmt::Debug>(
     })
     .unwrap();
     let model = make(&f, vb).unwrap();
-    (vm, model)
+    (vm, f, model)
+}
+
+/// Asserts the WS coverage of a model `make` builds with spec `gn+ws`:
+/// every conv weight of its `VarMap` (`*.weight` of rank 3 or more) is
+/// standardized in a training step (its WS trace is in the factory's
+/// diagnostics after `loss` is differentiated) except the convs named in
+/// `plain`, the final classifiers, which exist and are not.
+pub fn assert_ws_coverage<M, E: std::fmt::Debug>(
+    make: impl FnOnce(&wsbcn_nn::LayerFactory, candle_nn::VarBuilder) -> std::result::Result<M, E>,
+    loss: impl FnOnce(&M) -> candle_core::Result<candle_core::Tensor>,
+    plain: &[&str],
+) {
+    use std::collections::BTreeSet;
+    let (vm, f, model) = build_with_factory("gn+ws", 4, make);
+    f.diagnostics().set_enabled(true);
+    let grads = loss(&model).unwrap().backward().unwrap();
+    let ws: BTreeSet<String> = f
+        .diagnostics()
+        .ws_grad_ratios(&grads)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.layer)
+        .collect();
+    let convs: BTreeSet<String> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.rank() >= 3)
+        .filter_map(|(n, _)| n.strip_suffix(".weight").map(str::to_string))
+        .collect();
+    let plain: BTreeSet<String> = plain.iter().map(|p| p.to_string()).collect();
+    assert!(
+        plain.is_subset(&convs),
+        "{plain:?} not among the convs {convs:?}"
+    );
+    let want: BTreeSet<String> = convs.difference(&plain).cloned().collect();
+    assert!(want.len() >= 2, "too few convs: {convs:?}");
+    assert_eq!(ws, want, "WS convs against every conv but the classifiers");
 }
 
 /// Every variable of `vm`, by name, with its shape.

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
 use wsbcn_testkit::models::{
-    assert_torchvision_layout, build_model, torchvision_variables, trainable_count,
-    weight_parameters, NORM_SPECS,
+    assert_torchvision_layout, assert_ws_coverage, build_model, torchvision_variables,
+    trainable_count, weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
@@ -148,6 +148,24 @@ fn temporal_shift_moves_exact_slices_and_its_gradient_shifts_back() {
     assert_eq!(&g[0..3], [0.0, 0.0, 1.0], "x[t] fed y[t-1] in channel 0");
     assert_eq!(&g[6..9], [7.0, 8.0, 0.0], "x[t] fed y[t+1] in channel 2");
     assert_eq!(&g[12..15], [12.0, 13.0, 14.0]);
+}
+
+#[test]
+fn every_conv_of_every_arch_is_weight_standardized() {
+    // The heads are linear layers, so every conv carries the spec's WS.
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 20, 18), &DEV).unwrap();
+    for arch in ARCHS {
+        let cfg = tiny(arch, 18);
+        assert_ws_coverage(
+            |f, vb| VideoModel::new(&cfg, f, vb),
+            |m| {
+                m.forward_t(&x, true)
+                    .map_err(candle_core::Error::wrap)?
+                    .sum_all()
+            },
+            &[],
+        );
+    }
 }
 
 #[test]
