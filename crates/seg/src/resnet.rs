@@ -10,8 +10,11 @@
 //!   `conv1.3`, `conv1.6` with norms `conv1.1`, `conv1.4`, then `bn1`);
 //! * output stride 8, 16 or 32: the strides of the last stages become
 //!   dilations (torchvision's `replace_stride_with_dilation`), and the last
-//!   stage's blocks multiply their dilation by the multi-grid rates (as in
-//!   mmsegmentation; with rates all 1 the layout is torchvision's).
+//!   stage's blocks multiply their dilation by the multi-grid rates: the
+//!   DeepLabv3 paper's definition (unit rates (1, 2, 4) at output stride 16
+//!   give dilations 2, 4, 8). mmsegmentation's `multi_grid` differs: it
+//!   uses the rates themselves as the dilations. With rates all 1 the
+//!   layout is torchvision's.
 //!
 //! Input `(N, 3, H, W)`; [`ResNet::forward_t`] returns the outputs of stage 3
 //! (for an auxiliary head) and stage 4, at stride `min(16, os)` and `os`.
@@ -34,7 +37,9 @@ pub struct ResNetConfig {
     pub deep_stem: bool,
     /// 8, 16 or 32.
     pub output_stride: usize,
-    /// Dilation multipliers of the last stage's blocks (DeepLabv3's multi-grid).
+    /// Dilation multipliers of the last stage's blocks (the DeepLabv3
+    /// paper's multi-grid: rate times the stage's dilation, not
+    /// mmsegmentation's absolute rates).
     pub multi_grid: Vec<usize>,
 }
 
@@ -195,8 +200,8 @@ impl ResNet {
             let mut stage = vec![];
             for b in 0..n {
                 // torchvision: a stage's first block keeps the previous
-                // dilation; with multi-grid rates (mmseg's form) every block
-                // of the last stage uses dilation x rate.
+                // dilation; with multi-grid rates (the DeepLabv3 paper's
+                // form) every block of the last stage uses dilation x rate.
                 let mut d = if b == 0 { previous } else { dilation };
                 if s == 3 && cfg.multi_grid.iter().any(|&r| r != 1) {
                     d = dilation * cfg.multi_grid[b % cfg.multi_grid.len()];
