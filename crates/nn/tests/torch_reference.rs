@@ -11,7 +11,7 @@ use wsbcn_nn::{
 use wsbcn_testkit::{max_abs_diff, Fixture};
 
 const DEV: Device = Device::Cpu;
-const TOL: f64 = 1e-5;
+const TOL: f64 = 1e-10;
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<()> {
     let got = got.reshape(want.shape())?;
