@@ -164,13 +164,13 @@ pub fn run_cell(cmp: &Comparison, file: &Path, cell: &Cell, jobs: usize) -> Resu
             .with_attr("cell.batch", cell.batch.to_string())
             .with_attr("cell.seed", cell.seed.to_string()))
     };
-    match cell_config(cmp, file, cell)? {
+    let config = cell_config(cmp, file, cell)?;
+    let device = config.device().device()?;
+    match config {
         CellConfig::Segmentation(cfg) => {
-            let device = cfg.device.device()?;
             wsbcn_train::train::<Segmentation>(&cfg, trainer(&cfg.train)?, &device)?;
         }
         CellConfig::Video(cfg) => {
-            let device = cfg.device.device()?;
             wsbcn_train::train::<Video>(&cfg, trainer(&cfg.train)?, &device)?;
         }
     }

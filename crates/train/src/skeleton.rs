@@ -16,7 +16,7 @@
 //! checkpoints) and restores it from a checkpoint ([`load_trained`]).
 
 use crate::checkpoint::{load_checkpoint, restore_model};
-use crate::config::{to_toml, Validate};
+use crate::config::to_toml;
 use crate::{Dataset, Loader, RunConfig, RunSummary, Task, TaskError, Trainer};
 use candle_core::Device;
 use serde::de::DeserializeOwned;
@@ -80,10 +80,7 @@ pub fn load_trained<K: TaskKind>(
     checkpoint: &Path,
     config: &Config<K>,
     device: &Device,
-) -> Result<K::Task>
-where
-    Config<K>: Validate,
-{
+) -> Result<K::Task> {
     let task = K::build(config, device)?;
     let ckpt = load_checkpoint(checkpoint, device)?;
     restore_model(&ckpt, task.varmap())?;

@@ -313,8 +313,13 @@ impl Trainer {
         let mut metrics = vec![];
         while run.step < stop {
             let started = Instant::now();
-            let (mut row, loss, norm, samples) = self.optimizer_step(task, sgd, batches, run)?;
-            let lr = row[0].1;
+            let StepOutcome {
+                mut row,
+                lr,
+                loss,
+                norm,
+                samples,
+            } = self.optimizer_step(task, sgd, batches, run)?;
             let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
             row.extend([
                 ("loss".to_string(), loss),
@@ -425,16 +430,14 @@ impl Trainer {
     /// Step `run.step`'s update: the learning rate and the estimated-BN
     /// moving speed, forward and backward over `accumulate` micro-batches
     /// (their mean gradient; diagnostics on the last one of a diagnostic
-    /// step), clipping, SGD. Returns the row so far (`lr` first), the mean
-    /// loss, the gradient norm and the samples seen.
-    #[allow(clippy::type_complexity)]
+    /// step), clipping, SGD.
     fn optimizer_step<T, I>(
         &self,
         task: &mut T,
         sgd: &mut Sgd,
         batches: &mut I,
         run: &mut RunState,
-    ) -> Result<(Vec<(String, f64)>, f64, f64, usize)>
+    ) -> Result<StepOutcome>
     where
         T: Task,
         I: Iterator<Item = Result<Vec<T::Sample>>>,
@@ -475,7 +478,13 @@ impl Trainer {
         };
         finite_or_diverged(norm, step, "the gradient norm", &run.last_checkpoint)?;
         sgd.step(&total, lr)?;
-        Ok((row, loss_sum / cfg.accumulate as f64, norm, samples))
+        Ok(StepOutcome {
+            row,
+            lr,
+            loss: loss_sum / cfg.accumulate as f64,
+            norm,
+            samples,
+        })
     }
 
     /// Evaluates `task` after `step` steps: the metrics, logged with the
@@ -516,6 +525,20 @@ impl Trainer {
         )?);
         Ok(())
     }
+}
+
+/// What one optimizer step reports.
+struct StepOutcome {
+    /// The run log's row so far: `lr`, the moving speed, diagnostics.
+    row: Vec<(String, f64)>,
+    /// The learning rate of the step.
+    lr: f64,
+    /// The mean loss of its micro-batches.
+    loss: f64,
+    /// The global gradient norm (before clipping).
+    norm: f64,
+    /// Samples seen.
+    samples: usize,
 }
 
 /// Where a run stands: its next step, the batches drawn so far, the newest
