@@ -319,5 +319,14 @@ fn every_shipped_comparison_resolves_a_valid_config_for_each_cell() {
         names.push(cmp.name);
     }
     names.sort();
-    assert_eq!(names, ["batch_sweep", "paper_ssv2", "paper_voc", "quick"]);
+    assert_eq!(
+        names,
+        [
+            "batch_sweep",
+            "moving_speed_study",
+            "paper_ssv2",
+            "paper_voc",
+            "quick"
+        ]
+    );
 }

@@ -15,6 +15,9 @@
 //! x_hat = (x - mean[c]) r[c],   y = w[c] x_hat + b[c]
 //! batch statistics (mean, var of x itself, gradient through them):
 //!   dx = r w (dy - A/M - x_hat B/M),  A = sum dy,  B = sum dy x_hat   (per channel)
+//! batch statistics over several processes (SyncBN; M, A and B summed
+//! over the processes, dw and db each process's own):
+//!   dx = r w (dy - A/M - x_hat B/M)
 //! given statistics (running or estimated, constants):
 //!   dx = r w dy
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
@@ -102,10 +105,32 @@ fn moments<T: WithDType>(
     (mean, second)
 }
 
+/// Sums per-channel values over processes in place (a data-parallel job's
+/// all-reduce); the kernels know no process group, the caller brings it.
+pub type SumAcross = Arc<dyn Fn(&mut [f64]) + Send + Sync>;
+
+/// Where the statistics of [`channel_affine`] come from, for its gradient.
+#[derive(Clone)]
+pub enum StatsGrad {
+    /// Constants: running or estimated statistics (`dx = r w dy`).
+    Constant,
+    /// `x`'s own batch statistics, the gradient flowing through them.
+    Batch,
+    /// Batch statistics over the inputs of several processes, `count`
+    /// values per channel in all (SyncBN): the backward pass sums its
+    /// per-channel `A`, `B` through `sum` before the input gradient uses
+    /// them, with `M = count`; `dw`, `db` stay this process's own.
+    Shared {
+        /// Values per channel over all processes.
+        count: f64,
+        /// The sum across processes.
+        sum: SumAcross,
+    },
+}
+
 /// `y = w (x - mean) / sqrt(var + eps) + b` for `x: (N, C, L)`, `w, b:
-/// (C,)`, with `mean` and the biased `var` per channel. `batch_grad`: the
-/// statistics are `x`'s own batch statistics and the gradient flows through
-/// them (BN in training); else they are constants (see the module docs).
+/// (C,)`, with `mean` and the biased `var` per channel; `grad` says where
+/// the statistics come from (see the module docs).
 pub fn channel_affine(
     x: &Tensor,
     weight: &Tensor,
@@ -113,7 +138,7 @@ pub fn channel_affine(
     mean: &[f64],
     var: &[f64],
     eps: f64,
-    batch_grad: bool,
+    grad: StatsGrad,
 ) -> candle_core::Result<Tensor> {
     let stats = mean
         .iter()
@@ -125,7 +150,7 @@ pub fn channel_affine(
         &bias.contiguous()?,
         AffineNormOp::new(ChannelAffineOp {
             stats: Arc::new(stats),
-            batch_grad,
+            grad,
         }),
     )
 }
@@ -134,7 +159,7 @@ pub fn channel_affine(
 #[derive(Clone)]
 struct ChannelAffineOp {
     stats: Arc<Vec<(f64, f64)>>,
-    batch_grad: bool,
+    grad: StatsGrad,
 }
 
 impl AffineNorm for ChannelAffineOp {
@@ -185,6 +210,18 @@ impl AffineNorm for ChannelAffineOp {
             db[i % c] += s_dy;
             dw[i % c] += s_dyx;
         }
+        // Per channel, (A / M, B / M) of the module docs.
+        let through_stats: Vec<(f64, f64)> = match &self.grad {
+            StatsGrad::Constant => vec![(0.0, 0.0); c],
+            StatsGrad::Batch => (0..c).map(|ch| (db[ch] / m, dw[ch] / m)).collect(),
+            StatsGrad::Shared { count, sum } => {
+                let mut sums: Vec<f64> = db.iter().chain(&dw).copied().collect();
+                sum(&mut sums);
+                (0..c)
+                    .map(|ch| (sums[ch] / count, sums[c + ch] / count))
+                    .collect()
+            }
+        };
         let mut out = vec![T::zero(); x.len() + 2 * c];
         let (dx, tail) = out.split_at_mut(x.len());
         dx.par_chunks_mut(l)
@@ -193,11 +230,7 @@ impl AffineNorm for ChannelAffineOp {
             .for_each(|(i, (dxr, (xr, gr)))| {
                 let ch = i % c;
                 let wr = w[ch].to_f64() * stats[ch].1;
-                let (a, b) = if self.batch_grad {
-                    (db[ch] / m, dw[ch] / m)
-                } else {
-                    (0.0, 0.0)
-                };
+                let (a, b) = through_stats[ch];
                 for (d, (v, g)) in dxr.iter_mut().zip(xr.iter().zip(gr)) {
                     *d = T::from_f64(wr * (g.to_f64() - a - x_hat(ch, *v) * b));
                 }

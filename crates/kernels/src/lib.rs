@@ -43,7 +43,7 @@ pub mod threads;
 pub mod ws;
 
 pub use backend::ConvBackend;
-pub use batch_norm::{channel_affine, channel_moments};
+pub use batch_norm::{channel_affine, channel_moments, StatsGrad, SumAcross};
 pub use conv::CpuConv;
 pub use conv_geometry::Geometry;
 pub use error::{Error, Result};

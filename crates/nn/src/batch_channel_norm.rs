@@ -13,7 +13,7 @@
 //! Parameters: `bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var`
 //! `(C,)` and `weight`, `bias` `(G,)`, i.e. `2C + 2G` affine parameters.
 
-use crate::batch_norm::{batch_norm, BatchNorm};
+use crate::batch_norm::{batch_norm, sync_batch_norm, BatchNorm};
 use crate::estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingSpeed};
 use crate::group_norm::{check_groups, group_norm_affine};
 use crate::input::channel_dims;
@@ -95,6 +95,8 @@ pub enum BatchStatistics {
     Batch {
         /// PyTorch-convention momentum of the running averages.
         momentum: f64,
+        /// Statistics over every rank's batch (SyncBN; `bcn-sync`).
+        synchronized: bool,
     },
     /// Estimated BN driven by this moving speed.
     Estimated(MovingSpeed),
@@ -111,9 +113,14 @@ pub fn batch_channel_norm(
     let name = vb.prefix();
     check_groups(&name, groups, channels)?;
     let bn = match stats {
-        BatchStatistics::Batch { momentum } => {
-            BatchPart::Batch(batch_norm(channels, eps, momentum, vb.pp("bn"))?)
-        }
+        BatchStatistics::Batch {
+            momentum,
+            synchronized: false,
+        } => BatchPart::Batch(batch_norm(channels, eps, momentum, vb.pp("bn"))?),
+        BatchStatistics::Batch {
+            momentum,
+            synchronized: true,
+        } => BatchPart::Batch(sync_batch_norm(channels, eps, momentum, vb.pp("bn"))?),
         BatchStatistics::Estimated(speed) => {
             BatchPart::Estimated(estimated_batch_norm(channels, eps, speed, vb.pp("bn"))?)
         }

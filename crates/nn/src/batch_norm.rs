@@ -18,13 +18,25 @@
 //! On the CPU in f32/f64 the layer runs as one fused op forward and backward
 //! (`wsbcn-kernels`' `batch_norm`); elsewhere from candle ops
 //! ([`BatchNorm::forward_composite`]). The tests hold the two to each other.
+//!
+//! **Synchronized** (`sync-bn`, PyTorch's `SyncBatchNorm`): on the ranks of a
+//! data-parallel job ([`wsbcn_dist::world`]), `m` and `v` are taken over
+//! every rank's batch: each rank's count and per-channel sum are summed
+//! across ranks for `m`, then each rank's squared deviations about `m` for
+//! `v` (two passes, as the one-process statistics), so ranks may hold
+//! different numbers of samples. The backward pass sums the per-channel
+//! `sum dy` and `sum dy x_hat` across ranks before the input gradient uses
+//! them. The running variance gets the unbiased global variance. In one
+//! process it is plain BN. It needs the fused CPU op: on several ranks
+//! another device is an error (a host-staged path is not written).
 
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};
 use crate::{Error, Result};
 use candle_core::{DType, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use std::sync::Arc;
 use wsbcn_kernels::slice::fused_cpu_input;
-use wsbcn_kernels::{channel_affine, channel_moments};
+use wsbcn_kernels::{channel_affine, channel_moments, StatsGrad};
 
 /// The parameters and running state shared by [`BatchNorm`] and
 /// [`crate::EstimatedBatchNorm`].
@@ -119,7 +131,7 @@ impl ChannelAffine {
             mean,
             var,
             self.eps,
-            false,
+            StatsGrad::Constant,
         )?)
     }
 }
@@ -129,6 +141,7 @@ impl ChannelAffine {
 pub struct BatchNorm {
     pub(crate) affine: ChannelAffine,
     momentum: f64,
+    synchronized: bool,
 }
 
 impl BatchNorm {
@@ -162,9 +175,29 @@ impl BatchNorm {
         Ok(n * l)
     }
 
+    /// Whether the batch statistics are taken over every rank's batch.
+    pub fn synchronized(&self) -> bool {
+        self.synchronized
+    }
+
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let a = &self.affine;
         let xv = channel_view(&a.name, x, a.channels)?;
+        let across_ranks = train && self.synchronized && wsbcn_dist::world().size() > 1;
+        if across_ranks {
+            if !fused_cpu_input(&xv) {
+                return Err(Error::config(
+                    &a.name,
+                    format!(
+                        "synchronized BN on several ranks runs on CPU f32/f64 tensors, got {:?} \
+                         {:?}",
+                        xv.device(),
+                        xv.dtype()
+                    ),
+                ));
+            }
+            return Ok(self.forward_synchronized(&xv)?.reshape(x.shape())?);
+        }
         if !fused_cpu_input(&xv) {
             return self.forward_composite(x, train);
         }
@@ -176,13 +209,59 @@ impl BatchNorm {
             // only kept.
             ChannelAffine::blend_values(&a.running_mean, &mean, self.momentum)?;
             ChannelAffine::blend_values(&a.running_var, &unbiased, self.momentum)?;
-            channel_affine(&xv, &a.weight, &a.bias, &mean, &var, a.eps, true)?
+            channel_affine(
+                &xv,
+                &a.weight,
+                &a.bias,
+                &mean,
+                &var,
+                a.eps,
+                StatsGrad::Batch,
+            )?
         } else {
             let mean = ChannelAffine::values(&a.running_mean)?;
             let var = ChannelAffine::values(&a.running_var)?;
             a.normalize_values(&xv, &mean, &var)?
         };
         Ok(y.reshape(x.shape())?)
+    }
+
+    /// Training on several ranks with synchronized statistics (see the
+    /// module docs), `xv: (N, C, L)` this rank's part of the batch.
+    fn forward_synchronized(&self, xv: &Tensor) -> Result<Tensor> {
+        let a = &self.affine;
+        let world = wsbcn_dist::world();
+        let (n, c, l) = xv.dims3()?;
+        let local = (n * l) as f64;
+        let (local_mean, _) = channel_moments(xv, None)?;
+        let mut sums: Vec<f64> = local_mean.iter().map(|m| m * local).collect();
+        sums.push(local);
+        world.all_reduce_sum(&mut sums);
+        let count = sums[c];
+        if count < 2.0 {
+            return Err(Error::Statistics {
+                layer: a.name.clone(),
+                msg: format!("expected more than 1 value per channel over all ranks, got {count}"),
+            });
+        }
+        let mean: Vec<f64> = sums[..c].iter().map(|s| s / count).collect();
+        let (_, local_sq) = channel_moments(xv, Some(&mean))?;
+        let mut sq: Vec<f64> = local_sq.iter().map(|v| v * local).collect();
+        world.all_reduce_sum(&mut sq);
+        let var: Vec<f64> = sq.iter().map(|s| s / count).collect();
+        let unbiased: Vec<f64> = var.iter().map(|v| v * count / (count - 1.0)).collect();
+        ChannelAffine::blend_values(&a.running_mean, &mean, self.momentum)?;
+        ChannelAffine::blend_values(&a.running_var, &unbiased, self.momentum)?;
+        let sum = Arc::new(|v: &mut [f64]| wsbcn_dist::world().all_reduce_sum(v));
+        Ok(channel_affine(
+            xv,
+            &a.weight,
+            &a.bias,
+            &mean,
+            &var,
+            a.eps,
+            StatsGrad::Shared { count, sum },
+        )?)
     }
 
     /// The layer from candle ops, on any device and dtype: what runs where
@@ -215,6 +294,27 @@ impl ModuleT for BatchNorm {
 /// Builds a [`BatchNorm`] over `channels` from a `VarBuilder` (PyTorch's
 /// parameter names). `momentum` is PyTorch's (0.1 by default there).
 pub fn batch_norm(channels: usize, eps: f64, momentum: f64, vb: VarBuilder) -> Result<BatchNorm> {
+    new_batch_norm(channels, eps, momentum, false, vb)
+}
+
+/// [`batch_norm`] with statistics over every rank's batch (see the module
+/// docs): PyTorch's `SyncBatchNorm`.
+pub fn sync_batch_norm(
+    channels: usize,
+    eps: f64,
+    momentum: f64,
+    vb: VarBuilder,
+) -> Result<BatchNorm> {
+    new_batch_norm(channels, eps, momentum, true, vb)
+}
+
+fn new_batch_norm(
+    channels: usize,
+    eps: f64,
+    momentum: f64,
+    synchronized: bool,
+    vb: VarBuilder,
+) -> Result<BatchNorm> {
     if !(0.0..=1.0).contains(&momentum) {
         return Err(Error::config(
             &vb.prefix(),
@@ -224,5 +324,6 @@ pub fn batch_norm(channels: usize, eps: f64, momentum: f64, vb: VarBuilder) -> R
     Ok(BatchNorm {
         affine: ChannelAffine::new(channels, eps, &vb)?,
         momentum,
+        synchronized,
     })
 }

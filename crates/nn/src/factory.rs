@@ -4,7 +4,9 @@
 //! A spec string joins a norm name and a conv name with `+`, in either order:
 //!
 //! ```text
-//! norm: bn | gn | ln | in | bcn | bcn-est | none     (default when absent: none)
+//! norm: bn | sync-bn | gn | ln | in | bcn | bcn-sync | bcn-est | none
+//!       (default when absent: none; sync-: batch statistics over every
+//!       rank of a data-parallel job)
 //! conv: plain | ws | ws-unbiased | ws-std-eps          (default when absent: plain)
 //! e.g.  "bn", "gn+ws", "bcn-est+ws", "ws-unbiased+bcn", "none+ws"
 //! ```
@@ -15,7 +17,7 @@
 //! on convs followed by a normalization.
 
 use crate::batch_channel_norm::{batch_channel_norm, BatchStatistics};
-use crate::batch_norm::batch_norm;
+use crate::batch_norm::{batch_norm, sync_batch_norm};
 use crate::conv_fn::ConvGeometry;
 use crate::conv_norm::ConvNorm;
 use crate::diagnostics::{Diagnostics, SingularityThresholds};
@@ -36,6 +38,8 @@ use std::str::FromStr;
 pub enum NormKind {
     /// BatchNorm with batch statistics in training.
     Bn,
+    /// BatchNorm with batch statistics over every rank (SyncBatchNorm).
+    SyncBn,
     /// GroupNorm with `groups` groups.
     Gn,
     /// LayerNorm (one group).
@@ -44,6 +48,8 @@ pub enum NormKind {
     In,
     /// Batch-Channel Norm with plain BN statistics.
     Bcn,
+    /// Batch-Channel Norm whose batch part is synchronized across ranks.
+    BcnSync,
     /// Batch-Channel Norm with estimated BN statistics.
     BcnEst,
     /// No normalization.
@@ -52,12 +58,14 @@ pub enum NormKind {
 
 impl NormKind {
     /// Every kind with its config name.
-    pub const ALL: [(&'static str, NormKind); 7] = [
+    pub const ALL: [(&'static str, NormKind); 9] = [
         ("bn", NormKind::Bn),
+        ("sync-bn", NormKind::SyncBn),
         ("gn", NormKind::Gn),
         ("ln", NormKind::Ln),
         ("in", NormKind::In),
         ("bcn", NormKind::Bcn),
+        ("bcn-sync", NormKind::BcnSync),
         ("bcn-est", NormKind::BcnEst),
         ("none", NormKind::None),
     ];
@@ -259,17 +267,19 @@ impl LayerFactory {
         let layer = match self.spec.norm {
             NormKind::None => NormLayer::Identity,
             NormKind::Bn => NormLayer::Batch(batch_norm(channels, c.eps, c.momentum, vb)?),
+            NormKind::SyncBn => NormLayer::Batch(sync_batch_norm(channels, c.eps, c.momentum, vb)?),
             NormKind::Gn => {
                 NormLayer::Group(group_norm(self.groups_for(channels), channels, c.eps, vb)?)
             }
             NormKind::Ln => NormLayer::Group(layer_norm(channels, c.eps, vb)?),
             NormKind::In => NormLayer::Group(instance_norm(channels, c.eps, vb)?),
-            NormKind::Bcn => NormLayer::BatchChannel(batch_channel_norm(
+            NormKind::Bcn | NormKind::BcnSync => NormLayer::BatchChannel(batch_channel_norm(
                 self.groups_for(channels),
                 channels,
                 c.eps,
                 BatchStatistics::Batch {
                     momentum: c.momentum,
+                    synchronized: self.spec.norm == NormKind::BcnSync,
                 },
                 vb,
             )?),

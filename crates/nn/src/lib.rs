@@ -51,7 +51,7 @@ pub mod weight_standardization;
 pub mod ws_conv;
 
 pub use batch_channel_norm::{batch_channel_norm, BatchChannelNorm, BatchPart, BatchStatistics};
-pub use batch_norm::{batch_norm, BatchNorm};
+pub use batch_norm::{batch_norm, sync_batch_norm, BatchNorm};
 pub use conv_fn::{
     conv2d, conv2d_generic, conv2d_with, conv3d, conv3d_generic, conv3d_with, ConvGeometry,
 };

@@ -57,7 +57,10 @@ fn bad_specs_and_group_counts_are_clear_errors() -> Result<()> {
         32,
         16,
         1e-5,
-        wsbcn_nn::BatchStatistics::Batch { momentum: 0.1 },
+        wsbcn_nn::BatchStatistics::Batch {
+            momentum: 0.1,
+            synchronized: false,
+        },
         vb.pp("head.bn"),
     )
     .unwrap_err()

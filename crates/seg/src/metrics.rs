@@ -59,6 +59,12 @@ impl ConfusionMatrix {
         self.k
     }
 
+    /// Sums the matrices of all ranks of `world` into this one, on every
+    /// rank: the matrix of the whole split when each rank counted a shard.
+    pub fn all_reduce(&mut self, world: &wsbcn_dist::World) {
+        world.all_reduce_sum(&mut self.counts);
+    }
+
     /// The count of pixels of class `gt` predicted as `pred`.
     pub fn count(&self, gt: usize, pred: usize) -> u64 {
         self.counts[gt * self.k + pred]

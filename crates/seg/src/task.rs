@@ -267,9 +267,13 @@ impl SegTask {
 
     /// [`Self::evaluate_split`] with consecutive validation images of one
     /// size stacked into a forward pass while they hold at most
-    /// `max_pixels` input pixels (always at least one image).
+    /// `max_pixels` input pixels (always at least one image). On several
+    /// ranks each scores every `size`-th image from its rank on, and the
+    /// confusion matrices are summed over the ranks, so the metrics are
+    /// those of the whole split, exactly.
     pub fn evaluate_in_batches(&self, max_pixels: usize) -> Result<SegMetrics> {
         let mut cm = ConfusionMatrix::new(self.config.model.num_classes);
+        let world = wsbcn_dist::world();
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
@@ -285,7 +289,7 @@ impl SegTask {
             batch.clear();
             Ok(())
         };
-        for i in 0..n {
+        for i in (world.rank()..n).step_by(world.size()) {
             let item = self.val.read(i)?;
             let sample = eval_sample(&item.image, &item.label, &self.config.data.augment);
             if pending.first().is_some_and(|f| {
@@ -297,6 +301,7 @@ impl SegTask {
             pending.push(sample);
         }
         flush(&mut pending)?;
+        cm.all_reduce(world);
         Ok(cm.metrics())
     }
 }

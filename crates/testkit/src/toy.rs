@@ -74,6 +74,7 @@ pub struct ToyTask {
     blocks: Vec<(Conv2d, Norm)>,
     head: Conv2d,
     eval: Vec<Sample>,
+    dtype: DType,
     calls: u64,
     /// Make the loss of this loss call (0-based) NaN.
     pub nan_at_call: Option<u64>,
@@ -84,6 +85,11 @@ pub struct ToyTask {
 impl ToyTask {
     /// A toy model built with `spec` (8 groups), initialised from `seed`.
     pub fn new(spec: &str, seed: u64) -> Result<Self> {
+        Self::with_dtype(spec, seed, DType::F32)
+    }
+
+    /// [`Self::new`] computing in `dtype`.
+    pub fn with_dtype(spec: &str, seed: u64, dtype: DType) -> Result<Self> {
         let dev = Device::Cpu;
         let cfg = NormConfig {
             spec: spec.into(),
@@ -92,7 +98,7 @@ impl ToyTask {
         };
         let factory = LayerFactory::new(&cfg)?;
         let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, seed, DType::F32, &dev);
+        let vb = seeded_var_builder(&varmap, seed, dtype, &dev);
         let mut blocks = vec![];
         for (i, (cin, cout, s)) in [(1, 8, 1), (8, 16, 2)].into_iter().enumerate() {
             let c = factory.conv(
@@ -116,6 +122,7 @@ impl ToyTask {
             blocks,
             head,
             eval,
+            dtype,
             calls: 0,
             nan_at_call: None,
             sleep_ms: 0,
@@ -148,7 +155,7 @@ impl Task for ToyTask {
             std::thread::sleep(std::time::Duration::from_millis(self.sleep_ms));
         }
         let (x, y) = collate(&batch, &Device::Cpu)?;
-        let loss = cross_entropy(&self.forward(&x, true)?, &y, 0.0)?;
+        let loss = cross_entropy(&self.forward(&x.to_dtype(self.dtype)?, true)?, &y, 0.0)?;
         self.calls += 1;
         if self.nan_at_call == Some(self.calls - 1) {
             return Ok((loss * f64::NAN)?);
@@ -158,7 +165,9 @@ impl Task for ToyTask {
 
     fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
         let (x, y) = collate(&self.eval, &Device::Cpu)?;
-        let pred = self.forward(&x, false)?.argmax(D::Minus1)?;
+        let pred = self
+            .forward(&x.to_dtype(self.dtype)?, false)?
+            .argmax(D::Minus1)?;
         let acc = pred
             .eq(&y)?
             .to_dtype(DType::F64)?

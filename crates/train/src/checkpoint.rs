@@ -26,6 +26,19 @@ pub struct TrainState {
     pub batches: u64,
     /// The run's seed (data order and augmentation derive from it).
     pub seed: u64,
+    /// The ranks that trained it (the data position counts batches of
+    /// each rank's shard). Stored only when above 1, so one-process
+    /// checkpoints stay as they were.
+    #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
+    pub world_size: u64,
+}
+
+fn one_rank() -> u64 {
+    1
+}
+
+fn is_one_rank(n: &u64) -> bool {
+    *n == 1
 }
 
 /// A checkpoint read back.

@@ -102,23 +102,74 @@ where
 }
 
 /// A task binary's `main`: idle pool threads sleep
-/// ([`wsbcn_kernels::quiet_thread_pools`]), `run` works as a worker of the
-/// compute pool ([`wsbcn_kernels::on_own_pool`]), and an error is printed
-/// as `<name>: <message>` with a failing exit status.
+/// ([`wsbcn_kernels::quiet_thread_pools`]), the process joins its job
+/// ([`wsbcn_dist::init`]: one rank, or MPI under `mpirun`/`srun`), `run`
+/// works as a worker of the compute pool ([`wsbcn_kernels::on_own_pool`];
+/// on several ranks per machine they share its cores), and an error is
+/// printed as `<name>: <message>` with a failing exit status. On several
+/// ranks an error or a panic names the rank and ends the whole job
+/// (`MPI_Abort`), so the other ranks never wait for it.
 pub fn main_with<E: Display + Send>(
     name: &str,
     run: impl FnOnce() -> std::result::Result<(), E> + Send,
 ) -> ExitCode {
     wsbcn_kernels::quiet_thread_pools();
-    let result = match wsbcn_kernels::on_own_pool(0, run) {
+    let session = match wsbcn_dist::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let world = wsbcn_dist::world();
+    let threads = if world.size() > 1 {
+        abort_job_on_panic(name);
+        wsbcn_kernels::share_cores(ranks_per_machine(world.size()))
+    } else {
+        0
+    };
+    let result = match wsbcn_kernels::on_own_pool(threads, run) {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            drop(session);
+            ExitCode::SUCCESS
+        }
+        Err(e) if world.size() > 1 => {
+            eprintln!("{name}: rank {} of {}: {e}", world.rank(), world.size());
+            world.abort(1)
+        }
         Err(e) => {
             eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The ranks on this machine, from the launcher's environment (Open MPI's
+/// `OMPI_COMM_WORLD_LOCAL_SIZE`, MPICH's `MPI_LOCALNRANKS`), else all of
+/// them.
+fn ranks_per_machine(size: usize) -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+        .unwrap_or(size)
+}
+
+/// After the default panic message, names the rank and ends the job.
+fn abort_job_on_panic(name: &str) {
+    let name = name.to_string();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let world = wsbcn_dist::world();
+        eprintln!(
+            "{name}: rank {} of {} panicked; ending the job",
+            world.rank(),
+            world.size()
+        );
+        world.abort(101)
+    }));
 }

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod data_parallel;
 pub mod device;
 pub mod error;
 pub mod h5_file;
@@ -35,7 +36,7 @@ pub use config::{
 };
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
-pub use loader::{Batches, Dataset, Loader, LoaderConfig};
+pub use loader::{Batches, Dataset, Loader, LoaderConfig, Shard};
 pub use loss::{cross_entropy, pixel_cross_entropy};
 pub use optim::{clip_grad_norm, global_norm, param_groups, Grads, ParamGroup, Sgd, SgdConfig};
 pub use run_config::{CheckSections, RunConfig};

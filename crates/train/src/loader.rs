@@ -1,14 +1,23 @@
 //! Data loading on background threads with a bounded queue, in an order
 //! that depends only on the seed.
 //!
-//! Batch `b` (counted from the start of the run) holds positions
-//! `b B .. (b + 1) B` of the sample stream: epoch `e = b / batches_per_epoch`
-//! visits the data set in a permutation seeded by `(seed, e)` (or in order
-//! without shuffling), dropping the last incomplete batch. Sample `i` of
-//! batch `b` gets its own generator seeded by `(seed, b, i)` for
-//! augmentation. Worker `w` of `W` loads batches `b = w (mod W)` in order
+//! Batch `b` (counted from the start of the run) of rank `r` of `W` ranks
+//! (one process: `r = 0`, `W = 1`) holds positions
+//! `b' W B + r B .. b' W B + (r + 1) B` of epoch `e = b / S`, `b' = b mod S`,
+//! where `S = floor(N / (W B))` steps make an epoch of `N` samples: epoch
+//! `e` visits the data set in a permutation seeded by `(seed, e)` (the
+//! same on every rank; in order without shuffling), and each step of the
+//! job takes the next `W B` of it, rank `r` its `r`-th block of `B`. So the
+//! ranks read disjoint shards, together every sample of the permutation's
+//! first `S W B` exactly once per epoch, and the fewer than `W B` left over
+//! are dropped from that epoch (PyTorch's `DistributedSampler` and
+//! `DataLoader` with `drop_last`; the next epoch's shuffle drops others).
+//! Sample `i` of that batch gets its own generator seeded by
+//! `(seed, b, r B + i)` for augmentation. The `W` ranks' batches, joined in
+//! rank order, are then exactly the batches of one process at `W B`.
+//! Worker `w` of `K` loads batches `b = w (mod K)` in order
 //! into its own bounded channel and the consumer reads the channels round
-//! robin, so batches arrive in order and identical whatever `W` is.
+//! robin, so batches arrive in order and identical whatever `K` is.
 //! Resuming at batch `b` reproduces the stream from there.
 
 use crate::{Error, Result};
@@ -73,20 +82,43 @@ fn mix(values: &[u64]) -> u64 {
     })
 }
 
+/// Which part of each step's samples a rank reads (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This rank, `0..ranks`.
+    pub rank: usize,
+    /// The ranks sharing the data.
+    pub ranks: usize,
+}
+
+impl Shard {
+    /// The whole data set, for one process.
+    pub const WHOLE: Shard = Shard { rank: 0, ranks: 1 };
+}
+
 /// Loads batches of a [`Dataset`] (see the module docs).
 pub struct Loader<D: Dataset> {
     dataset: Arc<D>,
     config: LoaderConfig,
     seed: u64,
+    shard: Shard,
 }
 
 impl<D: Dataset> Loader<D> {
     /// A loader over `dataset`; fails when a batch does not fit in it.
     pub fn new(dataset: Arc<D>, config: LoaderConfig, seed: u64) -> Result<Self> {
-        if config.batch_size == 0 || config.batch_size > dataset.len() {
+        Self::sharded(dataset, config, seed, Shard::WHOLE)
+    }
+
+    /// A loader of rank `shard.rank`'s part of `dataset`; fails when the
+    /// ranks' batches together do not fit in it.
+    pub fn sharded(dataset: Arc<D>, config: LoaderConfig, seed: u64, shard: Shard) -> Result<Self> {
+        let step = config.batch_size * shard.ranks;
+        if config.batch_size == 0 || step > dataset.len() || shard.rank >= shard.ranks {
             return Err(Error::Invalid(format!(
-                "batch size {} does not fit a data set of {} samples",
+                "batch size {} on {} rank(s) does not fit a data set of {} samples",
                 config.batch_size,
+                shard.ranks,
                 dataset.len()
             )));
         }
@@ -94,6 +126,7 @@ impl<D: Dataset> Loader<D> {
             dataset,
             config,
             seed,
+            shard,
         })
     }
 
@@ -102,19 +135,29 @@ impl<D: Dataset> Loader<D> {
         &self.dataset
     }
 
-    /// Complete batches per epoch.
+    /// Complete batches per epoch (of this rank; the same on every rank).
     pub fn batches_per_epoch(&self) -> u64 {
-        (self.dataset.len() / self.config.batch_size) as u64
+        (self.dataset.len() / (self.config.batch_size * self.shard.ranks)) as u64
     }
 
-    /// The data-set indices of batch `batch`.
+    /// The data-set indices of this rank's batch `batch`.
     pub fn indices(&self, batch: u64) -> Vec<usize> {
-        indices(&*self.dataset, &self.config, self.seed, batch)
+        self.sampler().indices(batch)
     }
 
     /// Loads batch `batch` on this thread.
     pub fn load(&self, batch: u64) -> Result<Vec<D::Sample>> {
-        load(&*self.dataset, &self.config, self.seed, batch)
+        self.sampler().load(&*self.dataset, batch)
+    }
+
+    fn sampler(&self) -> Sampler {
+        Sampler {
+            len: self.dataset.len(),
+            batch_size: self.config.batch_size,
+            shuffle: self.config.shuffle,
+            seed: self.seed,
+            shard: self.shard,
+        }
     }
 
     /// Batches `first, first + 1, ...` loaded in the background.
@@ -126,16 +169,11 @@ impl<D: Dataset> Loader<D> {
         for w in 0..workers {
             let (tx, rx) = sync_channel(self.config.queue_depth.max(1));
             receivers.push(rx);
-            let (dataset, config, seed, stop) = (
-                self.dataset.clone(),
-                self.config.clone(),
-                self.seed,
-                stop.clone(),
-            );
+            let (dataset, sampler, stop) = (self.dataset.clone(), self.sampler(), stop.clone());
             handles.push(std::thread::spawn(move || {
                 let mut b = first + w as u64;
                 while !stop.load(Ordering::Relaxed) {
-                    if tx.send(load(&*dataset, &config, seed, b)).is_err() {
+                    if tx.send(sampler.load(&*dataset, b)).is_err() {
                         break;
                     }
                     b += workers as u64;
@@ -147,6 +185,7 @@ impl<D: Dataset> Loader<D> {
                 dataset: self.dataset.clone(),
                 config: self.config.clone(),
                 seed: self.seed,
+                shard: self.shard,
             },
             receivers,
             handles,
@@ -157,31 +196,40 @@ impl<D: Dataset> Loader<D> {
     }
 }
 
-fn indices<D: Dataset>(dataset: &D, config: &LoaderConfig, seed: u64, batch: u64) -> Vec<usize> {
-    let per_epoch = (dataset.len() / config.batch_size) as u64;
-    let (epoch, within) = (batch / per_epoch, (batch % per_epoch) as usize);
-    let mut order: Vec<usize> = (0..dataset.len()).collect();
-    if config.shuffle {
-        order.shuffle(&mut StdRng::seed_from_u64(mix(&[seed, epoch])));
-    }
-    let start = within * config.batch_size;
-    order[start..start + config.batch_size].to_vec()
+/// The sample order of one rank (see the module docs).
+#[derive(Clone, Copy)]
+struct Sampler {
+    len: usize,
+    batch_size: usize,
+    shuffle: bool,
+    seed: u64,
+    shard: Shard,
 }
 
-fn load<D: Dataset>(
-    dataset: &D,
-    config: &LoaderConfig,
-    seed: u64,
-    batch: u64,
-) -> Result<Vec<D::Sample>> {
-    indices(dataset, config, seed, batch)
-        .into_iter()
-        .enumerate()
-        .map(|(i, idx)| {
-            let mut rng = StdRng::seed_from_u64(mix(&[seed, batch, i as u64]));
-            dataset.get(idx, &mut rng)
-        })
-        .collect()
+impl Sampler {
+    fn indices(&self, batch: u64) -> Vec<usize> {
+        let step = self.batch_size * self.shard.ranks;
+        let per_epoch = (self.len / step) as u64;
+        let (epoch, within) = (batch / per_epoch, (batch % per_epoch) as usize);
+        let mut order: Vec<usize> = (0..self.len).collect();
+        if self.shuffle {
+            order.shuffle(&mut StdRng::seed_from_u64(mix(&[self.seed, epoch])));
+        }
+        let start = within * step + self.shard.rank * self.batch_size;
+        order[start..start + self.batch_size].to_vec()
+    }
+
+    fn load<D: Dataset>(&self, dataset: &D, batch: u64) -> Result<Vec<D::Sample>> {
+        let first = (self.shard.rank * self.batch_size) as u64;
+        self.indices(batch)
+            .into_iter()
+            .enumerate()
+            .map(|(i, idx)| {
+                let mut rng = StdRng::seed_from_u64(mix(&[self.seed, batch, first + i as u64]));
+                dataset.get(idx, &mut rng)
+            })
+            .collect()
+    }
 }
 
 /// The batch stream of [`Loader::iter_from`]; stops its threads when dropped.

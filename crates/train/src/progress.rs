@@ -43,6 +43,17 @@ impl Progress {
         }
     }
 
+    /// Reports nothing (the ranks of a data-parallel job other than rank 0).
+    pub fn hidden() -> Self {
+        Self {
+            bar: Some(ProgressBar::hidden()),
+            total: 0,
+            first: 0,
+            interval: 1,
+            start: Instant::now(),
+        }
+    }
+
     /// Reports that `step` steps are done.
     pub fn update(&self, step: u64, loss: f64, lr: f64, samples_per_s: f64) {
         let msg = format!("loss {loss:.4} lr {lr:.3e} {samples_per_s:.1} samples/s");

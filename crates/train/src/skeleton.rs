@@ -17,7 +17,7 @@
 
 use crate::checkpoint::{load_checkpoint, restore_model};
 use crate::config::to_toml;
-use crate::{Dataset, Loader, RunConfig, RunSummary, Task, TaskError, Trainer};
+use crate::{Dataset, Loader, RunConfig, RunSummary, Shard, Task, TaskError, Trainer};
 use candle_core::Device;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,7 +52,8 @@ pub trait TaskKind {
 pub type Config<K> = RunConfig<<K as TaskKind>::Model, <K as TaskKind>::Data>;
 
 /// Trains (or resumes) a run of `config` on `device` through `trainer`,
-/// which holds the run directory and options. The run log gets the
+/// which holds the run directory and options; on several ranks, each
+/// trains on its shard of the data ([`Shard`]). The run log gets the
 /// resolved config, the task's name and the norm spec as attributes.
 /// Returns the summary and the trained task (its final evaluation in full
 /// is the task's own).
@@ -62,10 +63,15 @@ pub fn train<K: TaskKind>(
     device: &Device,
 ) -> Result<(RunSummary, K::Task)> {
     let mut task = K::build(config, device)?;
-    let loader = Loader::new(
+    let world = wsbcn_dist::world();
+    let loader = Loader::sharded(
         K::train_set(&mut task)?,
         config.train.data.clone(),
         config.train.seed,
+        Shard {
+            rank: world.rank(),
+            ranks: world.size(),
+        },
     )?;
     let summary = trainer
         .with_attr("config", to_toml(config)?)

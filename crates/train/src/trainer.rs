@@ -9,11 +9,20 @@
 //! checkpoint. A run directory holds `run.h5` and `checkpoints/`; running
 //! again on the same directory resumes from its newest checkpoint and gives
 //! the same loss sequence as a run that was never stopped.
+//!
+//! On several ranks ([`wsbcn_dist::world`]) the run is data-parallel
+//! ([`crate::data_parallel`]): each rank trains on its shard of every step
+//! ([`crate::Shard`]), gradients and the logged loss are averaged over the
+//! ranks, and only rank 0 writes the run log and checkpoints. Every rank
+//! resumes from the same run directory (a file system all ranks see), and
+//! a checkpoint resumes only under the world size that wrote it: its data
+//! position counts batches of that many shards.
 
 use crate::checkpoint::{
     latest_checkpoint, load_checkpoint, restore_model, save_checkpoint, TrainState,
 };
 use crate::config::{same_numbers, within, Validate};
+use crate::data_parallel::{average_gradients, broadcast_vars};
 use crate::loader::{Dataset, Loader, LoaderConfig};
 use crate::optim::{
     accumulate, clip_grad_norm, global_norm, param_groups, scale, Grads, Sgd, SgdConfig,
@@ -28,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use wsbcn_dist::World;
 use wsbcn_nn::LayerFactory;
 
 /// What a task plugs into the engine.
@@ -271,6 +281,7 @@ impl Trainer {
         let cfg = &self.config;
         let mut sgd = Sgd::new(param_groups(task.varmap(), &cfg.optim), &cfg.optim);
         let mut run = self.resume(task, &mut sgd)?;
+        self.join_ranks(task, &run)?;
         self.write_attrs(&mut run.log)?;
         let progress = self.announce(&run);
         let clock = WallClock::continuing(&run.log);
@@ -285,7 +296,9 @@ impl Trainer {
                 log: self.log_path(),
             }),
             Err(e) => {
-                run.log.flush()?;
+                if self.world().is_main() {
+                    run.log.flush()?;
+                }
                 Err(e)
             }
         }
@@ -374,6 +387,17 @@ impl Trainer {
                 ),
             });
         }
+        let ranks = self.world().size() as u64;
+        if ckpt.state.world_size != ranks {
+            return Err(Error::Checkpoint {
+                path,
+                msg: format!(
+                    "written by a run on {} rank(s), this one has {ranks}: resume with the same \
+                     number of ranks, or use a new run directory",
+                    ckpt.state.world_size
+                ),
+            });
+        }
         restore_model(&ckpt, task.varmap())?;
         sgd.load_state(ckpt.optim)?;
         let mut log = if self.log_path().exists() {
@@ -404,14 +428,43 @@ impl Trainer {
         log.set_attr("crate_version", env!("CARGO_PKG_VERSION"));
         log.set_attr("git_commit", git_commit());
         log.set_attr("train_config", crate::config::to_toml(&self.config)?);
+        if self.world().size() > 1 {
+            log.set_attr("world_size", self.world().size().to_string());
+        }
         Ok(())
+    }
+
+    /// The job's ranks.
+    fn world(&self) -> &'static World {
+        wsbcn_dist::world()
+    }
+
+    /// On several ranks: checks that every rank starts at the same step,
+    /// then gives every rank rank 0's variables (its initialisation, or the
+    /// checkpoint all of them read).
+    fn join_ranks<T: Task>(&self, task: &T, run: &RunState) -> Result<()> {
+        let world = self.world();
+        if !world.all_agree(run.step) {
+            return Err(Error::Invalid(format!(
+                "rank {} would start at step {}, rank 0 at another: the ranks see different \
+                 checkpoints in {}",
+                world.rank(),
+                run.step,
+                self.checkpoint_dir().display()
+            )));
+        }
+        broadcast_vars(world, task.varmap(), |_| true)
     }
 
     /// The progress display, after printing the resolved config and where
     /// the run resumes.
     fn announce(&self, run: &RunState) -> Progress {
         let cfg = &self.config;
-        let progress = Progress::new(run.step, cfg.steps, cfg.log_interval, self.plain_progress);
+        let progress = if self.world().is_main() {
+            Progress::new(run.step, cfg.steps, cfg.log_interval, self.plain_progress)
+        } else {
+            Progress::hidden()
+        };
         let resolved = run
             .log
             .attr("config")
@@ -472,12 +525,21 @@ impl Trainer {
         if cfg.accumulate > 1 {
             scale(&mut total, 1.0 / cfg.accumulate as f64)?;
         }
+        let world = self.world();
+        if world.size() > 1 {
+            average_gradients(world, &mut total)?;
+            let mut sum = [loss_sum];
+            world.all_reduce_sum(&mut sum);
+            loss_sum = sum[0] / world.size() as f64;
+            samples *= world.size();
+        }
         let norm = match cfg.clip_grad_norm {
             Some(max) => clip_grad_norm(&mut total, max)?,
             None => global_norm(&total)?,
         };
         finite_or_diverged(norm, step, "the gradient norm", &run.last_checkpoint)?;
         sgd.step(&total, lr)?;
+        broadcast_vars(world, task.varmap(), |n| !total.contains_key(n))?;
         Ok(StepOutcome {
             row,
             lr,
@@ -503,18 +565,25 @@ impl Trainer {
         log.log_eval(step, &row);
         let line: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
         progress.println(&format!("eval after step {step}: {}", line.join(", ")));
-        log.flush()?;
+        if self.world().is_main() {
+            log.flush()?;
+        }
         Ok(metrics)
     }
 
     /// Flushes the log and writes a checkpoint of the step just done (the
-    /// oldest beyond `keep_checkpoints` removed).
+    /// oldest beyond `keep_checkpoints` removed); rank 0 only.
     fn checkpoint<T: Task>(&self, task: &T, sgd: &Sgd, run: &mut RunState) -> Result<()> {
+        let world = self.world();
         let state = TrainState {
             step: run.step,
             batches: run.batch,
             seed: self.config.seed,
+            world_size: world.size() as u64,
         };
+        if !world.is_main() {
+            return Ok(());
+        }
         run.log.flush()?;
         run.last_checkpoint = Some(save_checkpoint(
             &self.checkpoint_dir(),

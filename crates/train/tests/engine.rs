@@ -9,7 +9,7 @@ use std::sync::Arc;
 use wsbcn_testkit::toy::{Bars, ToyTask};
 use wsbcn_train::{
     latest_checkpoint, load_config, parse_config, same_numbers, Decay, Error, Loader, LoaderConfig,
-    RunLog, ScheduleConfig, SgdConfig, TrainConfig, Trainer,
+    RunLog, ScheduleConfig, SgdConfig, Shard, TrainConfig, Trainer,
 };
 
 fn tmp_dir(name: &str) -> PathBuf {
@@ -345,6 +345,46 @@ fn loading_is_deterministic_whatever_the_threads_and_resumes_in_place() {
         0
     )
     .is_err());
+}
+
+/// Issue 16 (c): for 1, 2 and 3 ranks, the ranks' batches of an epoch are
+/// disjoint and together cover the epoch's permutation once, up to the
+/// fewer than `ranks x batch` samples it drops; joined in rank order they
+/// are one process's batches at `ranks x batch`, augmentation included.
+#[test]
+fn ranks_read_disjoint_shards_that_cover_each_epoch_once() {
+    let data = Arc::new(Bars { n: 23, seed: 2 });
+    let cfg = |batch_size| LoaderConfig {
+        batch_size,
+        workers: 0,
+        queue_depth: 1,
+        shuffle: true,
+    };
+    for ranks in 1..=3usize {
+        let shard =
+            |rank| Loader::sharded(data.clone(), cfg(3), 11, Shard { rank, ranks }).unwrap();
+        let loaders: Vec<_> = (0..ranks).map(shard).collect();
+        let steps = 23 / (3 * ranks) as u64;
+        assert_eq!(loaders[0].batches_per_epoch(), steps);
+        let one = Loader::new(data.clone(), cfg(3 * ranks), 11).unwrap();
+        for epoch in 0..2u64 {
+            let mut seen = vec![];
+            for b in epoch * steps..(epoch + 1) * steps {
+                let joined: Vec<usize> = loaders.iter().flat_map(|l| l.indices(b)).collect();
+                assert_eq!(joined, one.indices(b), "{ranks} ranks, batch {b}");
+                let samples: Vec<_> = loaders.iter().flat_map(|l| l.load(b).unwrap()).collect();
+                assert_eq!(samples, one.load(b).unwrap());
+                seen.extend(joined);
+            }
+            let count = seen.len();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), count, "a sample twice in an epoch");
+            assert_eq!(count, 23 - 23 % (3 * ranks), "{ranks} ranks");
+        }
+    }
+    let too_many = Shard { rank: 0, ranks: 8 };
+    assert!(Loader::sharded(data, cfg(3), 11, too_many).is_err());
 }
 
 #[test]
