@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use wsbcn_testkit::files::fresh_dir;
 use wsbcn_testkit::toy::ToyTask;
+use wsbcn_tests::{tiny_fashion_ssv2, tiny_fashion_voc};
 use wsbcn_train::checkpoint::{latest_checkpoint, load_checkpoint, restore_model};
 use wsbcn_train::{RunLog, Task};
 
@@ -249,4 +250,46 @@ fn sync_bn_on_two_ranks_equals_bn_on_the_joined_batch() {
         assert!(!err.contains("differs"), "{err}");
     }
     run_ok(alone(&args(&d, &["--sync-bn", "4"])));
+}
+
+/// Point (c) of estimated BN on several ranks: by default one update step
+/// gives the estimates (and output) of the joined batch's statistics on
+/// every rank; with local estimates, those of the rank's own part.
+#[test]
+fn estimated_bn_on_two_ranks_averages_or_keeps_local_statistics() {
+    let d = dir("est-bn");
+    for split in ["2,2", "1,3"] {
+        for local in [false, true] {
+            let mut a = args(&d, &["--est-bn", split]);
+            if local {
+                a.push("--local");
+            }
+            run_ok(mpirun(2, &a));
+        }
+    }
+    run_ok(alone(&args(&d, &["--est-bn", "4"])));
+}
+
+/// Point 2's sharded evaluation: two ranks, each scoring its shard of the
+/// validation split, end with the metrics of one process on the whole
+/// split (segmentation: summed confusion matrices, exactly; video: the
+/// joined score lists), on both ranks.
+#[test]
+fn sharded_evaluation_gives_the_whole_splits_metrics_on_every_rank() {
+    let d = dir("eval");
+    let (voc, ssv2) = (tiny_fashion_voc(&d), tiny_fashion_ssv2(&d));
+    let eval = [
+        "--eval-voc",
+        voc.to_str().unwrap(),
+        "--eval-ssv2",
+        ssv2.to_str().unwrap(),
+    ];
+    let one = dir("eval-one");
+    run_ok(alone(&args(&one, &eval)));
+    run_ok(mpirun(2, &args(&d, &eval)));
+    let read = |p: PathBuf| std::fs::read_to_string(p).expect("metrics");
+    let whole = read(one.join("eval-rank0.txt"));
+    assert!(whole.contains("miou") && whole.contains("top1"), "{whole}");
+    assert_eq!(read(d.join("eval-rank0.txt")), whole);
+    assert_eq!(read(d.join("eval-rank1.txt")), whole);
 }

@@ -6,6 +6,8 @@
 //! wsbcn-dp-check --dir DIR --batch B --steps S [--spec gn+ws] [--stop-after N]
 //!                [--checkpoint-every N] [--sleep-ms M] [--nan-on-rank R]
 //! wsbcn-dp-check --dir DIR --sync-bn N0,N1,...
+//! wsbcn-dp-check --dir DIR --est-bn N0,N1,... [--local]
+//! wsbcn-dp-check --dir DIR --eval-voc VOC --eval-ssv2 SSV2
 //! ```
 //!
 //! Each rank writes its pid to `DIR/rank<r>.pid` when it starts, and its
@@ -16,18 +18,33 @@
 //! that synchronized BN on its part equals BN on the whole batch (f64,
 //! 1e-10): output, input gradient, weight and bias gradients summed over
 //! the ranks, running statistics; and that plain BN on its part does not.
+//!
+//! `--est-bn`: one training step of estimated BN at `r = 0.3` from the
+//! initial estimates (0, 1) on rank `r`'s `N_r` samples gives estimates and
+//! output computed by hand from the whole batch's statistics, or with
+//! `--local` from this rank's part alone.
+//!
+//! `--eval-voc`, `--eval-ssv2`: evaluates a freshly initialised
+//! segmentation model on the Fashion-VOC tree `VOC` and a video model on the
+//! Fashion-SSv2 tree `SSV2` (the tests' tiny configs), each rank its shard,
+//! and writes the metrics every rank holds to `DIR/eval-rank<r>.txt`.
 
 use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::VarMap;
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use wsbcn_nn::{batch_norm, seeded_var_builder, sync_batch_norm, BatchNorm};
+use wsbcn_nn::{
+    batch_norm, estimated_batch_norm, seeded_var_builder, sync_batch_norm, BatchNorm, MovingSpeed,
+};
+use wsbcn_seg::task::{SegConfig, SegTask};
 use wsbcn_testkit::toy::{Bars, ToyTask};
 use wsbcn_testkit::Rng;
+use wsbcn_tests::tiny_video_sections;
 use wsbcn_train::cli::main_with;
-use wsbcn_train::{Loader, LoaderConfig, Shard, TrainConfig, Trainer};
+use wsbcn_train::{parse_config, Loader, LoaderConfig, Shard, Task, TrainConfig, Trainer};
+use wsbcn_video::task::{VideoConfig, VideoTask};
 
 #[derive(Parser)]
 struct Args {
@@ -43,6 +60,18 @@ struct Args {
     /// Check synchronized BN with these samples per rank instead of training.
     #[arg(long, value_delimiter = ',')]
     sync_bn: Vec<usize>,
+    /// Check estimated BN with these samples per rank instead of training.
+    #[arg(long, value_delimiter = ',')]
+    est_bn: Vec<usize>,
+    /// With `--est-bn`: each rank keeps its own estimates.
+    #[arg(long)]
+    local: bool,
+    /// Evaluate a segmentation model on this Fashion-VOC tree.
+    #[arg(long)]
+    eval_voc: Option<PathBuf>,
+    /// Evaluate a video model on this Fashion-SSv2 tree.
+    #[arg(long)]
+    eval_ssv2: Option<PathBuf>,
     /// The norm spec.
     #[arg(long, default_value = "gn+ws")]
     spec: String,
@@ -69,6 +98,12 @@ fn run(args: Args) -> wsbcn_train::Result<()> {
         .map_err(|e| wsbcn_train::Error::io(&pid, e))?;
     if !args.sync_bn.is_empty() {
         return check_sync_bn(&args.sync_bn);
+    }
+    if !args.est_bn.is_empty() {
+        return check_est_bn(&args.est_bn, args.local);
+    }
+    if let (Some(voc), Some(ssv2)) = (&args.eval_voc, &args.eval_ssv2) {
+        return evaluate_shards(&args.dir, voc, ssv2);
     }
     let mut task = ToyTask::with_dtype(&args.spec, 3, DType::F64)?;
     task.sleep_ms = args.sleep_ms;
@@ -101,7 +136,7 @@ fn run(args: Args) -> wsbcn_train::Result<()> {
     }
     trainer.run(&mut task, &loader)?;
     let out = args.dir.join(format!("rank{rank}.safetensors"));
-    wsbcn_train::Task::varmap(&task).save(&out)?;
+    task.varmap().save(&out)?;
     Ok(())
 }
 
@@ -128,23 +163,97 @@ fn bn_pass(
     ])
 }
 
-fn check_sync_bn(split: &[usize]) -> wsbcn_train::Result<()> {
+fn evaluate_shards(dir: &Path, voc: &Path, ssv2: &Path) -> wsbcn_train::Result<()> {
+    let text = format!(
+        "[model]\nnum_classes = 11\naspp_channels = 16\naspp_rates = [1, 2, 3]\n\
+         [model.backbone]\ndepth = 18\nwidth = 0.125\noutput_stride = 8\n\
+         [norm]\nspec = \"gn+ws\"\ngroups = 4\n\
+         [data]\nroot = \"{}\"\n[data.augment]\ncrop = 32\n",
+        voc.display()
+    );
+    let seg_cfg: SegConfig = parse_config(&text, "seg.toml", &[])?;
+    let mut seg = SegTask::new(&seg_cfg, &Device::Cpu).map_err(task_error)?;
+    let sampler = r#"{ kind = "segments", num_segments = 4 }"#;
+    let video_cfg: VideoConfig = parse_config(&tiny_video_sections(ssv2, sampler), "v.toml", &[])?;
+    let mut video = VideoTask::new(&video_cfg, &Device::Cpu).map_err(task_error)?;
+    let mut lines = vec![];
+    for (name, v) in Task::evaluate(&mut seg)?
+        .into_iter()
+        .chain(Task::evaluate(&mut video)?)
+    {
+        lines.push(format!("{name} {:?}", v));
+    }
+    let out = dir.join(format!("eval-rank{}.txt", wsbcn_dist::world().rank()));
+    std::fs::write(&out, lines.join("\n")).map_err(|e| wsbcn_train::Error::io(&out, e))?;
+    Ok(())
+}
+
+fn task_error(e: wsbcn_train::TaskError) -> wsbcn_train::Error {
+    wsbcn_train::Error::Invalid(e.to_string())
+}
+
+/// The fixed batch `x`, `dy: (total, 3, 4, 5)` of the layer checks, and
+/// where this rank's part starts.
+fn fixed_batch(split: &[usize]) -> wsbcn_train::Result<(Tensor, Tensor, usize)> {
     let world = wsbcn_dist::world();
     let rank = world.rank();
     if split.len() != world.size() {
         return Err(wsbcn_train::Error::Invalid(format!(
-            "--sync-bn gives {} parts for {} ranks",
+            "{} parts for {} ranks",
             split.len(),
             world.size()
         )));
     }
-    let (total, first): (usize, usize) = (split.iter().sum(), split[..rank].iter().sum());
-    let dev = Device::Cpu;
+    let total = split.iter().sum();
     let mut rng = Rng::new(17);
     let x = rng
-        .randn(&[total, 3, 4, 5], DType::F64, &dev)?
+        .randn(&[total, 3, 4, 5], DType::F64, &Device::Cpu)?
         .affine(2.0, 0.5)?;
-    let dy = rng.randn(&[total, 3, 4, 5], DType::F64, &dev)?;
+    let dy = rng.randn(&[total, 3, 4, 5], DType::F64, &Device::Cpu)?;
+    Ok((x, dy, split[..rank].iter().sum()))
+}
+
+fn check_est_bn(split: &[usize], local: bool) -> wsbcn_train::Result<()> {
+    let rank = wsbcn_dist::world().rank();
+    let (x, _, first) = fixed_batch(split)?;
+    let mine = x.narrow(0, first, split[rank])?;
+    let varmap = VarMap::new();
+    let vb = seeded_var_builder(&varmap, 1, DType::F64, &Device::Cpu);
+    let bn = estimated_batch_norm(3, 1e-5, MovingSpeed::new(0.3), vb)?.local_estimates(local);
+    let y = bn.forward_t(&mine, true)?;
+    // From (0, 1): mu = 0.3 mean x, var = 0.7 + 0.3 mean x^2 (about the
+    // old mean, 0), per channel over the statistics' samples.
+    let from = if local { &mine } else { &x };
+    let per_channel =
+        |t: &Tensor| -> candle_core::Result<Tensor> { t.transpose(0, 1)?.flatten_from(1)?.mean(1) };
+    let mu = per_channel(from)?.affine(0.3, 0.0)?;
+    let var = per_channel(&from.sqr()?)?.affine(0.3, 0.7)?;
+    let shape = (1, 3, 1, 1);
+    let expected = mine
+        .broadcast_sub(&mu.reshape(shape)?)?
+        .broadcast_div(&(var.reshape(shape)? + 1e-5)?.sqrt()?)?;
+    let diffs = [
+        ("mean estimate", (bn.estimated_mean() - &mu)?),
+        ("variance estimate", (bn.estimated_var() - &var)?),
+        ("output", (&y - &expected)?),
+    ];
+    for (name, d) in diffs {
+        let d = d.abs()?.max_all()?.to_scalar::<f64>()?;
+        if d > 1e-10 {
+            return Err(wsbcn_train::Error::Invalid(format!(
+                "rank {rank}: estimated BN's {name} is off by {d} (local: {local})"
+            )));
+        }
+    }
+    println!("rank {rank}: estimated BN's update matches (local: {local})");
+    Ok(())
+}
+
+fn check_sync_bn(split: &[usize]) -> wsbcn_train::Result<()> {
+    let world = wsbcn_dist::world();
+    let rank = world.rank();
+    let dev = Device::Cpu;
+    let (x, dy, first) = fixed_batch(split)?;
     let layer = |sync: bool| -> wsbcn_train::Result<(BatchNorm, VarMap)> {
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, 1, DType::F64, &dev);

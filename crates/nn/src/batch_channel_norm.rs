@@ -99,7 +99,13 @@ pub enum BatchStatistics {
         synchronized: bool,
     },
     /// Estimated BN driven by this moving speed.
-    Estimated(MovingSpeed),
+    Estimated {
+        /// The moving speed handle.
+        speed: MovingSpeed,
+        /// Keep each rank's estimates its own (see
+        /// [`crate::NormConfig::local_estimates`]).
+        local: bool,
+    },
 }
 
 /// Builds a [`BatchChannelNorm`] with `groups` groups over `channels`.
@@ -121,9 +127,9 @@ pub fn batch_channel_norm(
             momentum,
             synchronized: true,
         } => BatchPart::Batch(sync_batch_norm(channels, eps, momentum, vb.pp("bn"))?),
-        BatchStatistics::Estimated(speed) => {
-            BatchPart::Estimated(estimated_batch_norm(channels, eps, speed, vb.pp("bn"))?)
-        }
+        BatchStatistics::Estimated { speed, local } => BatchPart::Estimated(
+            estimated_batch_norm(channels, eps, speed, vb.pp("bn"))?.local_estimates(local),
+        ),
     };
     Ok(BatchChannelNorm {
         bn,

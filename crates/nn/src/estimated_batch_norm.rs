@@ -20,11 +20,17 @@
 //! into this layer. `r` comes from a shared
 //! [`MovingSpeed`] that the training loop sets every step (the engine can tie
 //! it to the learning rate); `r = 0` freezes the estimates.
+//!
+//! On the ranks of a data-parallel job ([`wsbcn_dist::world`]) `mu_b` and
+//! `v_b` are averaged over the ranks, weighted by their value counts,
+//! before the update: every rank then holds the estimates one process would
+//! on the joined batch. [`EstimatedBatchNorm::local_estimates`] keeps each
+//! rank's estimates its own instead, as the official multi-GPU code.
 
 use crate::batch_norm::ChannelAffine;
 use crate::input::{channel_mean, channel_view};
 use crate::{Error, Result};
-use candle_core::{ModuleT, Tensor};
+use candle_core::{DType, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -65,6 +71,25 @@ impl MovingSpeed {
 pub struct EstimatedBatchNorm {
     affine: ChannelAffine,
     speed: MovingSpeed,
+    local: bool,
+}
+
+/// `(mu_b, v_b)` of every rank's `count` values per channel, averaged
+/// over the ranks weighted by count (the statistics of the joined batch).
+fn over_ranks(mu_b: &[f64], v_b: &[f64], count: f64) -> (Vec<f64>, Vec<f64>) {
+    let world = wsbcn_dist::world();
+    if world.size() == 1 {
+        return (mu_b.to_vec(), v_b.to_vec());
+    }
+    let c = mu_b.len();
+    let mut sums: Vec<f64> = mu_b.iter().chain(v_b).map(|v| v * count).collect();
+    sums.push(count);
+    world.all_reduce_sum(&mut sums);
+    let total = sums[2 * c];
+    (
+        sums[..c].iter().map(|s| s / total).collect(),
+        sums[c..2 * c].iter().map(|s| s / total).collect(),
+    )
 }
 
 impl EstimatedBatchNorm {
@@ -83,6 +108,22 @@ impl EstimatedBatchNorm {
         &self.speed
     }
 
+    /// On several ranks, `local = true` updates each rank's estimates from
+    /// its own samples only (see the module docs).
+    pub fn local_estimates(mut self, local: bool) -> Self {
+        self.local = local;
+        self
+    }
+
+    /// This rank's batch statistics, or all ranks' unless local.
+    fn batch_statistics(&self, mu_b: Vec<f64>, v_b: Vec<f64>, count: f64) -> (Vec<f64>, Vec<f64>) {
+        if self.local {
+            (mu_b, v_b)
+        } else {
+            over_ranks(&mu_b, &v_b, count)
+        }
+    }
+
     /// The layer's name (its `VarBuilder` path).
     pub fn name(&self) -> &str {
         &self.affine.name
@@ -98,6 +139,8 @@ impl EstimatedBatchNorm {
         let (mean, var) = if train && r > 0.0 {
             let mu_old = ChannelAffine::values(&a.running_mean)?;
             let (mu_b, v_b) = channel_moments(&xv, Some(&mu_old))?;
+            let count = (xv.dim(0)? * xv.dim(2)?) as f64;
+            let (mu_b, v_b) = self.batch_statistics(mu_b, v_b, count);
             (
                 ChannelAffine::blend_values(&a.running_mean, &mu_b, r)?,
                 ChannelAffine::blend_values(&a.running_var, &v_b, r)?,
@@ -122,6 +165,18 @@ impl EstimatedBatchNorm {
             let (mu_old, _) = a.running()?;
             let mu_b = channel_mean(&xd)?;
             let v_b = channel_mean(&xd.broadcast_sub(&mu_old)?.sqr()?)?;
+            let (mu_b, v_b) = if wsbcn_dist::world().size() > 1 && !self.local {
+                // Staged through host memory for the collective.
+                let host = |t: &Tensor| t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>();
+                let count = (xd.dim(0)? * xd.dim(2)?) as f64;
+                let (m, v) = over_ranks(&host(&mu_b)?, &host(&v_b)?, count);
+                let back = |v: Vec<f64>| {
+                    Tensor::from_vec(v, mu_b.shape(), xd.device())?.to_dtype(xd.dtype())
+                };
+                (back(m)?, back(v)?)
+            } else {
+                (mu_b, v_b)
+            };
             ChannelAffine::blend(&a.running_mean, &mu_b, r)?;
             ChannelAffine::blend(&a.running_var, &v_b, r)?;
         }
@@ -146,5 +201,6 @@ pub fn estimated_batch_norm(
     Ok(EstimatedBatchNorm {
         affine: ChannelAffine::new(channels, eps, &vb)?,
         speed,
+        local: false,
     })
 }

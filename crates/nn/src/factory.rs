@@ -157,6 +157,13 @@ pub struct NormConfig {
     /// Initial moving speed `r` of estimated BN; the training loop may set
     /// it every step through [`LayerFactory::moving_speed`].
     pub moving_speed: f64,
+    /// Estimated BN on the ranks of a data-parallel job: `false` (the
+    /// default) averages each step's batch statistics over the ranks before
+    /// the update, so every rank holds the estimates one process would on
+    /// the joined batch; `true` keeps each rank's estimates its own, updated
+    /// from its own samples only, as the official multi-GPU code does (the
+    /// engine then does not broadcast buffers, and rank 0's are saved).
+    pub local_estimates: bool,
     /// Elimination-singularity thresholds of the diagnostics.
     pub singularity: SingularityThresholds,
 }
@@ -170,6 +177,7 @@ impl Default for NormConfig {
             ws_eps: 1e-5,
             momentum: 0.1,
             moving_speed: 0.1,
+            local_estimates: false,
             singularity: SingularityThresholds::default(),
         }
     }
@@ -241,6 +249,13 @@ impl LayerFactory {
         &self.speed
     }
 
+    /// Whether this factory's layers keep per-rank state on purpose: estimated
+    /// BN with [`NormConfig::local_estimates`], whose buffers a
+    /// data-parallel engine must then leave alone.
+    pub fn keeps_local_estimates(&self) -> bool {
+        self.config.local_estimates && self.spec.norm == NormKind::BcnEst
+    }
+
     /// The diagnostics handle of every layer built here.
     pub fn diagnostics(&self) -> &Diagnostics {
         &self.diagnostics
@@ -287,7 +302,10 @@ impl LayerFactory {
                 self.groups_for(channels),
                 channels,
                 c.eps,
-                BatchStatistics::Estimated(self.speed.clone()),
+                BatchStatistics::Estimated {
+                    speed: self.speed.clone(),
+                    local: c.local_estimates,
+                },
                 vb,
             )?),
         };

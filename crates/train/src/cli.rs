@@ -85,6 +85,12 @@ where
     Ok((cfg, summary, task))
 }
 
+/// Whether this process prints a command's results: one process, or rank
+/// 0 of a data-parallel job (every rank holds the same results).
+pub fn reports() -> bool {
+    wsbcn_dist::world().is_main()
+}
+
 /// The config of a checkpoint command and its task with the checkpoint's
 /// model state, on the chosen device.
 pub fn load_checkpoint_command<K: TaskKind>(args: &CheckpointArgs) -> Result<(Config<K>, K::Task)>

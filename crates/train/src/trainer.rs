@@ -539,7 +539,12 @@ impl Trainer {
         };
         finite_or_diverged(norm, step, "the gradient norm", &run.last_checkpoint)?;
         sgd.step(&total, lr)?;
-        broadcast_vars(world, task.varmap(), |n| !total.contains_key(n))?;
+        if !task
+            .layers()
+            .is_some_and(LayerFactory::keeps_local_estimates)
+        {
+            broadcast_vars(world, task.varmap(), |n| !total.contains_key(n))?;
+        }
         Ok(StepOutcome {
             row,
             lr,

@@ -251,7 +251,9 @@ impl VideoTask {
     /// unreadable (left out of the list). Consecutive videos share a forward
     /// pass of up to `max_views` views (at least one video); in eval mode
     /// every norm treats each view on its own, so the batching changes no
-    /// score beyond float rounding.
+    /// score beyond float rounding. On several ranks each scores every
+    /// `size`-th video from its rank on, and the lists are joined on every
+    /// rank ([`gather_scores`]): the same list as one process.
     pub fn scores(
         &self,
         clips: usize,
@@ -267,7 +269,10 @@ impl VideoTask {
         // Views of the videos waiting for a forward pass, and their labels.
         let mut views = vec![];
         let mut pending: Vec<(usize, usize)> = vec![];
-        for v in 0..n {
+        let world = wsbcn_dist::world();
+        // The videos scored, in the order of `scored`.
+        let mut visited = vec![];
+        for v in (world.rank()..n).step_by(world.size()) {
             let vs = match self.val.test_views(v, clips, crops) {
                 Ok(vs) => vs,
                 Err(e) if self.config.data.skip_bad => {
@@ -283,12 +288,14 @@ impl VideoTask {
                 pending.clear();
             }
             pending.push((vs.len(), self.val.label(v)));
+            visited.push(v);
             views.extend(vs);
         }
         if !pending.is_empty() {
             self.score(&views, &pending, &mut scored)?;
         }
-        Ok((scored, skipped))
+        let classes = self.config.model.num_classes;
+        Ok(gather_scores(world, n, classes, &scored, &visited, skipped))
     }
 
     /// Scores the videos of `pending` (views per video, label) from one
@@ -313,6 +320,45 @@ impl VideoTask {
 
 /// A video's softmax scores (the mean over its views) and its label.
 pub type Scored = (Vec<f32>, usize);
+
+/// Joins the scores of every rank of `world` on every rank: rank `r` scored
+/// videos `visited` (of `n`, over `classes`) as `scored` and skipped
+/// `skipped`. Each rank writes its rows (scores, label, a present flag) into
+/// an `n`-row table of zeros and the tables are summed; the present rows, in
+/// video order, are one process's list, and the skips add up.
+pub fn gather_scores(
+    world: &wsbcn_dist::World,
+    n: usize,
+    classes: usize,
+    scored: &[Scored],
+    visited: &[usize],
+    skipped: usize,
+) -> (Vec<Scored>, usize) {
+    if world.size() == 1 {
+        return (scored.to_vec(), skipped);
+    }
+    let width = classes + 2;
+    let mut table = vec![0f64; n * width + 1];
+    for ((scores, label), &v) in scored.iter().zip(visited) {
+        let row = &mut table[v * width..(v + 1) * width];
+        for (t, s) in row.iter_mut().zip(scores) {
+            *t = f64::from(*s);
+        }
+        row[classes] = *label as f64;
+        row[classes + 1] = 1.0;
+    }
+    table[n * width] = skipped as f64;
+    world.all_reduce_sum(&mut table);
+    let joined = table[..n * width]
+        .chunks(width)
+        .filter(|row| row[classes + 1] == 1.0)
+        .map(|row| {
+            let scores = row[..classes].iter().map(|&s| s as f32).collect();
+            (scores, row[classes] as usize)
+        })
+        .collect();
+    (joined, table[n * width] as usize)
+}
 
 /// Views per forward pass in [`VideoTask::evaluate_views`]. One pass per
 /// video made the five evaluations of a comparison's R3D-10 run 13% of its

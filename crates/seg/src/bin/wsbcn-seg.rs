@@ -20,7 +20,7 @@ use wsbcn_seg::visualize::{colorize, panel};
 use wsbcn_seg::voc::{class_names, VocSplit, IGNORE};
 use wsbcn_seg::{Error, Result};
 use wsbcn_train::cli::{
-    load_checkpoint_command, main_with, train_command, CheckpointArgs, TrainArgs,
+    load_checkpoint_command, main_with, reports, train_command, CheckpointArgs, TrainArgs,
 };
 
 #[derive(Parser)]
@@ -65,6 +65,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let (cfg, summary, task) = train_command::<Segmentation>(&args)?;
+            if !reports() {
+                return Ok(());
+            }
             for (k, v) in &summary.metrics {
                 println!("{k} {v:.4}");
             }

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_train::cli::{
-    load_checkpoint_command, main_with, train_command, CheckpointArgs, TrainArgs,
+    load_checkpoint_command, main_with, reports, train_command, CheckpointArgs, TrainArgs,
 };
 use wsbcn_video::task::{Video, VideoMetrics};
 use wsbcn_video::Result;
@@ -78,6 +78,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let (_, summary, task) = train_command::<Video>(&args)?;
+            if !reports() {
+                return Ok(());
+            }
             for (k, v) in &summary.metrics {
                 println!("{k} {v:.4}");
             }
