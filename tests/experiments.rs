@@ -330,3 +330,19 @@ fn every_shipped_comparison_resolves_a_valid_config_for_each_cell() {
         ]
     );
 }
+
+/// A comparison written for 8 data-parallel ranks (its batches are per
+/// rank) refuses to run in one process, before any training, and says how
+/// to launch it.
+#[test]
+fn a_comparison_for_several_ranks_refuses_another_number() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let file = dir.join("paper_voc.toml");
+    let cmp = load(&file);
+    assert_eq!(cmp.ranks, Some(8));
+    let err = run_comparison(&cmp, &file, 1, 1).unwrap_err().to_string();
+    assert!(
+        err.contains("written for 8 data-parallel ranks") && err.contains("mpirun -np 8"),
+        "{err}"
+    );
+}

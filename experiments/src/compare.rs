@@ -36,11 +36,25 @@ pub fn run_comparison(
 ) -> Result<Outcome> {
     // Fail before hours of training, not after.
     wsbcn_plot::font()?;
-    for task in &cmp.tasks {
-        if let Some(kind) = task.data {
-            crate::data::ensure(kind, &|m| eprintln!("wsbcn-compare: {m}"))?;
+    let world = wsbcn_dist::world();
+    if let Some(ranks) = cmp.ranks.filter(|r| *r != world.size()) {
+        return Err(Error::Runs(format!(
+            "{} is written for {ranks} data-parallel ranks (its batch sizes are per rank), this \
+             job has {}: launch it with `mpirun -np {ranks}` (or srun --ntasks {ranks})",
+            file.display(),
+            world.size()
+        )));
+    }
+    if world.is_main() {
+        for task in &cmp.tasks {
+            if let Some(kind) = task.data {
+                crate::data::ensure(kind, &|m| eprintln!("wsbcn-compare: {m}"))?;
+            }
         }
     }
+    // The other ranks wait here for rank 0's data (an error there ends the
+    // job before they would).
+    world.all_agree(0);
     let cells = cmp.cells();
     let out = Mutex::new(Outcome::default());
     let todo: Vec<_> = cells
@@ -71,6 +85,13 @@ pub fn run_comparison(
                     eprintln!("wsbcn-compare: cell {}/{total}: {name}", i + 1);
                     match run_cell(cmp, file, cell, jobs) {
                         Ok(()) => lock(&out).ran.push(name),
+                        // The other ranks would wait in this cell's
+                        // collectives: the error ends the job.
+                        Err(e) if world.size() > 1 => world.abort_with(&format!(
+                            "wsbcn-compare: rank {} of {}: cell {name} failed: {e}",
+                            world.rank(),
+                            world.size()
+                        )),
                         Err(e) => {
                             eprintln!("wsbcn-compare: cell {name} failed: {e}");
                             lock(&out).failed.push((name, e.to_string()));
@@ -83,6 +104,9 @@ pub fn run_comparison(
     let mut out = out
         .into_inner()
         .map_err(|_| Error::Runs("a cell panicked".into()))?;
+    if !world.is_main() {
+        return Ok(out);
+    }
     let dir = cmp.out_dir();
     let runs = match Runs::read(std::slice::from_ref(&dir)) {
         Ok(runs) => runs,

@@ -208,7 +208,12 @@ pub struct Comparison {
     /// each task config's own `device` (cpu by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceSpec>,
-    /// Default batch sizes.
+    /// The data-parallel ranks the comparison is written for (its batch
+    /// sizes are per rank, so a step takes `ranks x batch` samples);
+    /// `wsbcn-compare` refuses to run it on another number. Unset: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranks: Option<usize>,
+    /// Default batch sizes (per rank).
     pub batch_sizes: Vec<usize>,
     /// Seeds.
     #[serde(default = "default_seeds")]

@@ -85,6 +85,13 @@ impl World {
         agree[0] == self.size() as u64
     }
 
+    /// Prints `message` to stderr, then ends the whole job with status 1
+    /// ([`Self::abort`]).
+    pub fn abort_with(&self, message: &str) -> ! {
+        eprintln!("{message}");
+        self.abort(1)
+    }
+
     /// Ends the whole job with exit status `code`: every rank, not only
     /// this one (`MPI_Abort`); in one process, this process.
     pub fn abort(&self, code: i32) -> ! {

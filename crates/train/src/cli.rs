@@ -155,9 +155,9 @@ pub fn main_with<E: Display + Send>(
 }
 
 /// The ranks on this machine, from the launcher's environment (Open MPI's
-/// `OMPI_COMM_WORLD_LOCAL_SIZE`, MPICH's `MPI_LOCALNRANKS`), else all of
-/// them.
-fn ranks_per_machine(size: usize) -> usize {
+/// `OMPI_COMM_WORLD_LOCAL_SIZE`, MPICH's `MPI_LOCALNRANKS`), else all
+/// `size` of them.
+pub fn ranks_per_machine(size: usize) -> usize {
     ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
         .iter()
         .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
@@ -165,7 +165,7 @@ fn ranks_per_machine(size: usize) -> usize {
 }
 
 /// After the default panic message, names the rank and ends the job.
-fn abort_job_on_panic(name: &str) {
+pub fn abort_job_on_panic(name: &str) {
     let name = name.to_string();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

@@ -8,12 +8,18 @@
 //! their newest checkpoint: rerunning a killed comparison finishes only
 //! what is missing. Figures and `report.{md,html}` land in the output
 //! folder (`out`, default `runs/<name>`).
+//!
+//! Under `mpirun`/`srun` (a build with the `mpi` feature) every cell trains
+//! data-parallel on all ranks, one cell at a time (`--jobs 1`); rank 0
+//! builds the data and writes the figures and report, and a failing cell
+//! ends the job.
 
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_experiments::compare::run_comparison;
 use wsbcn_experiments::Comparison;
+use wsbcn_train::cli::{abort_job_on_panic, ranks_per_machine, reports};
 use wsbcn_train::{load_config, DeviceSpec};
 
 #[derive(Parser)]
@@ -44,10 +50,42 @@ fn main() -> ExitCode {
     if let Some(d) = cli.device {
         cli.set.push(format!("device=\"{d}\""));
     }
-    let threads = wsbcn_kernels::share_cores(cli.jobs);
+    let session = match wsbcn_dist::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsbcn-compare: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let world = wsbcn_dist::world();
+    if world.size() > 1 {
+        if cli.jobs != 1 {
+            eprintln!(
+                "wsbcn-compare: on {} ranks every cell uses all of them: run with --jobs 1",
+                world.size()
+            );
+            world.abort(2);
+        }
+        abort_job_on_panic("wsbcn-compare");
+    }
+    let threads = wsbcn_kernels::share_cores(cli.jobs * ranks_per_machine(world.size()));
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)
         .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs, threads));
+    if let Err(e) = &result {
+        if world.size() > 1 {
+            eprintln!(
+                "wsbcn-compare: rank {} of {}: {e}",
+                world.rank(),
+                world.size()
+            );
+            world.abort(1);
+        }
+    }
+    drop(session);
+    if !reports() {
+        return ExitCode::SUCCESS;
+    }
     match result {
         Ok(out) => {
             println!(
