@@ -51,8 +51,11 @@ def time_steps(step, steps, batch):
     """Times `steps` calls of `step` after a warm-up call; prints the rate
     in samples per second and the peak resident memory in MB."""
     step()
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     rate = batch * steps / (time.perf_counter() - t)
     print(f"{rate:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", flush=True)

@@ -20,6 +20,9 @@
 //! into this layer. `r` comes from a shared
 //! [`MovingSpeed`] that the training loop sets every step (the engine can tie
 //! it to the learning rate); `r = 0` freezes the estimates.
+//! Every training forward pass updates the estimates once: under gradient
+//! accumulation, as many times per optimizer step as there are
+//! micro-batches.
 //!
 //! On the ranks of a data-parallel job ([`wsbcn_dist::world`]) `mu_b` and
 //! `v_b` are averaged over the ranks, weighted by their value counts,

@@ -19,8 +19,7 @@ use wsbcn_train::pixel_cross_entropy;
 const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
-fn child(spec: &str, steps: usize) -> wsbcn_seg::Result<()> {
-    let dev = Device::Cpu;
+fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_seg::Result<()> {
     let cfg = DeepLabConfig {
         backbone: ResNetConfig {
             depth: 50,
@@ -35,9 +34,9 @@ fn child(spec: &str, steps: usize) -> wsbcn_seg::Result<()> {
         spec: spec.into(),
         ..NormConfig::default()
     })?;
-    let model = DeepLabV3::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 257, 257), &dev)?;
-    let y = Tensor::rand(0f32, 21.0, (2, 257, 257), &dev)?
+    let model = DeepLabV3::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 257, 257), dev)?;
+    let y = Tensor::rand(0f32, 21.0, (2, 257, 257), dev)?
         .floor()?
         .to_dtype(DType::U32)?;
     Ok(time_sgd_steps(steps, 2, &vm, 0.007, || {

@@ -2,7 +2,7 @@
 stride 16, one training step after another on random data; prints
 `images_per_s peak_rss_mb`.
 
-    python torch_deeplab.py THREADS STEPS SPEC      (SPEC: bn | gn+ws)
+    python torch_deeplab.py THREADS STEPS SPEC [DEVICE]      (SPEC: bn | gn+ws)
 
 The model is torchvision's resnet50 with the last stage dilated
 (replace_stride_with_dilation=[False, False, True]) and torchvision's
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nn" / "benches"))
 from torch_bench import time_steps, to_gn_ws  # noqa: E402
 
 threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+device = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -43,10 +44,10 @@ class DeepLab(nn.Module):
 model = DeepLab()
 if spec == "gn+ws":
     to_gn_ws(model, keep=lambda conv: conv.out_channels == 21)  # all but the classifier
-model.train()
+model.to(device).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
-x = torch.randn(2, 3, 257, 257)
-y = torch.randint(0, 21, (2, 257, 257))
+x = torch.randn(2, 3, 257, 257, device=device)
+y = torch.randint(0, 21, (2, 257, 257), device=device)
 
 
 def step():

@@ -2,8 +2,8 @@
 //! `-p wsbcn-video`): each variant runs in a child process so that its peak
 //! resident memory is its own, and prints one `rate peak_mb` line.
 
-use crate::{param_groups, Result, Sgd, SgdConfig};
-use candle_core::Tensor;
+use crate::{param_groups, DeviceSpec, Error, Result, Sgd, SgdConfig};
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use std::process::Command;
 
@@ -65,18 +65,47 @@ pub fn bench_steps(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The device a training benchmark runs on: `--device cpu|cuda|cuda:N` on
+/// its command line (`cargo bench -p wsbcn-seg -- --device cuda`), else
+/// `WSBCN_BENCH_DEVICE` (how the parent tells its children), else `cpu`.
+pub fn bench_device_spec() -> Result<DeviceSpec> {
+    let args: Vec<String> = std::env::args().collect();
+    let given = args
+        .iter()
+        .position(|a| a == "--device")
+        .map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or_else(|| Error::Invalid("--device needs a value".into()))
+        })
+        .transpose()?
+        .or_else(|| std::env::var("WSBCN_BENCH_DEVICE").ok());
+    given.map_or(Ok(DeviceSpec::Cpu), |s| s.parse())
+}
+
+/// The device of [`bench_device_spec`].
+pub fn bench_device() -> Result<Device> {
+    bench_device_spec()?.device()
+}
+
 /// The variant this process is to time when it is a benchmark's child.
 pub fn child_spec() -> Option<String> {
     std::env::var("WSBCN_BENCH_CHILD").ok()
 }
 
 /// Times every spec in a child of the running benchmark binary and, with
-/// `WSBCN_TORCH_PYTHON` set, `python script THREADS STEPS SPEC`; prints a
-/// markdown table whose rate column is `unit`.
-pub fn compare_with_torch(specs: &[&str], steps: usize, script: &str, unit: &str) {
+/// `WSBCN_TORCH_PYTHON` set, `python script THREADS STEPS SPEC DEVICE`, both
+/// on `device`; prints a markdown table whose rate column is `unit`.
+pub fn compare_with_torch(
+    specs: &[&str],
+    steps: usize,
+    script: &str,
+    unit: &str,
+    device: DeviceSpec,
+) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let python = std::env::var("WSBCN_TORCH_PYTHON").ok();
-    println!("CPU, {threads} threads, {steps} timed steps after one warm-up\n");
+    println!("device {device}, {threads} CPU threads, {steps} timed steps after one warm-up\n");
     println!(
         "| norm | wsbcn {unit} | wsbcn peak MB | PyTorch {unit} | PyTorch peak MB | speed vs PyTorch | memory vs PyTorch |"
     );
@@ -85,7 +114,8 @@ pub fn compare_with_torch(specs: &[&str], steps: usize, script: &str, unit: &str
         let ours = std::env::current_exe().ok().and_then(|exe| {
             let mut me = Command::new(exe);
             me.env("WSBCN_BENCH_CHILD", spec)
-                .env("WSBCN_BENCH_STEPS", steps.to_string());
+                .env("WSBCN_BENCH_STEPS", steps.to_string())
+                .env("WSBCN_BENCH_DEVICE", device.to_string());
             measure(me)
         });
         let torch = python.as_ref().and_then(|py| {
@@ -93,7 +123,8 @@ pub fn compare_with_torch(specs: &[&str], steps: usize, script: &str, unit: &str
             c.arg(script)
                 .arg(threads.to_string())
                 .arg(steps.to_string())
-                .arg(spec);
+                .arg(spec)
+                .arg(torch_device(device));
             measure(c)
         });
         println!("{}", comparison_row(spec, ours, torch));
@@ -118,26 +149,42 @@ fn time_child_steps(
     Ok(())
 }
 
+/// PyTorch's name of `device`.
+fn torch_device(device: DeviceSpec) -> String {
+    match device {
+        DeviceSpec::Cpu => "cpu".into(),
+        DeviceSpec::Cuda(n) => format!("cuda:{n}"),
+    }
+}
+
 /// The `main` of a training benchmark: as a child, times the variant the
-/// environment names with `child(spec, steps)`; otherwise prints `title`
-/// and the table of [`compare_with_torch`].
+/// environment names with `child(spec, steps, device)`; otherwise prints
+/// `title` and the table of [`compare_with_torch`] on the device of
+/// [`bench_device_spec`].
 pub fn bench_main<E: std::fmt::Display>(
     title: &str,
     specs: &[&str],
     script: &str,
     unit: &str,
-    child: impl Fn(&str, usize) -> std::result::Result<(), E>,
+    child: impl Fn(&str, usize, &Device) -> std::result::Result<(), E>,
 ) {
     let steps = bench_steps(3);
+    let device = match bench_device_spec().and_then(|d| Ok((d, d.device()?))) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
     if let Some(spec) = child_spec() {
-        if let Err(e) = child(&spec, steps) {
+        if let Err(e) = child(&spec, steps, &device.1) {
             eprintln!("{e}");
             std::process::exit(1);
         }
         return;
     }
     println!("{title}");
-    compare_with_torch(specs, steps, script, unit);
+    compare_with_torch(specs, steps, script, unit, device.0);
 }
 
 /// Times `steps` SGD steps (momentum 0.9, weight decay 1e-4, `lr`) on the

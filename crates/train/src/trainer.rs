@@ -68,7 +68,9 @@ pub struct TrainConfig {
     /// Optimizer steps of the run.
     pub steps: u64,
     /// Micro-batches per optimizer step (gradient accumulation): the
-    /// optimizer batch grows, the normalization batch does not.
+    /// optimizer batch grows, the normalization batch does not. Estimated
+    /// BN updates its estimates at every forward pass, so `accumulate`
+    /// times per step, each at the step's moving speed `r`.
     pub accumulate: u64,
     /// Steps between evaluations (0: only at the end).
     pub eval_interval: u64,

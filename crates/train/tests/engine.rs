@@ -550,3 +550,102 @@ fn an_hdf5_file_reopens_while_a_child_started_during_its_write_still_runs() {
     reopened.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A task whose whole model is one estimated-BN layer (BCN with estimated
+/// statistics, 2 channels) on `w * d`, `d` the sample's fixed values, for
+/// counting the estimate updates of an optimizer step.
+struct EstimateCounter {
+    varmap: candle_nn::VarMap,
+    factory: wsbcn_nn::LayerFactory,
+    norm: wsbcn_nn::Norm,
+    w: candle_core::Tensor,
+}
+
+/// Sample `i`: 2 channels of 3 values.
+struct Ramps;
+
+impl wsbcn_train::Dataset for Ramps {
+    type Sample = Vec<f64>;
+    fn len(&self) -> usize {
+        8
+    }
+    fn get(&self, i: usize, _: &mut rand::rngs::StdRng) -> wsbcn_train::Result<Vec<f64>> {
+        let i = i as f64;
+        Ok(vec![i, 2.0 * i, 1.0, -i, 0.5, i * i])
+    }
+}
+
+impl wsbcn_train::Task for EstimateCounter {
+    type Sample = Vec<f64>;
+    fn varmap(&self) -> &candle_nn::VarMap {
+        &self.varmap
+    }
+    fn layers(&self) -> Option<&wsbcn_nn::LayerFactory> {
+        Some(&self.factory)
+    }
+    fn loss(&mut self, batch: Vec<Vec<f64>>) -> wsbcn_train::Result<candle_core::Tensor> {
+        use candle_core::ModuleT;
+        let n = batch.len();
+        let d =
+            candle_core::Tensor::from_vec(batch.concat(), (n, 2, 1, 3), &candle_core::Device::Cpu)?;
+        let y = self.norm.forward_t(&d.broadcast_mul(&self.w)?, true)?;
+        Ok(y.sqr()?.mean_all()?)
+    }
+    fn evaluate(&mut self) -> wsbcn_train::Result<Vec<(String, f64)>> {
+        Ok(vec![])
+    }
+}
+
+/// Issue 19, point 4: with gradient accumulation, estimated BN updates its
+/// estimates at every forward pass, so `accumulate` times per optimizer
+/// step. With `r = 0.5` and 3 micro-batches (samples 0, 1, 2 in order) the
+/// mean estimate after one step is `0.5^3 * 0 + 0.5^3 m0 + 0.5^2 m1 + 0.5
+/// m2`, `m_k` the channel means of micro-batch `k` at the initial weight.
+#[test]
+fn estimated_bn_updates_once_per_micro_batch_under_accumulation() {
+    use candle_core::{DType, Device};
+    let nc = wsbcn_nn::NormConfig {
+        spec: "bcn-est".into(),
+        groups: 1,
+        ..wsbcn_nn::NormConfig::default()
+    };
+    let factory = wsbcn_nn::LayerFactory::new(&nc).unwrap();
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu);
+    let norm = factory.norm(2, vb.pp("norm")).unwrap();
+    let w = vb
+        .get_with_hints(1, "w", candle_nn::Init::Const(1.5))
+        .unwrap();
+    let mut task = EstimateCounter {
+        varmap,
+        factory,
+        norm,
+        w,
+    };
+    let cfg = TrainConfig {
+        steps: 1,
+        accumulate: 3,
+        data: LoaderConfig {
+            batch_size: 1,
+            workers: 0,
+            queue_depth: 1,
+            shuffle: false,
+        },
+        moving_speed: wsbcn_train::MovingSpeedSchedule::Constant { r: 0.5 },
+        ..TrainConfig::default()
+    };
+    let loader = Loader::new(Arc::new(Ramps), cfg.data.clone(), 0).unwrap();
+    let dir = tmp_dir("estimate-updates");
+    Trainer::new(cfg, &dir).run(&mut task, &loader).unwrap();
+    let mean = |i: f64, c: usize| {
+        let v = [[i, 2.0 * i, 1.0], [-i, 0.5, i * i]][c];
+        1.5 * v.iter().sum::<f64>() / 3.0
+    };
+    let data = wsbcn_train::Task::varmap(&task).data().lock().unwrap();
+    let got: Vec<f64> = data["norm.bn.running_mean"].as_tensor().to_vec1().unwrap();
+    for (c, g) in got.iter().enumerate() {
+        let want = 0.125 * mean(0.0, c) + 0.25 * mean(1.0, c) + 0.5 * mean(2.0, c);
+        assert!((g - want).abs() < 1e-12, "channel {c}: {g} against {want}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

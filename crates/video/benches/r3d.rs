@@ -18,8 +18,7 @@ use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
 const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
-fn child(spec: &str, steps: usize) -> wsbcn_video::Result<()> {
-    let dev = Device::Cpu;
+fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
     let cfg = VideoModelConfig {
         arch: Arch::R3d,
         ..VideoModelConfig::default()
@@ -29,9 +28,9 @@ fn child(spec: &str, steps: usize) -> wsbcn_video::Result<()> {
         spec: spec.into(),
         ..NormConfig::default()
     })?;
-    let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), &dev)?;
-    let y = Tensor::new(&[3u32, 117], &dev)?;
+    let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), dev)?;
+    let y = Tensor::new(&[3u32, 117], dev)?;
     Ok(time_sgd_steps(steps, 2, &vm, 0.01, || {
         cross_entropy(&model.forward_t(&x, true)?, &y, 0.0)
     })?)
