@@ -32,19 +32,25 @@ enum Collective {
     FromMain,
 }
 
-/// `grads <- mean over ranks of grads`, on every rank.
-pub fn average_gradients(world: &World, grads: &mut Grads) -> Result<()> {
-    if world.size() > 1 {
-        through_buckets(world, grads, Collective::Mean)?;
+/// `grads <- mean over ranks of grads`, on every rank. Returns the bytes
+/// each rank sent into the reductions (0 in one process).
+pub fn average_gradients(world: &World, grads: &mut Grads) -> Result<usize> {
+    if world.size() == 1 {
+        return Ok(0);
     }
-    Ok(())
+    through_buckets(world, grads, Collective::Mean)
 }
 
 /// Sets every variable of `varmap` for which `pick(name)` holds to rank
-/// 0's value, on every rank.
-pub fn broadcast_vars(world: &World, varmap: &VarMap, pick: impl Fn(&str) -> bool) -> Result<()> {
+/// 0's value, on every rank. Returns the bytes broadcast (0 in one
+/// process).
+pub fn broadcast_vars(
+    world: &World,
+    varmap: &VarMap,
+    pick: impl Fn(&str) -> bool,
+) -> Result<usize> {
     if world.size() == 1 {
-        return Ok(());
+        return Ok(0);
     }
     let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     let mut named: BTreeMap<String, Tensor> = data
@@ -52,22 +58,22 @@ pub fn broadcast_vars(world: &World, varmap: &VarMap, pick: impl Fn(&str) -> boo
         .filter(|(n, _)| pick(n))
         .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
         .collect();
-    through_buckets(world, &mut named, Collective::FromMain)?;
+    let bytes = through_buckets(world, &mut named, Collective::FromMain)?;
     for (name, t) in named {
         data[&name].set(&t)?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Runs `op` on `tensors` bucket by bucket (see the module docs) and
-/// replaces each tensor by its result.
+/// replaces each tensor by its result; returns the bytes carried.
 fn through_buckets(
     world: &World,
     tensors: &mut BTreeMap<String, Tensor>,
     op: Collective,
-) -> Result<()> {
+) -> Result<usize> {
     let mut bucket: Vec<String> = vec![];
-    let (mut bytes, mut dtype) = (0, None);
+    let (mut bytes, mut dtype, mut total) = (0, None, 0);
     let names: Vec<String> = tensors.keys().cloned().collect();
     for name in names {
         let this = tensors[&name].dtype();
@@ -80,11 +86,12 @@ fn through_buckets(
         dtype = Some(this);
         bucket.push(name);
         bytes += size;
+        total += size;
     }
     if !bucket.is_empty() {
         bucket_op(world, tensors, &bucket, op)?;
     }
-    Ok(())
+    Ok(total)
 }
 
 fn bucket_op(

@@ -8,7 +8,9 @@
 //! /steps/<name>    per-step scalars: loss, lr, grad_norm, samples_per_s,
 //!                  moving_speed, wall_s (seconds since the run began,
 //!                  summed over resumes), singularity.mean, singularity.<layer>,
-//!                  ws_grad_ratio.mean, ws_grad_ratio.<layer> (NaN where not measured)
+//!                  ws_grad_ratio.mean, ws_grad_ratio.<layer> (NaN where not measured);
+//!                  on several ranks comm_s and comm_bytes (the step's
+//!                  collectives: seconds, and bytes each rank sent)
 //! /eval/step       u64, the step after which each evaluation ran
 //! /eval/<metric>   per-evaluation metrics, and wall_s after each
 //! ```

@@ -455,7 +455,7 @@ impl Trainer {
                 self.checkpoint_dir().display()
             )));
         }
-        broadcast_vars(world, task.varmap(), |_| true)
+        broadcast_vars(world, task.varmap(), |_| true).map(|_| ())
     }
 
     /// The progress display, after printing the resolved config and where
@@ -528,12 +528,16 @@ impl Trainer {
             scale(&mut total, 1.0 / cfg.accumulate as f64)?;
         }
         let world = self.world();
+        // Seconds and bytes of this step's collectives (several ranks).
+        let (mut comm_s, mut comm_bytes) = (0.0, 0);
         if world.size() > 1 {
-            average_gradients(world, &mut total)?;
+            let started = Instant::now();
+            comm_bytes += average_gradients(world, &mut total)?;
             let mut sum = [loss_sum];
             world.all_reduce_sum(&mut sum);
             loss_sum = sum[0] / world.size() as f64;
             samples *= world.size();
+            comm_s += started.elapsed().as_secs_f64();
         }
         let norm = match cfg.clip_grad_norm {
             Some(max) => clip_grad_norm(&mut total, max)?,
@@ -545,7 +549,13 @@ impl Trainer {
             .layers()
             .is_some_and(LayerFactory::keeps_local_estimates)
         {
-            broadcast_vars(world, task.varmap(), |n| !total.contains_key(n))?;
+            let started = Instant::now();
+            comm_bytes += broadcast_vars(world, task.varmap(), |n| !total.contains_key(n))?;
+            comm_s += started.elapsed().as_secs_f64();
+        }
+        if world.size() > 1 {
+            row.push(("comm_s".into(), comm_s));
+            row.push(("comm_bytes".into(), comm_bytes as f64));
         }
         Ok(StepOutcome {
             row,
