@@ -236,7 +236,11 @@ fn poly_schedule_matches_pytorch_and_the_others_their_formulas() -> Result<()> {
     assert!((warm.lr(1.0, 0, 10) - 0.2).abs() < 1e-15);
     assert!((warm.lr(1.0, 2, 10) - 0.6).abs() < 1e-15);
     assert_eq!(warm.lr(1.0, 4, 10), 1.0);
-    let ten = MovingSpeedSchedule::default();
+    assert_eq!(MovingSpeedSchedule::default().r(0.5), 0.0);
+    let ten = MovingSpeedSchedule::LrProportional {
+        factor: 10.0,
+        batch_ratio: 1.0,
+    };
     assert_eq!(ten.r(0.007), 0.07);
     assert_eq!(ten.r(0.5), 1.0);
     // At 16 times the batch and rate, one update moves the estimates as
