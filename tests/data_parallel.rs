@@ -97,10 +97,15 @@ fn losses(dir: &Path) -> Vec<f64> {
 
 /// The newest checkpoint's model, restored into a fresh toy task.
 fn final_model(dir: &Path) -> ToyTask {
+    final_model_of(dir, "gn+ws")
+}
+
+/// [`final_model`] of a toy task built with `spec`.
+fn final_model_of(dir: &Path, spec: &str) -> ToyTask {
     let ckpt = latest_checkpoint(&dir.join("run/checkpoints"))
         .expect("list")
         .expect("a checkpoint");
-    let task = ToyTask::with_dtype("gn+ws", 3, DType::F64).expect("toy task");
+    let task = ToyTask::with_dtype(spec, 3, DType::F64).expect("toy task");
     restore_model(
         &load_checkpoint(&ckpt, &Device::Cpu).expect("load"),
         task.varmap(),
@@ -149,6 +154,36 @@ fn two_ranks_train_as_one_process_on_their_samples_joined() {
     let half = dir("half");
     run_ok(alone(&args(&half, &["--batch", "2", "--steps", "3"])));
     assert!(max_abs_diff(&losses(&half)[1..], &l2[1..]) > 1e-6);
+}
+
+/// Point (b) through the trainer: 2 ranks of 2 samples with synchronized
+/// BN train as one process of 4 with BN (losses, weights and running
+/// statistics to 1e-10); with plain BN the 2 ranks differ from it.
+#[test]
+fn sync_bn_training_on_two_ranks_equals_bn_on_one_process() {
+    let (one, sync, plain) = (dir("bn-one"), dir("sync-two"), dir("bn-two"));
+    let steps = ["--steps", "3"];
+    run_ok(alone(&args(
+        &one,
+        &[&["--batch", "4", "--spec", "bn"][..], &steps].concat(),
+    )));
+    let two = |d: &Path, spec: &'static str| {
+        run_ok(mpirun(
+            2,
+            &args(d, &[&["--batch", "2", "--spec", spec][..], &steps].concat()),
+        ));
+    };
+    two(&sync, "sync-bn");
+    two(&plain, "bn");
+    let l1 = losses(&one);
+    assert!(max_abs_diff(&l1, &losses(&sync)) < 1e-10);
+    assert!(max_abs_diff(&l1, &losses(&plain)) > 1e-6);
+    let (a, b) = (final_model_of(&one, "bn"), final_model_of(&sync, "sync-bn"));
+    for ((name, x), (_, y)) in vars(&a).iter().zip(vars(&b)) {
+        let d = max_abs_diff(x, &y);
+        assert!(d < 1e-10, "{name} differs by {d}");
+    }
+    assert!(vars(&a).iter().any(|(n, _)| n.ends_with("running_var")));
 }
 
 /// Point (e): a 2-rank run stopped after 3 steps and resumed gives the
@@ -250,6 +285,8 @@ fn sync_bn_on_two_ranks_equals_bn_on_the_joined_batch() {
         assert!(!err.contains("differs"), "{err}");
     }
     run_ok(alone(&args(&d, &["--sync-bn", "4"])));
+    // An f16 layer takes the path of a GPU tensor: staged through the host.
+    run_ok(mpirun(2, &args(&d, &["--sync-bn", "1,3", "--half"])));
 }
 
 /// Point (c) of estimated BN on several ranks: by default one update step

@@ -45,6 +45,14 @@ pub fn run_comparison(
             world.size()
         )));
     }
+    if cmp.budget.is_some() && world.size() > 1 {
+        return Err(Error::Runs(format!(
+            "{}: an equal-sample budget scales steps, learning rate and BN momentum by each \
+             process's batch, not by {} ranks' batches: run it without a launcher",
+            file.display(),
+            world.size()
+        )));
+    }
     if world.is_main() {
         for task in &cmp.tasks {
             if let Some(kind) = task.data {

@@ -27,12 +27,13 @@
 //! different numbers of samples. The backward pass sums the per-channel
 //! `sum dy` and `sum dy x_hat` across ranks before the input gradient uses
 //! them. The running variance gets the unbiased global variance. In one
-//! process it is plain BN. It needs the fused CPU op: on several ranks
-//! another device is an error (a host-staged path is not written).
+//! process it is plain BN. On several ranks it runs the fused CPU op; a
+//! tensor on another device, or of another dtype, is staged through host
+//! memory in f32 (differentiable copies there and back).
 
 use crate::input::{channel_dims, channel_mean, channel_view, per_channel};
 use crate::{Error, Result};
-use candle_core::{DType, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use std::sync::Arc;
 use wsbcn_kernels::slice::fused_cpu_input;
@@ -185,18 +186,24 @@ impl BatchNorm {
         let xv = channel_view(&a.name, x, a.channels)?;
         let across_ranks = train && self.synchronized && wsbcn_dist::world().size() > 1;
         if across_ranks {
-            if !fused_cpu_input(&xv) {
-                return Err(Error::config(
-                    &a.name,
-                    format!(
-                        "synchronized BN on several ranks runs on CPU f32/f64 tensors, got {:?} \
-                         {:?}",
-                        xv.device(),
-                        xv.dtype()
-                    ),
-                ));
-            }
-            return Ok(self.forward_synchronized(&xv)?.reshape(x.shape())?);
+            let y = if fused_cpu_input(&xv) {
+                self.forward_synchronized(&xv, &a.weight, &a.bias)?
+            } else {
+                // Another device or dtype: staged through host memory in
+                // f32 (f64 stays f64), as the engine stages gradients; the
+                // copies are differentiable, so the gradients go back the
+                // same way.
+                let host = if xv.dtype() == DType::F64 {
+                    DType::F64
+                } else {
+                    DType::F32
+                };
+                let stage = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(host);
+                self.forward_synchronized(&stage(&xv)?, &stage(&a.weight)?, &stage(&a.bias)?)?
+                    .to_dtype(xv.dtype())?
+                    .to_device(xv.device())?
+            };
+            return Ok(y.reshape(x.shape())?);
         }
         if !fused_cpu_input(&xv) {
             return self.forward_composite(x, train);
@@ -227,8 +234,9 @@ impl BatchNorm {
     }
 
     /// Training on several ranks with synchronized statistics (see the
-    /// module docs), `xv: (N, C, L)` this rank's part of the batch.
-    fn forward_synchronized(&self, xv: &Tensor) -> Result<Tensor> {
+    /// module docs), `xv: (N, C, L)` this rank's part of the batch, with the
+    /// layer's `weight` and `bias` on `xv`'s (CPU) device.
+    fn forward_synchronized(&self, xv: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
         let a = &self.affine;
         let world = wsbcn_dist::world();
         let (n, c, l) = xv.dims3()?;
@@ -255,8 +263,8 @@ impl BatchNorm {
         let sum = Arc::new(|v: &mut [f64]| wsbcn_dist::world().all_reduce_sum(v));
         Ok(channel_affine(
             xv,
-            &a.weight,
-            &a.bias,
+            weight,
+            bias,
             &mean,
             &var,
             a.eps,

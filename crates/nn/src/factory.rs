@@ -163,6 +163,8 @@ pub struct NormConfig {
     /// the joined batch; `true` keeps each rank's estimates its own, updated
     /// from its own samples only, as the official multi-GPU code does (the
     /// engine then does not broadcast buffers, and rank 0's are saved).
+    /// Then a sharded evaluation scores each rank's shard with that rank's
+    /// estimates, and a resumed run restarts every rank from rank 0's.
     pub local_estimates: bool,
     /// Elimination-singularity thresholds of the diagnostics.
     pub singularity: SingularityThresholds,

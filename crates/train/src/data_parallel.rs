@@ -33,12 +33,35 @@ enum Collective {
 }
 
 /// `grads <- mean over ranks of grads`, on every rank. Returns the bytes
-/// each rank sent into the reductions (0 in one process).
+/// this rank put into the reductions (0 in one process). Every rank must
+/// hold gradients of the same names and sizes (a parameter one rank did
+/// not use would pair unrelated tensors): that is checked first, and a
+/// mismatch is an error on every rank.
 pub fn average_gradients(world: &World, grads: &mut Grads) -> Result<usize> {
     if world.size() == 1 {
         return Ok(0);
     }
+    if !world.all_agree(fingerprint(grads)) {
+        return Err(Error::Invalid(format!(
+            "the ranks hold gradients of different parameters or sizes (rank {} has {}): a \
+             parameter some ranks did not use this step",
+            world.rank(),
+            grads.len()
+        )));
+    }
     through_buckets(world, grads, Collective::Mean)
+}
+
+/// FNV-1a over the names and element counts of `grads`, in order.
+fn fingerprint(grads: &Grads) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, t) in grads {
+        let count = t.elem_count() as u64;
+        for b in name.bytes().chain(count.to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// Sets every variable of `varmap` for which `pick(name)` holds to rank

@@ -10,8 +10,10 @@
 //! job takes the next `W B` of it, rank `r` its `r`-th block of `B`. So the
 //! ranks read disjoint shards, together every sample of the permutation's
 //! first `S W B` exactly once per epoch, and the fewer than `W B` left over
-//! are dropped from that epoch (PyTorch's `DistributedSampler` and
-//! `DataLoader` with `drop_last`; the next epoch's shuffle drops others).
+//! are dropped from that epoch (as PyTorch's `DistributedSampler` and
+//! `DataLoader` with `drop_last` drop theirs, though `DistributedSampler`
+//! interleaves the ranks' indices where this takes blocks; the next epoch's
+//! shuffle drops others).
 //! Sample `i` of that batch gets its own generator seeded by
 //! `(seed, b, r B + i)` for augmentation. The `W` ranks' batches, joined in
 //! rank order, are then exactly the batches of one process at `W B`.

@@ -10,7 +10,8 @@
 //!                  summed over resumes), singularity.mean, singularity.<layer>,
 //!                  ws_grad_ratio.mean, ws_grad_ratio.<layer> (NaN where not measured);
 //!                  on several ranks comm_s and comm_bytes (the step's
-//!                  collectives: seconds, and bytes each rank sent)
+//!                  collectives: seconds, and the bytes of the tensors
+//!                  this rank put into them)
 //! /eval/step       u64, the step after which each evaluation ran
 //! /eval/<metric>   per-evaluation metrics, and wall_s after each
 //! ```

@@ -216,14 +216,16 @@ fn check_same_run(
             log.path().display()
         ),
     };
-    if let Some(logged) = log.attr("train_config") {
-        if !same_numbers(logged, &crate::config::to_toml(cfg)?) {
-            return Err(differs("train config (steps, schedule, optimizer or data)"));
-        }
-    }
+    // The whole task config holds the engine's as `train`, and its norm
+    // says whether the moving speed counts; the engine config alone is
+    // compared where no task config was logged.
     if let (Some(logged), Some(new)) = (log.attr("config"), config) {
         if !same_numbers(logged, new) {
-            return Err(differs("config (model, norm or data)"));
+            return Err(differs("config (model, norm, data or training)"));
+        }
+    } else if let Some(logged) = log.attr("train_config") {
+        if !same_numbers(logged, &crate::config::to_toml(cfg)?) {
+            return Err(differs("train config (steps, schedule, optimizer or data)"));
         }
     }
     Ok(())

@@ -472,6 +472,9 @@ log_interval = 10
 [train.data]
 batch_size = 1
 workers = 1
+[train.moving_speed]
+kind = "lr-proportional"
+factor = 10.0
 "#;
     let same = |other: &str| same_numbers(logged, other);
     // Loader threads and progress lines do not touch the numbers.
@@ -491,6 +494,13 @@ workers = 1
     ));
     assert!(!same(&logged.replace("steps = 100", "steps = 200")));
     assert!(!same("not = [toml"));
+    // The estimated-BN moving speed counts only for a norm that estimates.
+    let speed = |t: &str| t.replace("lr-proportional\"\nfactor = 10.0", "constant\"\nr = 0.0");
+    assert!(same(&speed(logged)));
+    let est = logged.replace("spec = \"bn\"", "spec = \"bcn-est+ws\"");
+    assert!(same_numbers(&est, &est));
+    assert!(!same_numbers(&est, &speed(&est)));
+    assert!(!same_numbers(logged, &speed(&est)));
 }
 
 #[test]

@@ -79,6 +79,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { checkpoint, save } => {
             let (cfg, task) = load_checkpoint_command::<Segmentation>(&checkpoint)?;
             let m = task.evaluate_split()?;
+            // Every rank holds the metrics; rank 0 prints and saves.
+            if !reports() {
+                return Ok(());
+            }
             println!(
                 "miou {:.4}\npixel_accuracy {:.4}\nmean_class_accuracy {:.4}",
                 m.miou, m.pixel_accuracy, m.mean_class_accuracy
@@ -102,6 +106,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("panels: {}", dir.display());
             }
         }
+        // Under a launcher only rank 0 predicts (eval-mode norms need no
+        // other rank).
+        Command::Predict { .. } if !reports() => {}
         Command::Predict {
             checkpoint,
             out,

@@ -96,6 +96,10 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let (_, task) = load_checkpoint_command::<Video>(&checkpoint)?;
             let m = task.evaluate_views(clips, crops)?;
+            // Every rank holds the metrics; rank 0 prints and plots.
+            if !reports() {
+                return Ok(());
+            }
             println!("views {clips}x{crops}");
             print_metrics(&m, task.classes());
             if let Some(stem) = confusion {
