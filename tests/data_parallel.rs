@@ -60,6 +60,14 @@ fn finish(mut child: Child, limit: Duration) -> (ExitStatus, String) {
     }
 }
 
+/// Runs `cmd`, which must fail within `limit`; returns its stderr.
+fn run_failing(mut cmd: Command, limit: Duration) -> String {
+    let child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn();
+    let (status, err) = finish(child.expect("start the job"), limit);
+    assert!(!status.success(), "the job did not fail:\n{err}");
+    err
+}
+
 /// Runs `cmd` to its end (under the timeout) and returns its stderr; fails
 /// when it fails.
 fn run_ok(mut cmd: Command) -> String {
@@ -201,13 +209,10 @@ fn an_interrupted_two_rank_run_resumes_to_the_same_losses() {
     let err = run_ok(mpirun(2, &args(&split, &common)));
     assert!(err.contains("resuming from step 3"), "{err}");
     assert_eq!(losses(&whole), losses(&split));
-    let child = alone(&args(&split, &["--batch", "2", "--steps", "8"]))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start");
-    let (status, err) = finish(child, TIMEOUT);
-    assert!(!status.success());
+    let err = run_failing(
+        alone(&args(&split, &["--batch", "2", "--steps", "8"])),
+        TIMEOUT,
+    );
     assert!(
         err.contains("written by a run on 2 rank(s), this one has 1"),
         "{err}"
@@ -260,13 +265,7 @@ fn a_killed_rank_ends_the_job_and_the_last_checkpoint_loads() {
 fn a_failing_rank_ends_the_job_and_is_named() {
     let d = dir("failing");
     let a = ["--batch", "2", "--steps", "100", "--nan-on-rank", "1"];
-    let child = mpirun(2, &args(&d, &a))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start");
-    let (status, err) = finish(child, Duration::from_secs(60));
-    assert!(!status.success());
+    let err = run_failing(mpirun(2, &args(&d, &a)), Duration::from_secs(60));
     assert!(
         err.contains("wsbcn-dp-check: rank 1 of 2: training diverged at step 0"),
         "{err}"

@@ -120,16 +120,11 @@ pub fn main_with<E: Display + Send>(
     run: impl FnOnce() -> std::result::Result<(), E> + Send,
 ) -> ExitCode {
     wsbcn_kernels::quiet_thread_pools();
-    let session = match wsbcn_dist::init() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(session) = join_job(name) else {
+        return ExitCode::FAILURE;
     };
     let world = wsbcn_dist::world();
     let threads = if world.size() > 1 {
-        abort_job_on_panic(name);
         wsbcn_kernels::share_cores(ranks_per_machine(world.size()))
     } else {
         0
@@ -164,8 +159,26 @@ pub fn ranks_per_machine(size: usize) -> usize {
         .unwrap_or(size)
 }
 
+/// Joins the job this process was launched into ([`wsbcn_dist::init`]);
+/// on several ranks a panic then names the rank and ends the job. `None`
+/// after printing why it cannot (as `<name>: <message>`).
+pub fn join_job(name: &str) -> Option<wsbcn_dist::Session> {
+    match wsbcn_dist::init() {
+        Ok(session) => {
+            if wsbcn_dist::world().size() > 1 {
+                abort_job_on_panic(name);
+            }
+            Some(session)
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            None
+        }
+    }
+}
+
 /// After the default panic message, names the rank and ends the job.
-pub fn abort_job_on_panic(name: &str) {
+fn abort_job_on_panic(name: &str) {
     let name = name.to_string();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

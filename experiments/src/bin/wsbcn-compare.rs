@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_experiments::compare::run_comparison;
 use wsbcn_experiments::Comparison;
-use wsbcn_train::cli::{abort_job_on_panic, ranks_per_machine, reports};
+use wsbcn_train::cli::{join_job, ranks_per_machine, reports};
 use wsbcn_train::{load_config, DeviceSpec};
 
 #[derive(Parser)]
@@ -50,37 +50,26 @@ fn main() -> ExitCode {
     if let Some(d) = cli.device {
         cli.set.push(format!("device=\"{d}\""));
     }
-    let session = match wsbcn_dist::init() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("wsbcn-compare: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(session) = join_job("wsbcn-compare") else {
+        return ExitCode::FAILURE;
     };
     let world = wsbcn_dist::world();
-    if world.size() > 1 {
-        if cli.jobs != 1 {
-            eprintln!(
-                "wsbcn-compare: on {} ranks every cell uses all of them: run with --jobs 1",
-                world.size()
-            );
-            world.abort(2);
-        }
-        abort_job_on_panic("wsbcn-compare");
+    if world.size() > 1 && cli.jobs != 1 {
+        world.abort_with(&format!(
+            "wsbcn-compare: on {} ranks every cell uses all of them: run with --jobs 1",
+            world.size()
+        ));
     }
     let threads = wsbcn_kernels::share_cores(cli.jobs * ranks_per_machine(world.size()));
     let result = load_config::<Comparison>(&cli.config, &cli.set)
         .map_err(wsbcn_experiments::Error::from)
         .and_then(|cmp| run_comparison(&cmp, &cli.config, cli.jobs, threads));
-    if let Err(e) = &result {
-        if world.size() > 1 {
-            eprintln!(
-                "wsbcn-compare: rank {} of {}: {e}",
-                world.rank(),
-                world.size()
-            );
-            world.abort(1);
-        }
+    if let (Err(e), true) = (&result, world.size() > 1) {
+        world.abort_with(&format!(
+            "wsbcn-compare: rank {} of {}: {e}",
+            world.rank(),
+            world.size()
+        ));
     }
     drop(session);
     if !reports() {
