@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! stem     conv1 (I3D 5x7x7, stride 2,2,2; TSM 1x7x7, stride 1,2,2) -> 64,
-//!          bn1, relu, max pool (I3D 3x3x3 stride 2,2,2; TSM 1x3x3 stride 1,2,2)
+//!          bn1, relu, max pool 1x3x3 (I3D stride 2,2,2; TSM stride 1,2,2;
+//!          padding 0,1,1, as mmaction2's pool1)
 //! block    [shift] conv1 1x1x1 (I3D: 3x1x1 where inflated) -> planes, bn1, relu,
 //!          conv2 1x3x3 (stride 1,s,s) -> planes, bn2, relu,
 //!          conv3 1x1x1 -> 4 planes, bn3; + shortcut (downsample 1x1x1
@@ -59,8 +60,9 @@ pub struct BottleneckResNet {
     arch: Arch,
     stem: ConvNorm<3>,
     layers: Vec<Bottleneck>,
-    /// Blocks in layer1, after which I3D pools time.
-    layer1_blocks: usize,
+    /// The number of blocks up to the end of each stage (I3D pools time
+    /// after the first).
+    stage_ends: Vec<usize>,
     fc: Linear,
 }
 
@@ -138,26 +140,47 @@ impl BottleneckResNet {
             arch: cfg.arch,
             stem,
             layers,
-            layer1_blocks: blocks[0],
+            stage_ends: blocks
+                .iter()
+                .scan(0, |end, &n| {
+                    *end += n;
+                    Some(*end)
+                })
+                .collect(),
             fc,
         })
     }
 
-    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The features after each stage for clips `x: (N, 3, T, H, W)`: the
+    /// stem with its pool, then layer1 (with I3D's time pool after it),
+    /// layer2, layer3 and layer4, each `(N, C, T', H', W')`.
+    pub fn stages(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let i3d = self.arch == Arch::I3d;
         let y = relu(&self.stem.forward_t(x, train)?)?;
-        // A window of 3 frames only where there are 3 to pool.
-        let kt = if i3d && y.dim(2)? >= 3 { 3 } else { 1 };
+        // mmaction2's pool1: 1x3x3, stride (pool1_stride_t, 2, 2), padding
+        // (0, 1, 1); it pools no frames together, I3D only strides them.
         let st = if i3d { 2 } else { 1 };
-        let mut y = max_pool(&y, [kt, 3, 3], [st, 2, 2], [kt / 2, 1, 1])?;
+        let mut y = max_pool(&y, [1, 3, 3], [st, 2, 2], [0, 1, 1])?;
+        let mut out = vec![y.clone()];
         for (i, block) in self.layers.iter().enumerate() {
             y = block.forward_t(&y, train)?;
-            if i3d && i + 1 == self.layer1_blocks && y.dim(2)? >= 2 {
+            if i3d && i + 1 == self.stage_ends[0] && y.dim(2)? >= 2 {
                 y = max_pool(&y, [2, 1, 1], [2, 1, 1], [0, 0, 0])?;
             }
+            if self.stage_ends.contains(&(i + 1)) {
+                out.push(y.clone());
+            }
         }
-        let pooled = global_avg_pool(&y)?.flatten_from(1)?;
+        Ok(out)
+    }
+
+    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let stages = self.stages(x, train)?;
+        let last = stages
+            .last()
+            .ok_or_else(|| Error::Config("no stages".into()))?;
+        let pooled = global_avg_pool(last)?.flatten_from(1)?;
         Ok(self.fc.forward(&pooled)?)
     }
 }

@@ -276,3 +276,62 @@ fn every_norm_variant_has_the_same_convolutions() {
         [1, 6, 8, 8, 7, 3]
     );
 }
+
+/// Issue 19, point 2: I3D's stages have the shapes of mmaction2's
+/// `i3d_r50` (`ResNet3d` with `conv1_kernel=(5, 7, 7)`, `conv1_stride_t=2`,
+/// `pool1_stride_t=2`, `with_pool2=True`), worked out by hand from its
+/// definition for a (1, 3, 16, 64, 64) clip at quarter width:
+/// - conv1: kernel (5, 7, 7), stride (2, 2, 2), padding (2, 3, 3): T 16 -> 8,
+///   H 64 -> 32;
+/// - pool1: kernel (1, 3, 3), stride (2, 2, 2), padding (0, 1, 1): T 8 -> 4,
+///   H 32 -> 16;
+/// - layer1 keeps (4, 16, 16), then pool2 (2, 1, 1) makes T 2;
+/// - layers 2-4 halve H and W.
+///
+/// pool1 spans one frame. So the stem's first output frame (conv frame 0,
+/// from input frames up to 2) ignores input frames 3 and 4, which a 3-frame
+/// pool (conv frames up to 1, input frames up to 4) would take in.
+#[test]
+fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
+    use wsbcn_video::bottleneck_resnet::BottleneckResNet;
+    let cfg = tiny(Arch::I3d, 50);
+    let (_, model) = build_model("bn", 32, |f, vb| BottleneckResNet::new(&cfg, f, vb));
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 64, 64), &DEV).unwrap();
+    let stages = model.stages(&x, false).unwrap();
+    let dims: Vec<Vec<usize>> = stages.iter().map(|t| t.dims().to_vec()).collect();
+    assert_eq!(
+        dims,
+        [
+            [1, 16, 4, 16, 16],
+            [1, 64, 2, 16, 16],
+            [1, 128, 2, 8, 8],
+            [1, 256, 2, 4, 4],
+            [1, 512, 2, 2, 2],
+        ]
+    );
+    // Input frames 3 and 4 replaced.
+    let other = Tensor::randn(0f32, 1.0, (1, 3, 2, 64, 64), &DEV).unwrap();
+    let y = Tensor::cat(
+        &[
+            x.narrow(2, 0, 3).unwrap(),
+            other,
+            x.narrow(2, 5, 11).unwrap(),
+        ],
+        2,
+    )
+    .unwrap();
+    let changed = model.stages(&y, false).unwrap();
+    let frame = |t: &Tensor, i: usize| t.narrow(2, i, 1).unwrap().flatten_all().unwrap();
+    let diff = |i: usize| {
+        (frame(&stages[0], i) - frame(&changed[0], i))
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(diff(0), 0.0, "the stem's frame 0 saw input frames 3-4");
+    assert!(diff(1) > 0.0, "frame 1 comes from input frames 2-6");
+}
