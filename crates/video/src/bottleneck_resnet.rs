@@ -21,7 +21,9 @@
 //! ResNet-50): blocks inflated to a 3x1x1 first conv in the pattern
 //! (1,1,1), (1,0,1,0), (1,0,1,0,1,0), (0,1,0), temporal strides 2 in the
 //! stem conv, the stem pool and after layer1. TSM keeps ResNet's 2D
-//! kernels (1xkxk: each frame on its own) and shifts 1/`shift_div` of the
+//! kernels (1xkxk: each frame on its own), normalizes each frame on its
+//! own (GN, LN, IN and BCN's group part take per-frame statistics,
+//! `wsbcn_nn::Norm::per_frame`, as its official 2D backbone), and shifts 1/`shift_div` of the
 //! channels one frame forward and as many back before each block's first
 //! conv (residual shift, [`temporal_shift`]); averaging the per-frame
 //! features before `fc` is TSM's average consensus. A width multiplier
@@ -95,7 +97,10 @@ impl BottleneckResNet {
         } else {
             ([1, 7, 7], [1, 2, 2])
         };
-        let stem = conv_norm(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?;
+        // TSM is a 2D network applied to N x T frames: its norms take each
+        // frame's statistics. I3D, a 3D network, takes the clip's.
+        let frames = |unit: ConvNorm<3>| if i3d { unit } else { unit.per_frame() };
+        let stem = frames(conv_norm(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?);
         let mut layers = vec![];
         let mut cin = c64;
         for (stage, &count) in blocks.iter().enumerate() {
@@ -108,7 +113,7 @@ impl BottleneckResNet {
                 let k1 = if inflated { [3, 1, 1] } else { [1, 1, 1] };
                 let pair = |cin, cout, kernel, stride, i: usize| {
                     let (c, n) = (format!("conv{i}"), format!("bn{i}"));
-                    conv_norm(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n))
+                    conv_norm(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n)).map(frames)
                 };
                 let convs = vec![
                     pair(cin, planes, k1, [1, 1, 1], 1)?,
@@ -116,7 +121,7 @@ impl BottleneckResNet {
                     pair(planes, cout, [1, 1, 1], [1, 1, 1], 3)?,
                 ];
                 let downsample = if s != 1 || cin != cout {
-                    Some(conv_norm(
+                    Some(frames(conv_norm(
                         f,
                         cin,
                         cout,
@@ -124,7 +129,7 @@ impl BottleneckResNet {
                         [1, s, s],
                         vb.pp("downsample.0"),
                         vb.pp("downsample.1"),
-                    )?)
+                    )?))
                 } else {
                     None
                 };

@@ -335,3 +335,40 @@ fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
     assert_eq!(diff(0), 0.0, "the stem's frame 0 saw input frames 3-4");
     assert!(diff(1) > 0.0, "frame 1 comes from input frames 2-6");
 }
+
+/// Issue 19, point 1: TSM normalizes each frame on its own. Its stem (a
+/// 1x7x7 conv, GN, a 1x3x3 pool) then maps each input frame to its output
+/// frame alone: changing input frame 2 leaves stem frame 0 as it was, which
+/// per-clip GN statistics would not.
+#[test]
+fn tsm_norms_take_statistics_per_frame() {
+    use wsbcn_video::bottleneck_resnet::BottleneckResNet;
+    let cfg = tiny(Arch::Tsm, 50);
+    let (_, model) = build_model("gn", 4, |f, vb| BottleneckResNet::new(&cfg, f, vb));
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 4, 32, 32), &DEV).unwrap();
+    let other = (Tensor::randn(0f32, 1.0, (1, 3, 1, 32, 32), &DEV).unwrap() * 5.0).unwrap();
+    let y = Tensor::cat(
+        &[
+            x.narrow(2, 0, 2).unwrap(),
+            other,
+            x.narrow(2, 3, 1).unwrap(),
+        ],
+        2,
+    )
+    .unwrap();
+    let stem = |x: &Tensor| model.stages(x, true).unwrap().remove(0);
+    let (a, b) = (stem(&x), stem(&y));
+    let frame = |t: &Tensor, i: usize| t.narrow(2, i, 1).unwrap();
+    let d = |i: usize| {
+        (frame(&a, i) - frame(&b, i))
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(d(0), 0.0, "frame 0 depends on frame 2's statistics");
+    assert!(d(2) > 0.0);
+}
