@@ -277,6 +277,19 @@ fn every_norm_variant_has_the_same_convolutions() {
     );
 }
 
+/// The largest difference between frame `i` of two `(N, C, T, H, W)`
+/// feature maps.
+fn frame_diff(a: &Tensor, b: &Tensor, i: usize) -> f32 {
+    (a.narrow(2, i, 1).unwrap() - b.narrow(2, i, 1).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// Issue 19, point 2: I3D's stages have the shapes of mmaction2's
 /// `i3d_r50` (`ResNet3d` with `conv1_kernel=(5, 7, 7)`, `conv1_stride_t=2`,
 /// `pool1_stride_t=2`, `with_pool2=True`), worked out by hand from its
@@ -321,17 +334,7 @@ fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
     )
     .unwrap();
     let changed = model.stages(&y, false).unwrap();
-    let frame = |t: &Tensor, i: usize| t.narrow(2, i, 1).unwrap().flatten_all().unwrap();
-    let diff = |i: usize| {
-        (frame(&stages[0], i) - frame(&changed[0], i))
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let diff = |i: usize| frame_diff(&stages[0], &changed[0], i);
     assert_eq!(diff(0), 0.0, "the stem's frame 0 saw input frames 3-4");
     assert!(diff(1) > 0.0, "frame 1 comes from input frames 2-6");
 }
@@ -358,17 +361,7 @@ fn tsm_norms_take_statistics_per_frame() {
     .unwrap();
     let stem = |x: &Tensor| model.stages(x, true).unwrap().remove(0);
     let (a, b) = (stem(&x), stem(&y));
-    let frame = |t: &Tensor, i: usize| t.narrow(2, i, 1).unwrap();
-    let d = |i: usize| {
-        (frame(&a, i) - frame(&b, i))
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let d = |i: usize| frame_diff(&a, &b, i);
     assert_eq!(d(0), 0.0, "frame 0 depends on frame 2's statistics");
     assert!(d(2) > 0.0);
 }
