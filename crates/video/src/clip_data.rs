@@ -106,6 +106,22 @@ impl ClipSet {
         self.skipped.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// The videos skipped so far by any rank of `world` (each rank reads
+    /// its own shard): the union of the ranks' sets, counted on every rank.
+    pub fn skipped_on_any_rank(&self, world: &wsbcn_dist::World) -> usize {
+        if world.size() == 1 {
+            return self.skipped();
+        }
+        let mut seen = vec![0u64; self.len()];
+        if let Ok(s) = self.skipped.lock() {
+            for &v in s.iter() {
+                seen[v] = 1;
+            }
+        }
+        world.all_reduce_sum(&mut seen);
+        seen.iter().filter(|&&n| n > 0).count()
+    }
+
     fn source(&self, v: usize) -> PathBuf {
         match &self.store {
             Store::Cache(c) => c

@@ -238,7 +238,11 @@ impl VideoTask {
     /// forward pass ([`Self::scores`]).
     pub fn evaluate_views(&self, clips: usize, crops: usize) -> Result<VideoMetrics> {
         let (scored, skipped) = self.scores(clips, crops, EVAL_VIEWS)?;
-        let train_skipped = self.train_skips.as_ref().map_or(0, |s| s.skipped());
+        let world = wsbcn_dist::world();
+        let train_skipped = self
+            .train_skips
+            .as_ref()
+            .map_or(0, |s| s.skipped_on_any_rank(world));
         Ok(video_metrics(
             &scored,
             self.config.model.num_classes,
