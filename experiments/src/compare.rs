@@ -62,7 +62,7 @@ pub fn run_comparison(
     }
     // The other ranks wait here for rank 0's data (an error there ends the
     // job before they would).
-    world.all_agree(0);
+    world.barrier();
     let cells = cmp.cells();
     let out = Mutex::new(Outcome::default());
     let todo: Vec<_> = cells

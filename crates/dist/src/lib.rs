@@ -5,7 +5,7 @@
 //! the returned [`Session`] until it ends (dropping it finalizes MPI). From
 //! then on [`world`] is the job's [`World`]: its rank, its size, and the
 //! collectives the engine needs (sum all-reduce and broadcast of `f32`,
-//! `f64` and `u64` slices). Without a launcher, or before [`init`], the
+//! `f64` and `u64` slices, and a barrier). Without a launcher, or before [`init`], the
 //! world is a single rank and every collective is the identity, so
 //! single-process code needs no special case.
 //!

@@ -76,6 +76,10 @@ impl MpiRanks {
         })
     }
 
+    pub fn barrier(&self) {
+        self.with(|comm| comm.barrier())
+    }
+
     pub fn abort(&self, code: i32) -> ! {
         // Not through `with`: a rank may abort while another thread holds
         // the lock, and MPI_Abort is allowed from any thread.

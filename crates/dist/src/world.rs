@@ -75,6 +75,15 @@ impl World {
         }
     }
 
+    /// Returns once every rank has called it.
+    pub fn barrier(&self) {
+        match self {
+            Self::Single => {}
+            #[cfg(feature = "mpi")]
+            Self::Mpi(m) => m.barrier(),
+        }
+    }
+
     /// Whether every rank holds the same `value` (rank 0's is broadcast and
     /// each rank's agreement summed), on every rank.
     pub fn all_agree(&self, value: u64) -> bool {

@@ -138,10 +138,11 @@ pub fn main_with<E: Display + Send>(
             drop(session);
             ExitCode::SUCCESS
         }
-        Err(e) if world.size() > 1 => {
-            eprintln!("{name}: rank {} of {}: {e}", world.rank(), world.size());
-            world.abort(1)
-        }
+        Err(e) if world.size() > 1 => world.abort_with(&format!(
+            "{name}: rank {} of {}: {e}",
+            world.rank(),
+            world.size()
+        )),
         Err(e) => {
             eprintln!("{name}: {e}");
             ExitCode::FAILURE

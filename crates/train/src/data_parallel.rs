@@ -3,7 +3,8 @@
 //! start, every optimizer step averages the gradients over the ranks, and
 //! the buffers that take no gradient (BN running statistics, estimated-BN
 //! estimates) are broadcast from rank 0 after it (DDP's
-//! `broadcast_buffers`), so every rank holds the same model.
+//! `broadcast_buffers`; the trainer skips this for estimates kept per rank,
+//! `NormConfig::local_estimates`), so every rank holds the same model.
 //!
 //! Tensors travel in sorted-name order (a `VarMap` is a hash map, whose
 //! order differs between processes; a different order would pair unrelated
