@@ -1,17 +1,36 @@
-//! DeepLabV3: a dilated ResNet, ASPP, and a classifier, with torchvision's
-//! `deeplabv3_resnet*` parameter names (`backbone.*`, `classifier.*`,
-//! `aux_classifier.*`).
+//! DeepLabV3: a dilated ResNet, ASPP with image pooling, and a classifier,
+//! in one of two layouts ([`Head`]) that differ after ASPP and in their
+//! parameter names.
+//!
+//! torchvision's `deeplabv3_resnet*` (`model.head = "torchvision"`):
 //!
 //! ```text
+//! backbone.*           the ResNet
 //! ASPP (classifier.0): convs.0  1x1 conv + norm + relu
 //!                      convs.1-3 3x3 atrous conv (rates r1, r2, r3) + norm + relu
 //!                      convs.4  image pooling: global avg pool, 1x1 conv + norm + relu, upsample
-//!                      project  concat (5 x C) -> 1x1 conv + norm + relu (+ dropout)
+//!                      project  concat (5 x C) -> 1x1 conv + norm + relu
 //! classifier.1-2       3x3 conv + norm, relu;  classifier.4  1x1 conv to K classes (bias)
-//! aux_classifier       on stage 3: 3x3 conv (C3 -> C3/4) + norm + relu, 1x1 conv to K
+//! logits               resized bilinearly to the input, align_corners = false
 //! ```
 //!
-//! Logits are resized bilinearly (align_corners = false) to the input size.
+//! The WS/BCN authors' VOC code (`model.head = "paper"`; their
+//! `DeepLabV3/deeplab.py`, after chenxi116/DeepLabv3.pytorch):
+//!
+//! ```text
+//! conv1, bn1, layer1-4 the ResNet, at the root (torchvision's `resnet*` names)
+//! aspp.aspp1, aspp1_bn 1x1 conv + norm + relu
+//! aspp.aspp2-4, _bn    3x3 atrous conv (rates r1, r2, r3) + norm + relu
+//! aspp.aspp5, _bn      image pooling: global avg pool, 1x1 conv + norm + relu, upsample
+//! aspp.conv2, aspp.bn2 concat (5 x C) -> 1x1 conv + norm + relu
+//! aspp.conv3           1x1 conv to K classes (bias); no 3x3 conv before it
+//! logits               resized bilinearly to the input, align_corners = true
+//! ```
+//!
+//! Both can carry torchvision's auxiliary FCN head (`aux_classifier.*`):
+//! on stage 3, a 3x3 conv (C3 -> C3/4) + norm + relu and a 1x1 conv to K,
+//! resized as the main logits are.
+//!
 //! In evaluation, [`DeepLabV3::infer`] covers an image in one pass or with
 //! sliding windows ([`EvalMode`]).
 //! Every conv followed by a norm comes from the factory (WS when the spec
@@ -45,6 +64,8 @@ pub struct DeepLabConfig {
     pub backbone: ResNetConfig,
     /// Classes, background included (21 for VOC).
     pub num_classes: usize,
+    /// The layout after ASPP, and the parameter names.
+    pub head: Head,
     /// Channels of ASPP and the head (256 in the paper).
     pub aspp_channels: usize,
     /// Rates of the three atrous ASPP branches.
@@ -66,12 +87,73 @@ impl Default for DeepLabConfig {
         Self {
             backbone: ResNetConfig::default(),
             num_classes: 21,
+            head: Head::Torchvision,
             aspp_channels: 256,
             aspp_rates: [6, 12, 18],
             aux_head: false,
             aux_weight: 0.4,
             pretrained: None,
             pretrained_skip: vec![],
+        }
+    }
+}
+
+/// The two DeepLabV3 layouts (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Head {
+    /// torchvision's `deeplabv3_resnet*`: a 3x3 conv + norm between the
+    /// ASPP projection and the classifier, logits resized with
+    /// `align_corners = false`, names under `backbone.` and `classifier.`.
+    #[default]
+    Torchvision,
+    /// The WS/BCN authors' DeepLabv3 (the code behind the published VOC
+    /// numbers): the classifier right after the ASPP projection, logits
+    /// resized with `align_corners = true`, the backbone at the root and
+    /// the head under `aspp.`.
+    Paper,
+}
+
+/// The variable names of one layout.
+struct Names {
+    backbone: Option<&'static str>,
+    /// The conv and norm of ASPP branch `i` (0-3 the convs, 4 the pooling).
+    branch: fn(usize) -> (String, String),
+    project: [&'static str; 2],
+    /// The 3x3 conv and norm before the classifier, where there is one.
+    head: Option<[&'static str; 2]>,
+    classifier: &'static str,
+    align_corners: bool,
+}
+
+impl Head {
+    fn names(self) -> Names {
+        match self {
+            Head::Torchvision => Names {
+                backbone: Some("backbone"),
+                branch: |i| {
+                    let b = format!("classifier.0.convs.{i}");
+                    let (c, n) = if i == 4 { (1, 2) } else { (0, 1) };
+                    (format!("{b}.{c}"), format!("{b}.{n}"))
+                },
+                project: ["classifier.0.project.0", "classifier.0.project.1"],
+                head: Some(["classifier.1", "classifier.2"]),
+                classifier: "classifier.4",
+                align_corners: false,
+            },
+            Head::Paper => Names {
+                backbone: None,
+                branch: |i| {
+                    (
+                        format!("aspp.aspp{}", i + 1),
+                        format!("aspp.aspp{}_bn", i + 1),
+                    )
+                },
+                project: ["aspp.conv2", "aspp.bn2"],
+                head: None,
+                classifier: "aspp.conv3",
+                align_corners: true,
+            },
         }
     }
 }
@@ -133,13 +215,14 @@ pub struct DeepLabV3 {
     branches: Vec<ConvNorm<2>>,
     pooling: ConvNorm<2>,
     project: ConvNorm<2>,
-    head: ConvNorm<2>,
+    head: Option<ConvNorm<2>>,
     classifier: Conv2d,
     aux: Option<(ConvNorm<2>, Conv2d)>,
+    align_corners: bool,
 }
 
 impl DeepLabV3 {
-    /// Builds the model under `vb` with torchvision's names.
+    /// Builds the model under `vb`, with the names of `cfg.head`.
     pub fn new(cfg: &DeepLabConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
         if cfg.num_classes < 2 || cfg.aspp_channels == 0 {
             return Err(Error::Config(format!(
@@ -147,39 +230,34 @@ impl DeepLabV3 {
                 cfg.num_classes, cfg.aspp_channels
             )));
         }
-        let backbone = ResNet::new(&cfg.backbone, f, vb.pp("backbone"))?;
+        let names = cfg.head.names();
+        let backbone_vb = match names.backbone {
+            Some(prefix) => vb.pp(prefix),
+            None => vb.clone(),
+        };
+        let backbone = ResNet::new(&cfg.backbone, f, backbone_vb)?;
         let (c3, c4) = cfg.backbone.out_channels()?;
         let a = cfg.aspp_channels;
-        let aspp = vb.pp("classifier.0");
-        let b = |i: usize| aspp.pp(format!("convs.{i}"));
-        let mut branches = vec![conv_norm(f, c4, a, 1, 1, b(0).pp("0"), b(0).pp("1"))?];
+        let branch = |i: usize, cin: usize, k: usize, rate: usize| {
+            let (c, n) = (names.branch)(i);
+            conv_norm(f, cin, a, k, rate, vb.pp(c), vb.pp(n))
+        };
+        let mut branches = vec![branch(0, c4, 1, 1)?];
         for (i, &r) in cfg.aspp_rates.iter().enumerate() {
-            branches.push(conv_norm(
-                f,
-                c4,
-                a,
-                3,
-                r,
-                b(i + 1).pp("0"),
-                b(i + 1).pp("1"),
-            )?);
+            branches.push(branch(i + 1, c4, 3, r)?);
         }
-        let pooling = conv_norm(f, c4, a, 1, 1, b(4).pp("1"), b(4).pp("2"))?;
-        let project = conv_norm(
-            f,
-            5 * a,
-            a,
-            1,
-            1,
-            aspp.pp("project.0"),
-            aspp.pp("project.1"),
-        )?;
-        let head = conv_norm(f, a, a, 3, 1, vb.pp("classifier.1"), vb.pp("classifier.2"))?;
+        let pooling = branch(4, c4, 1, 1)?;
+        let [pc, pn] = names.project;
+        let project = conv_norm(f, 5 * a, a, 1, 1, vb.pp(pc), vb.pp(pn))?;
+        let head = match names.head {
+            Some([hc, hn]) => Some(conv_norm(f, a, a, 3, 1, vb.pp(hc), vb.pp(hn))?),
+            None => None,
+        };
         let classifier = conv(
             a,
             cfg.num_classes,
             classifier_config(),
-            vb.pp("classifier.4"),
+            vb.pp(names.classifier),
         )?;
         let aux = if cfg.aux_head {
             let mid = (c3 / 4).max(1);
@@ -210,6 +288,7 @@ impl DeepLabV3 {
             head,
             classifier,
             aux,
+            align_corners: names.align_corners,
         })
     }
 
@@ -293,15 +372,14 @@ impl DeepLabV3 {
         let pool_train = train && !(batch_stats && x.dim(0)? == 1);
         let pooled = apply(&self.pooling, &global_avg_pool(&c4)?, pool_train)?;
         outs.push(pooled.broadcast_as(outs[0].shape())?.contiguous()?);
-        let y = apply(&self.project, &Tensor::cat(&outs, 1)?, train)?;
-        let y = apply(&self.head, &y, train)?;
-        let logits = resize_bilinear(&self.classifier.forward(&y)?, (h, w), false)?;
+        let mut y = apply(&self.project, &Tensor::cat(&outs, 1)?, train)?;
+        if let Some(head) = &self.head {
+            y = apply(head, &y, train)?;
+        }
+        let resize = |t: &Tensor| resize_bilinear(t, (h, w), self.align_corners);
+        let logits = resize(&self.classifier.forward(&y)?)?;
         let aux = match &self.aux {
-            Some((cn, cls)) => Some(resize_bilinear(
-                &cls.forward(&apply(cn, &c3, train)?)?,
-                (h, w),
-                false,
-            )?),
+            Some((cn, cls)) => Some(resize(&cls.forward(&apply(cn, &c3, train)?)?)?),
             None => None,
         };
         Ok(Output { logits, aux })

@@ -9,12 +9,16 @@
 //! * the plain 7x7 stem or the deep stem of three 3x3 convs (`conv1.0`,
 //!   `conv1.3`, `conv1.6` with norms `conv1.1`, `conv1.4`, then `bn1`);
 //! * output stride 8, 16 or 32: the strides of the last stages become
-//!   dilations (torchvision's `replace_stride_with_dilation`), and the last
-//!   stage's blocks multiply their dilation by the multi-grid rates: the
-//!   DeepLabv3 paper's definition (unit rates (1, 2, 4) at output stride 16
-//!   give dilations 2, 4, 8). mmsegmentation's `multi_grid` differs: it
-//!   uses the rates themselves as the dilations. With rates all 1 the
-//!   layout is torchvision's.
+//!   dilations (torchvision's `replace_stride_with_dilation`; a stage's
+//!   first block keeps the previous dilation, so at output stride 16 the
+//!   last stage's blocks have dilations 1, 2, 2, as in the WS/BCN authors'
+//!   DeepLabv3 code);
+//! * multi-grid rates for the last stage's blocks, in one of two
+//!   conventions ([`MultiGrid`]): the DeepLabv3 paper's, where block `b`
+//!   has the stage's dilation times `rates[b]` (unit rates (1, 2, 4) at
+//!   output stride 16 give 2, 4, 8), or mmsegmentation's, where the rates
+//!   are the dilations themselves ((1, 2, 4) gives 1, 2, 4). In the
+//!   paper's convention rates all 1 leave torchvision's layout.
 //!
 //! Input `(N, 3, H, W)`; [`ResNet::forward_t`] returns the outputs of stage 3
 //! (for an auxiliary head) and stage 4, at stride `min(16, os)` and `os`.
@@ -37,10 +41,28 @@ pub struct ResNetConfig {
     pub deep_stem: bool,
     /// 8, 16 or 32.
     pub output_stride: usize,
-    /// Dilation multipliers of the last stage's blocks (the DeepLabv3
-    /// paper's multi-grid: rate times the stage's dilation, not
-    /// mmsegmentation's absolute rates).
+    /// Multi-grid rates of the last stage's blocks, block `b` taking
+    /// `multi_grid[b % len]`, read as [`ResNetConfig::multi_grid_mode`]
+    /// says.
     pub multi_grid: Vec<usize>,
+    /// How the multi-grid rates set the dilations.
+    pub multi_grid_mode: MultiGrid,
+}
+
+/// The two conventions for multi-grid rates `r_b` in the last stage, whose
+/// dilation (from the output stride) is `d`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MultiGrid {
+    /// The DeepLabv3 paper's (Chen et al. 2017, section 3.2): block `b` has
+    /// dilation `d * r_b`. With every `r_b = 1` nothing changes: the first
+    /// block keeps the previous stage's dilation and the rest have `d`
+    /// (torchvision's layout).
+    #[default]
+    Scaled,
+    /// mmsegmentation's `ResNet(multi_grid=...)`: block `b` has dilation
+    /// `r_b`, whatever the output stride.
+    Absolute,
 }
 
 impl Default for ResNetConfig {
@@ -51,6 +73,7 @@ impl Default for ResNetConfig {
             deep_stem: false,
             output_stride: 16,
             multi_grid: vec![1, 1, 1],
+            multi_grid_mode: MultiGrid::Scaled,
         }
     }
 }
@@ -75,6 +98,53 @@ impl ResNetConfig {
     /// Channels of `base` scaled by the width, at least 1.
     pub fn channels(&self, base: usize) -> usize {
         ((base as f64 * self.width).round() as usize).max(1)
+    }
+
+    /// Which stages trade their stride for dilation at this output stride.
+    fn dilated_stages(&self) -> Result<[bool; 4]> {
+        Ok(match self.output_stride {
+            8 => [false, false, true, true],
+            16 => [false, false, false, true],
+            32 => [false; 4],
+            os => {
+                return Err(Error::Config(format!(
+                    "output stride {os}: expected 8, 16 or 32"
+                )))
+            }
+        })
+    }
+
+    /// The dilation of every block's 3x3 convs, stage by stage: a dilated
+    /// stage doubles the running dilation and its first block keeps the
+    /// previous one; the last stage then applies the multi-grid rates as
+    /// [`MultiGrid`] says.
+    pub fn dilations(&self) -> Result<Vec<Vec<usize>>> {
+        let (blocks, _) = self.layout()?;
+        let dilated = self.dilated_stages()?;
+        if self.multi_grid.is_empty() || self.multi_grid.contains(&0) {
+            return Err(Error::Config(format!(
+                "multi_grid {:?}: expected at least one rate, each 1 or more",
+                self.multi_grid
+            )));
+        }
+        let rate = |b: usize| self.multi_grid[b % self.multi_grid.len()];
+        let unit = self.multi_grid.iter().all(|&r| r == 1);
+        let mut dilation = 1;
+        let mut plan = vec![];
+        for (s, &n) in blocks.iter().enumerate() {
+            let previous = dilation;
+            if dilated[s] {
+                dilation *= 2;
+            }
+            let stage = (0..n).map(|b| match (s, self.multi_grid_mode) {
+                (3, MultiGrid::Absolute) => rate(b),
+                (3, MultiGrid::Scaled) if !unit => dilation * rate(b),
+                _ if b == 0 => previous,
+                _ => dilation,
+            });
+            plan.push(stage.collect());
+        }
+        Ok(plan)
     }
 
     /// Channels of the stage-3 and stage-4 outputs.
@@ -152,20 +222,9 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the backbone under `vb` (names as torchvision's `resnet*`).
     pub fn new(cfg: &ResNetConfig, f: &LayerFactory, vb: VarBuilder) -> Result<Self> {
-        let (blocks, bottleneck) = cfg.layout()?;
-        let dilate = match cfg.output_stride {
-            8 => [false, true, true],
-            16 => [false, false, true],
-            32 => [false, false, false],
-            os => {
-                return Err(Error::Config(format!(
-                    "output stride {os}: expected 8, 16 or 32"
-                )))
-            }
-        };
-        if cfg.multi_grid.is_empty() {
-            return Err(Error::Config("multi_grid needs at least one rate".into()));
-        }
+        let (_, bottleneck) = cfg.layout()?;
+        let dilated = cfg.dilated_stages()?;
+        let dilations = cfg.dilations()?;
         let inplanes = cfg.channels(64);
         let stem = if cfg.deep_stem {
             let half = cfg.channels(32);
@@ -187,25 +246,13 @@ impl ResNet {
             )?]
         };
         let expansion = if bottleneck { 4 } else { 1 };
-        let (mut cin, mut dilation) = (inplanes, 1);
+        let mut cin = inplanes;
         let mut stages = vec![];
-        for (s, &n) in blocks.iter().enumerate() {
+        for (s, stage_dilations) in dilations.iter().enumerate() {
             let planes = cfg.channels(64 << s);
-            let mut stride = if s == 0 { 1 } else { 2 };
-            let previous = dilation;
-            if s > 0 && dilate[s - 1] {
-                dilation *= stride;
-                stride = 1;
-            }
+            let stride = if s == 0 || dilated[s] { 1 } else { 2 };
             let mut stage = vec![];
-            for b in 0..n {
-                // torchvision: a stage's first block keeps the previous
-                // dilation; with multi-grid rates (the DeepLabv3 paper's
-                // form) every block of the last stage uses dilation x rate.
-                let mut d = if b == 0 { previous } else { dilation };
-                if s == 3 && cfg.multi_grid.iter().any(|&r| r != 1) {
-                    d = dilation * cfg.multi_grid[b % cfg.multi_grid.len()];
-                }
+            for (b, &d) in stage_dilations.iter().enumerate() {
                 let (st, down) = if b == 0 {
                     (stride, stride != 1 || cin != planes * expansion)
                 } else {

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
+use wsbcn_seg::deeplab::Head;
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
@@ -411,6 +412,11 @@ fn every_segmentation_config_loads() {
                 .replace("_ws", "+ws")
                 .replace("_est", "-est");
             assert_eq!(cfg.norm.spec, spec, "{name}");
+            // The VOC recipes are the WS/BCN authors' model.
+            if name.starts_with("voc") {
+                assert_eq!(cfg.model.head, Head::Paper, "{name}");
+                assert_eq!(cfg.model.backbone.dilations().unwrap()[3], [1, 2, 2]);
+            }
             names.push(name);
         }
     }

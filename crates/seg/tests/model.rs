@@ -1,16 +1,17 @@
-//! DeepLabV3: torchvision-compatible names and shapes, the deep stem's
-//! names and strides, output shapes at output stride 8 and 16 for every
-//! norm kind, batch-1 training steps, and the metrics against a
-//! hand-computed confusion matrix.
+//! DeepLabV3: torchvision-compatible names and shapes, the WS/BCN authors'
+//! head (names, shapes, parameter counts, align-corners upsampling), the
+//! multi-grid dilations, the deep stem's names and strides, output shapes
+//! at output stride 8 and 16 for every norm kind, batch-1 training steps,
+//! and the metrics against a hand-computed confusion matrix.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use std::collections::BTreeMap;
-use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
+use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3, Head};
 use wsbcn_seg::metrics::ConfusionMatrix;
-use wsbcn_seg::resnet::{ResNet, ResNetConfig};
+use wsbcn_seg::resnet::{MultiGrid, ResNet, ResNetConfig};
 use wsbcn_testkit::models::{
-    assert_torchvision_layout, assert_ws_coverage, build_model, trainable_count, variable_shapes,
+    assert_pytorch_layout, assert_ws_coverage, build_model, trainable_count, variable_shapes,
     weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
@@ -41,7 +42,7 @@ fn bn_variant_has_torchvision_names_shapes_and_parameter_counts() {
     for (depth, want_params) in [(50, 42_004_074usize), (101, 60_996_202)] {
         let (vm, _) = build(&torchvision_config(depth, true), "bn", 32);
         let file = format!("torchvision_deeplabv3_resnet{depth}.txt");
-        assert_torchvision_layout(&vm, &file, want_params);
+        assert_pytorch_layout(&vm, &file, want_params);
     }
 }
 
@@ -53,6 +54,116 @@ fn without_the_auxiliary_head_the_parameter_counts_are_torchvisions() {
     for (depth, want) in [(50, 39_638_869usize), (101, 58_630_997)] {
         let (vm, _) = build(&torchvision_config(depth, false), "bn", 32);
         assert_eq!(trainable_count(&vm), want, "resnet{depth}");
+    }
+}
+
+/// The WS/BCN authors' VOC model at 21 classes: output stride 16, ASPP
+/// rates 6/12/18, no auxiliary head.
+fn paper_config(depth: usize) -> DeepLabConfig {
+    DeepLabConfig {
+        backbone: ResNetConfig {
+            depth,
+            ..ResNetConfig::default()
+        },
+        head: Head::Paper,
+        ..DeepLabConfig::default()
+    }
+}
+
+#[test]
+fn paper_head_has_the_authors_names_shapes_and_parameter_counts() {
+    // torchvision's counts without the auxiliary head (above) less the
+    // 3x3 256 -> 256 conv and its BN that the authors' head does not have:
+    // 256 * 256 * 9 + 2 * 256 = 590,336.
+    for (depth, want) in [(50, 39_638_869 - 590_336), (101, 58_630_997 - 590_336)] {
+        let (vm, _) = build(&paper_config(depth), "bn", 32);
+        let file = format!("paper_deeplabv3_resnet{depth}.txt");
+        assert_pytorch_layout(&vm, &file, want);
+    }
+}
+
+/// `(N, K, H, W)` logits as rows of `W` values.
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let w = t.dim(3).unwrap();
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    v.chunks_exact(w).map(<[f32]>::to_vec).collect()
+}
+
+/// The largest `|l[x-1] - 2 l[x] + l[x+1]|` over `x` in `inner`, relative to
+/// the largest `|l[x+1] - l[x]|`, over every row.
+fn kink(rows: &[Vec<f32>], inner: std::ops::Range<usize>) -> f32 {
+    let (mut d2, mut d1) = (0f32, 0f32);
+    for l in rows {
+        for x in inner.clone() {
+            d2 = d2.max((l[x - 1] - 2.0 * l[x] + l[x + 1]).abs());
+            d1 = d1.max((l[x + 1] - l[x]).abs());
+        }
+    }
+    d2 / d1
+}
+
+#[test]
+fn paper_head_upsamples_with_aligned_corners() {
+    // A 33-pixel input gives 3x3 logits at output stride 16 (33 -> 17 -> 9
+    // -> 5 -> 3). Aligned corners put the 3 samples at pixels 0, 16 and 32,
+    // so every row is linear on [0, 16] and on [16, 32]. torchvision's
+    // half-pixel resize puts them at 5, 16 and 27 and is flat before 5.
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 33, 33), &DEV).unwrap();
+    for head in [Head::Paper, Head::Torchvision] {
+        let cfg = DeepLabConfig {
+            head,
+            ..tiny(16, false)
+        };
+        let (_, model) = build(&cfg, "gn", 4);
+        let logits = model.forward_t(&x, false).unwrap().logits;
+        let r = rows(&logits);
+        let k = kink(&r, 1..16).max(kink(&r, 17..32));
+        match head {
+            Head::Paper => assert!(k < 1e-3, "paper head: a kink of {k} between the knots"),
+            Head::Torchvision => assert!(k > 0.1, "torchvision head: no kink ({k}) at pixel 5"),
+        }
+    }
+}
+
+#[test]
+fn multi_grid_dilations_follow_the_paper_or_mmsegmentation() {
+    let last = |os: usize, rates: &[usize], mode: MultiGrid| {
+        let cfg = ResNetConfig {
+            depth: 101,
+            output_stride: os,
+            multi_grid: rates.to_vec(),
+            multi_grid_mode: mode,
+            ..ResNetConfig::default()
+        };
+        cfg.dilations().unwrap()
+    };
+    use MultiGrid::{Absolute, Scaled};
+    // torchvision / the WS-BCN authors' code at output stride 16: layer4 is
+    // dilated by 2 and its first block keeps dilation 1.
+    let d = last(16, &[1, 1, 1], Scaled);
+    assert_eq!(d.iter().map(Vec::len).collect::<Vec<_>>(), [3, 4, 23, 3]);
+    assert!(d[..3].iter().flatten().all(|&x| x == 1));
+    assert_eq!(d[3], [1, 2, 2]);
+    // The DeepLabv3 paper: unit rates (1, 2, 4) times the stage's 2.
+    assert_eq!(last(16, &[1, 2, 4], Scaled)[3], [2, 4, 8]);
+    // At output stride 8 layer3 is dilated by 2 (first block 1) and layer4
+    // by 4, so (1, 2, 4) gives 4, 8, 16.
+    let d = last(8, &[1, 2, 4], Scaled);
+    assert_eq!(d[2][..3], [1, 2, 2]);
+    assert_eq!(d[3], [4, 8, 16]);
+    // mmsegmentation: the rates are the dilations at any output stride.
+    assert_eq!(last(16, &[1, 2, 4], Absolute)[3], [1, 2, 4]);
+    assert_eq!(last(8, &[1, 2, 4], Absolute)[3], [1, 2, 4]);
+    assert_eq!(last(8, &[1, 2, 4], Absolute)[2][..2], [1, 2]);
+    // Rates cycle over the blocks.
+    assert_eq!(last(16, &[2], Absolute)[3], [2, 2, 2]);
+    for bad in [vec![], vec![1, 0, 1]] {
+        let cfg = ResNetConfig {
+            multi_grid: bad.clone(),
+            ..ResNetConfig::default()
+        };
+        let err = cfg.dilations().unwrap_err().to_string();
+        assert!(err.contains("multi_grid"), "{bad:?}: {err}");
     }
 }
 
@@ -108,8 +219,13 @@ fn tiny(os: usize, aux: bool) -> DeepLabConfig {
 
 #[test]
 fn every_conv_but_the_classifiers_is_weight_standardized() {
-    for depth in [18, 50] {
+    for (depth, head, classifier) in [
+        (18, Head::Torchvision, "classifier.4"),
+        (50, Head::Torchvision, "classifier.4"),
+        (18, Head::Paper, "aspp.conv3"),
+    ] {
         let cfg = DeepLabConfig {
+            head,
             backbone: ResNetConfig {
                 depth,
                 width: 0.125,
@@ -127,7 +243,7 @@ fn every_conv_but_the_classifiers_is_weight_standardized() {
                 let out = m.forward_t(&x, true).map_err(candle_core::Error::wrap)?;
                 out.logits.sum_all()? + out.aux.expect("an auxiliary head").sum_all()?
             },
-            &["classifier.4", "aux_classifier.4"],
+            &[classifier, "aux_classifier.4"],
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Model checks shared by the segmentation and video tests: the norm specs
-//! every model must build with, torchvision's variable lists (in
-//! `fixtures/`), and parameter counts.
+//! every model must build with, the variable lists of PyTorch models (in
+//! `fixtures/`: torchvision's, and the WS/BCN authors' DeepLabv3), and
+//! parameter counts.
 
 use candle_core::{DType, Device};
 
@@ -18,9 +19,10 @@ pub const NORM_SPECS: [&str; 10] = [
     "bcn-est+ws",
 ];
 
-/// Variable names and shapes of a torchvision model, from
-/// `fixtures/<file>` (written by `fixtures/make_torchvision_names.py`).
-pub fn torchvision_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+/// Variable names and shapes of a PyTorch model, from `fixtures/<file>`
+/// (written by `fixtures/make_torchvision_names.py` or
+/// `fixtures/make_paper_deeplab_names.py`).
+pub fn pytorch_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
     let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
@@ -114,15 +116,15 @@ pub fn variable_shapes(vm: &candle_nn::VarMap) -> std::collections::BTreeMap<Str
 }
 
 /// Asserts that `vm` holds exactly the variables (names and shapes) of the
-/// torchvision model listed in `fixtures/<file>`, and that the optimizer
-/// trains `params` values, torchvision's parameter count.
-pub fn assert_torchvision_layout(vm: &candle_nn::VarMap, file: &str, params: usize) {
-    let want = torchvision_variables(file);
+/// PyTorch model listed in `fixtures/<file>`, and that the optimizer
+/// trains `params` values, that model's parameter count.
+pub fn assert_pytorch_layout(vm: &candle_nn::VarMap, file: &str, params: usize) {
+    let want = pytorch_variables(file);
     assert_eq!(variable_shapes(vm), want, "{file}: variables");
     assert_eq!(
         trainable_count(vm),
         params,
-        "{file}: parameter count (torchvision's)"
+        "{file}: parameter count (PyTorch's)"
     );
 }
 

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
 use wsbcn_testkit::models::{
-    assert_torchvision_layout, assert_ws_coverage, build_model, torchvision_variables,
-    trainable_count, weight_parameters, NORM_SPECS,
+    assert_pytorch_layout, assert_ws_coverage, build_model, pytorch_variables, trainable_count,
+    weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
@@ -39,7 +39,7 @@ fn bn_variants_have_torchvision_names_shapes_and_parameter_counts() {
             ..VideoModelConfig::default()
         };
         let (vm, _) = build(&cfg, "bn", 32);
-        assert_torchvision_layout(&vm, &format!("torchvision_video_{file}.txt"), want_params);
+        assert_pytorch_layout(&vm, &format!("torchvision_video_{file}.txt"), want_params);
     }
 }
 
@@ -83,7 +83,7 @@ fn tsm_is_torchvision_resnet50_and_i3d_has_mmaction2s_parameter_count() {
         })
         .collect();
     let want: std::collections::BTreeMap<String, Vec<usize>> =
-        torchvision_variables("torchvision_deeplabv3_resnet50.txt")
+        pytorch_variables("torchvision_deeplabv3_resnet50.txt")
             .into_iter()
             .filter_map(|(n, d)| n.strip_prefix("backbone.").map(|n| (n.to_string(), d)))
             .collect();
