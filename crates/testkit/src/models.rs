@@ -19,22 +19,39 @@ pub const NORM_SPECS: [&str; 10] = [
     "bcn-est+ws",
 ];
 
-/// Variable names and shapes of a PyTorch model, from `fixtures/<file>`
-/// (written by `fixtures/make_torchvision_names.py` or
-/// `fixtures/make_paper_deeplab_names.py`).
-pub fn pytorch_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+/// The lines of a text fixture `fixtures/<file>` that end in a shape,
+/// `word ... d0,d1,...`, as (the words before it, the shape); `#` lines are
+/// comments.
+fn shape_lines(file: &str) -> Vec<(Vec<String>, Vec<usize>)> {
     let path = format!("{}/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let shape = match f[2] {
-                "" => vec![],
-                dims => dims.split(',').map(|d| d.parse().unwrap()).collect(),
-            };
-            (f[1].to_string(), shape)
+            let mut words: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            let dims = words.pop().unwrap_or_else(|| panic!("{path}: empty line"));
+            let shape = dims.split(',').map(|d| d.parse().unwrap()).collect();
+            (words, shape)
         })
+        .collect()
+}
+
+/// Variable names and shapes of a PyTorch model, from `fixtures/<file>`
+/// (written by `fixtures/make_torchvision_names.py` or
+/// `fixtures/make_paper_deeplab_names.py`: `kind name d0,d1,...` lines).
+pub fn pytorch_variables(file: &str) -> std::collections::BTreeMap<String, Vec<usize>> {
+    shape_lines(file)
+        .into_iter()
+        .map(|(words, shape)| (words[1].clone(), shape))
+        .collect()
+}
+
+/// Named output shapes, in order, from `fixtures/<file>` (`name
+/// d0,d1,...` lines, e.g. `make_i3d_shapes.py`'s stage shapes).
+pub fn fixture_shapes(file: &str) -> Vec<(String, Vec<usize>)> {
+    shape_lines(file)
+        .into_iter()
+        .map(|(words, shape)| (words[0].clone(), shape))
         .collect()
 }
 

@@ -7,8 +7,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::LayerFactory;
 use wsbcn_testkit::models::{
-    assert_pytorch_layout, assert_ws_coverage, build_model, pytorch_variables, trainable_count,
-    weight_parameters, NORM_SPECS,
+    assert_pytorch_layout, assert_ws_coverage, build_model, fixture_shapes, pytorch_variables,
+    trainable_count, weight_parameters, NORM_SPECS,
 };
 use wsbcn_train::{cross_entropy, param_groups, Sgd, SgdConfig};
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
@@ -292,8 +292,9 @@ fn frame_diff(a: &Tensor, b: &Tensor, i: usize) -> f32 {
 
 /// Issue 19, point 2: I3D's stages have the shapes of mmaction2's
 /// `i3d_r50` (`ResNet3d` with `conv1_kernel=(5, 7, 7)`, `conv1_stride_t=2`,
-/// `pool1_stride_t=2`, `with_pool2=True`), worked out by hand from its
-/// definition for a (1, 3, 16, 64, 64) clip at quarter width:
+/// `pool1_stride_t=2`, `with_pool2=True`), as a PyTorch definition after
+/// it gives them (`fixtures/make_i3d_shapes.py`) and as they work out by
+/// hand for a (1, 3, 16, 64, 64) clip at quarter width:
 /// - conv1: kernel (5, 7, 7), stride (2, 2, 2), padding (2, 3, 3): T 16 -> 8,
 ///   H 64 -> 32;
 /// - pool1: kernel (1, 3, 3), stride (2, 2, 2), padding (0, 1, 1): T 8 -> 4,
@@ -312,6 +313,11 @@ fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
     let x = Tensor::randn(0f32, 1.0, (1, 3, 16, 64, 64), &DEV).unwrap();
     let stages = model.stages(&x, false).unwrap();
     let dims: Vec<Vec<usize>> = stages.iter().map(|t| t.dims().to_vec()).collect();
+    let want = fixture_shapes("i3d_r50_stage_shapes.txt");
+    let names: Vec<&str> = want.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["stem", "layer1", "layer2", "layer3", "layer4"]);
+    let want: Vec<Vec<usize>> = want.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(dims, want, "against the PyTorch definition");
     assert_eq!(
         dims,
         [
@@ -320,7 +326,8 @@ fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
             [1, 128, 2, 8, 8],
             [1, 256, 2, 4, 4],
             [1, 512, 2, 2, 2],
-        ]
+        ],
+        "by hand"
     );
     // Input frames 3 and 4 replaced.
     let other = Tensor::randn(0f32, 1.0, (1, 3, 2, 64, 64), &DEV).unwrap();
