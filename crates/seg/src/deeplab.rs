@@ -55,6 +55,7 @@ use wsbcn_nn::{
     conv, global_avg_pool, relu, resize_bilinear, Conv2d, ConvConfig, ConvNorm, LayerFactory,
     WeightInit,
 };
+use wsbcn_train::PretrainedConfig;
 
 /// The model section of a config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,12 +75,11 @@ pub struct DeepLabConfig {
     pub aux_head: bool,
     /// Weight of the auxiliary loss.
     pub aux_weight: f64,
-    /// Weights to start from: a safetensors file with this model's names
-    /// (e.g. torchvision's `deeplabv3_resnet*` or `resnet*` state dict
-    /// exported to safetensors; see `wsbcn_train::load_pretrained`).
-    pub pretrained: Option<std::path::PathBuf>,
-    /// Names under these prefixes are not loaded from `pretrained`.
-    pub pretrained_skip: Vec<String>,
+    /// Weights to start from (`[model.pretrained]`: a PyTorch checkpoint
+    /// or safetensors file, its name map and the prefixes to skip; see
+    /// `wsbcn_train::pretrained`), e.g. torchvision's `deeplabv3_resnet*`
+    /// as it is, or an ImageNet ResNet as the backbone.
+    pub pretrained: Option<PretrainedConfig>,
 }
 
 impl Default for DeepLabConfig {
@@ -93,7 +93,17 @@ impl Default for DeepLabConfig {
             aux_head: false,
             aux_weight: 0.4,
             pretrained: None,
-            pretrained_skip: vec![],
+        }
+    }
+}
+
+impl DeepLabConfig {
+    /// Where an ImageNet ResNet's names go in this model: under
+    /// `backbone.` with torchvision's head, at the root with the paper's.
+    pub fn backbone_prefix(&self) -> &'static str {
+        match self.head {
+            Head::Torchvision => "backbone.",
+            Head::Paper => "",
         }
     }
 }

@@ -165,8 +165,8 @@ impl SegTask {
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, config.train.seed, DType::F32, device);
         let model = DeepLabV3::new(&config.model, &factory, vb)?;
-        if let Some(path) = &config.model.pretrained {
-            wsbcn_train::load_pretrained(path, &varmap, &config.model.pretrained_skip)?;
+        if let Some(p) = &config.model.pretrained {
+            wsbcn_train::load_pretrained(p, &varmap, config.model.backbone_prefix())?;
         }
         let val = VocSplit::open(
             &config.data.root,

@@ -14,7 +14,7 @@ use wsbcn_testkit::models::{
     assert_pytorch_layout, assert_ws_coverage, build_model, trainable_count, variable_shapes,
     weight_parameters, NORM_SPECS,
 };
-use wsbcn_train::{param_groups, pixel_cross_entropy, Sgd, SgdConfig};
+use wsbcn_train::{param_groups, pixel_cross_entropy, PretrainedConfig, Sgd, SgdConfig, WeightMap};
 
 const DEV: Device = Device::Cpu;
 
@@ -388,64 +388,143 @@ fn deeplab_fits_a_fixed_batch() {
     }
 }
 
+/// `[model.pretrained]` for `file` with `map` and `skip`.
+fn pretrained(file: &std::path::Path, map: WeightMap, skip: &[&str]) -> PretrainedConfig {
+    PretrainedConfig {
+        file: file.to_path_buf(),
+        map,
+        skip: skip.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Every variable of `vm` as a tensor, by name.
+fn tensors_of(vm: &VarMap) -> BTreeMap<String, Tensor> {
+    vm.data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect()
+}
+
+/// Asserts that every variable of `dst` equals the one of `src` named
+/// `rename(name)`.
+fn assert_loaded(src: &BTreeMap<String, Tensor>, dst: &VarMap, rename: impl Fn(&str) -> String) {
+    for (name, w) in tensors_of(dst) {
+        let v = &src[&rename(&name)];
+        let d = (v - w).unwrap().abs().unwrap().sum_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+}
+
 #[test]
 fn pretrained_weights_load_by_name_and_mismatches_are_errors() {
     let dir = std::env::temp_dir().join(format!("wsbcn-pretrained-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (src, _) = build(&tiny(16, true), "bn", 4);
     // A state dict as torch saves it: our names plus num_batches_tracked.
-    let mut tensors: std::collections::HashMap<String, Tensor> = src
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
+    let mut tensors = tensors_of(&src);
     tensors.insert(
         "backbone.bn1.num_batches_tracked".into(),
         Tensor::new(&[7i64], &DEV).unwrap(),
     );
     let path = dir.join("w.safetensors");
-    candle_core::safetensors::save(&tensors, &path).unwrap();
+    candle_core::safetensors::save(&tensors.clone().into_iter().collect(), &path).unwrap();
     let (dst, _) = build(&tiny(16, true), "bn", 4);
-    let n = wsbcn_train::load_pretrained(&path, &dst, &[]).unwrap();
-    assert_eq!(n, dst.data().lock().unwrap().len());
-    for (name, v) in src.data().lock().unwrap().iter() {
-        let w = dst.data().lock().unwrap()[name].as_tensor().clone();
-        let d = (v.as_tensor() - w)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(d, 0.0, "{name}");
+    let whole = pretrained(&path, WeightMap::None, &[]);
+    let m = wsbcn_train::load_pretrained(&whole, &dst, "backbone.").unwrap();
+    assert_eq!(m.tensors.len(), dst.data().lock().unwrap().len());
+    assert_loaded(&tensors, &dst, str::to_string);
+    // A classifier for other classes: skipped by prefix, or an error naming
+    // both of its mismatched variables and loading nothing.
+    let other_cfg = DeepLabConfig {
+        num_classes: 7,
+        ..tiny(16, true)
+    };
+    let (other, _) = build(&other_cfg, "bn", 4);
+    let before = tensors_of(&other);
+    let err = wsbcn_train::load_pretrained(&whole, &other, "backbone.")
+        .unwrap_err()
+        .to_string();
+    for name in [
+        "aux_classifier.4.bias",
+        "aux_classifier.4.weight",
+        "classifier.4.bias",
+    ] {
+        assert!(
+            err.contains(&format!("the model's `{name}`")),
+            "{name}: {err}"
+        );
     }
-    // A classifier for other classes: skipped by prefix, or an error naming it.
-    let (other, _) = build(
-        &DeepLabConfig {
-            num_classes: 7,
-            ..tiny(16, true)
-        },
-        "bn",
-        4,
+    assert!(err.contains("w.safetensors"), "{err}");
+    assert_loaded(&before, &other, str::to_string);
+    let skip = pretrained(
+        &path,
+        WeightMap::None,
+        &["classifier.4", "aux_classifier.4"],
     );
-    let err = wsbcn_train::load_pretrained(&path, &other, &[])
+    let m = wsbcn_train::load_pretrained(&skip, &other, "backbone.").unwrap();
+    assert_eq!(m.skipped.len(), 4);
+    // A GN model has no running statistics: the file's are unexpected.
+    let (gn, _) = build(&tiny(16, true), "gn", 4);
+    let err = wsbcn_train::load_pretrained(&whole, &gn, "backbone.")
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("`aux_classifier.4.bias` has shape [5], the model [7]"),
+        err.contains("unexpected: `backbone.bn1.running_mean`"),
         "{err}"
     );
-    let skip = vec!["classifier.4".to_string(), "aux_classifier.4".to_string()];
-    assert!(wsbcn_train::load_pretrained(&path, &other, &skip).is_ok());
-    // A GN model has no running statistics: the file's are unexpected.
-    let (gn, _) = build(&tiny(16, true), "gn", 4);
-    let err = wsbcn_train::load_pretrained(&path, &gn, &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("running_mean"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_imagenet_resnet_loads_as_the_backbone_of_either_head() {
+    // A torchvision-named ResNet (its `fc` included) as ImageNet weights.
+    let dir = std::env::temp_dir().join(format!("wsbcn-imagenet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let net = tiny(16, false).backbone;
+    let (src, _) = build_model("bn", 4, |f, vb| {
+        let r = ResNet::new(&net, f, vb.clone());
+        vb.get((10, 128), "fc.weight")?;
+        vb.get(10, "fc.bias")?;
+        r.map_err(candle_core::Error::wrap)
+    });
+    let tensors = tensors_of(&src);
+    let path = dir.join("resnet.safetensors");
+    candle_core::safetensors::save(&tensors.clone().into_iter().collect(), &path).unwrap();
+    for (head, head_names) in [(Head::Torchvision, "classifier"), (Head::Paper, "aspp")] {
+        let cfg = DeepLabConfig {
+            head,
+            ..tiny(16, false)
+        };
+        let (dst, _) = build(&cfg, "bn", 4);
+        let prefix = cfg.backbone_prefix();
+        let fc = format!("{prefix}fc");
+        let p = pretrained(&path, WeightMap::TorchvisionResnet, &[&fc, head_names]);
+        let m = wsbcn_train::load_pretrained(&p, &dst, prefix).unwrap();
+        assert_eq!(m.tensors.len(), tensors.len() - 2, "{head:?}");
+        let backbone: BTreeMap<String, Tensor> = tensors_of(&dst)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(head_names))
+            .collect();
+        assert_eq!(backbone.len(), m.tensors.len(), "{head:?}");
+        for (name, w) in backbone {
+            let v = &tensors[name.strip_prefix(prefix).unwrap()];
+            let d = (v - w).unwrap().abs().unwrap().sum_all().unwrap();
+            assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{head:?} {name}");
+        }
+        // Without the skips the ImageNet classifier is unexpected and the
+        // head is missing.
+        let p = pretrained(&path, WeightMap::TorchvisionResnet, &[]);
+        let err = wsbcn_train::load_pretrained(&p, &dst, prefix)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("unexpected: `fc.weight` (as `{fc}.weight`)")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("missing: `{head_names}")), "{err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

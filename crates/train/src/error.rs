@@ -42,6 +42,15 @@ pub enum Error {
         msg: String,
     },
 
+    /// Pretrained weights could not be read or do not fit the model.
+    #[error("pretrained weights {path}: {msg}")]
+    Pretrained {
+        /// The weights file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+
     /// An HDF5 run log could not be written or read.
     #[error("run log {path}: {msg}")]
     RunLog {

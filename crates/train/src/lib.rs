@@ -20,6 +20,7 @@ pub mod h5_file;
 pub mod loader;
 pub mod loss;
 pub mod optim;
+pub mod pretrained;
 pub mod progress;
 pub mod run_config;
 pub mod run_log;
@@ -28,9 +29,7 @@ pub mod skeleton;
 pub mod task_error;
 pub mod trainer;
 
-pub use checkpoint::{
-    latest_checkpoint, load_checkpoint, load_pretrained, save_checkpoint, Checkpoint, TrainState,
-};
+pub use checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint, Checkpoint, TrainState};
 pub use config::{
     config_for_checkpoint, load_config, parse_config, same_numbers, to_toml, Validate,
 };
@@ -39,6 +38,7 @@ pub use error::{Error, Result};
 pub use loader::{Batches, Dataset, Loader, LoaderConfig, Shard};
 pub use loss::{cross_entropy, pixel_cross_entropy};
 pub use optim::{clip_grad_norm, global_norm, param_groups, Grads, ParamGroup, Sgd, SgdConfig};
+pub use pretrained::{load_pretrained, read_weights, PretrainedConfig, WeightMap};
 pub use run_config::{CheckSections, RunConfig};
 pub use run_log::RunLog;
 pub use schedule::{Decay, MovingSpeedSchedule, ScheduleConfig};

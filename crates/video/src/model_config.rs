@@ -35,6 +35,12 @@ pub struct VideoModelConfig {
     pub num_classes: usize,
     /// TSM: 1/`shift_div` of the channels shift each way (8 in the paper).
     pub shift_div: usize,
+    /// Weights to start from (`[model.pretrained]`: a PyTorch checkpoint
+    /// or safetensors file, its name map and the prefixes to skip; see
+    /// `wsbcn_train::pretrained`): torchvision's video models as they are,
+    /// or an ImageNet ResNet for TSM (its kernels as 1xkxk) and I3D
+    /// (inflated over time).
+    pub pretrained: Option<wsbcn_train::PretrainedConfig>,
 }
 
 impl Default for VideoModelConfig {
@@ -45,6 +51,7 @@ impl Default for VideoModelConfig {
             width: 1.0,
             num_classes: 400,
             shift_div: 8,
+            pretrained: None,
         }
     }
 }

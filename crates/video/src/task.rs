@@ -207,6 +207,10 @@ impl VideoTask {
                 val.classes().len()
             )));
         }
+        if let Some(p) = &config.model.pretrained {
+            // TSM and I3D keep torchvision's ResNet names at the root.
+            wsbcn_train::load_pretrained(p, &varmap, "")?;
+        }
         Ok(Self {
             varmap,
             factory,

@@ -1,0 +1,320 @@
+//! Weights trained elsewhere: a safetensors file or a PyTorch checkpoint
+//! (`torch.save`'s zip format: `.pth`, `.pt`, `.pth.tar`), read without
+//! Python, renamed by a [`WeightMap`] and fitted to the model's shapes.
+//!
+//! Reading ([`read_weights`]):
+//! - a PyTorch checkpoint's state dict may sit at the top level or under
+//!   `state_dict` or `model` (a training script's checkpoint); candle's
+//!   pickle reader takes the tensors out of the zip archive;
+//! - names all under `module.` (saved from `DataParallel` or
+//!   `DistributedDataParallel`) lose that prefix;
+//! - the legacy format of PyTorch before 1.6 (one pickle stream, no zip)
+//!   is an error that says how to re-save it.
+//!
+//! Matching ([`match_weights`]), for every variable of the model:
+//! - the map renames the checkpoint's names; a backbone map places them
+//!   under the model's backbone prefix;
+//! - the shapes agree, or a 2D kernel `(O, I, kh, kw)` meets a 3D one
+//!   `(O, I, T, kh, kw)` and is inflated as mmaction2's
+//!   `_inflate_conv_params` does, `w3[:, :, t] = w2 / T` for every `t`
+//!   (a `1 x k x k` kernel, as TSM's, is the 2D kernel itself), or the
+//!   shapes differ only in axes of size 1 (the BCN authors' `(1, G, 1)`
+//!   group affines against `(G)`);
+//! - PyTorch's `num_batches_tracked` counters and the authors' estimated-BN
+//!   `estbn_moving_speed` are not weights and are left out;
+//! - names under one of the `skip` prefixes (after the map) are neither
+//!   loaded nor required: a classifier for other classes, or a head the
+//!   checkpoint does not have.
+//!
+//! Everything else is a problem that names the variable: missing from the
+//! checkpoint, unexpected in it, or of another shape. [`load_pretrained`]
+//! refuses to load anything when there is one, and lists them all.
+
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How a checkpoint's names become the model's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightMap {
+    /// The names are the model's already: a wsbcn model's weights,
+    /// torchvision's `deeplabv3_resnet50/101` for DeepLabV3 with
+    /// torchvision's head, torchvision's `r3d_18`, `mc3_18` and
+    /// `r2plus1d_18` for the video models of those names.
+    #[default]
+    None,
+    /// An ImageNet ResNet with torchvision's names (`conv1`, `bn1`,
+    /// `layer1`-`layer4`, `fc`; torchvision's `resnet50/101`), placed
+    /// under the model's backbone prefix.
+    TorchvisionResnet,
+    /// The WS/BCN authors' ImageNet ResNets (GN+WS and BCN+WS): torchvision's
+    /// names, except that a BCN norm keeps its batch part under `pbn`
+    /// (wsbcn: `bn`); placed under the model's backbone prefix.
+    WsResnet,
+}
+
+impl std::fmt::Display for WeightMap {
+    /// The name configs and the command line give it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightMap::None => "none",
+            WeightMap::TorchvisionResnet => "torchvision-resnet",
+            WeightMap::WsResnet => "ws-resnet",
+        })
+    }
+}
+
+impl WeightMap {
+    /// The model's name for checkpoint name `name`, with the backbone
+    /// under `backbone` (e.g. `"backbone."`, or `""` at the root).
+    pub fn rename(self, name: &str, backbone: &str) -> String {
+        match self {
+            WeightMap::None => name.to_string(),
+            WeightMap::TorchvisionResnet => format!("{backbone}{name}"),
+            WeightMap::WsResnet => format!("{backbone}{}", name.replace(".pbn.", ".bn.")),
+        }
+    }
+}
+
+/// The `[model.pretrained]` table of a task config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainedConfig {
+    /// A safetensors file or a PyTorch checkpoint (see the module docs).
+    pub file: PathBuf,
+    /// How its names become the model's.
+    #[serde(default)]
+    pub map: WeightMap,
+    /// Names (the model's, after the map) under these prefixes are neither
+    /// loaded nor required, e.g. `["fc"]` for a classifier of other
+    /// classes.
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+fn err(path: &Path, msg: impl std::fmt::Display) -> Error {
+    Error::Pretrained {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
+}
+
+/// Checkpoint entries that are counters, not weights.
+fn is_counter(name: &str) -> bool {
+    name.ends_with("num_batches_tracked") || name.ends_with("estbn_moving_speed")
+}
+
+/// The tensors of a safetensors file or a PyTorch checkpoint, by name, on
+/// the CPU (see the module docs for what is unwrapped).
+pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut head = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        f.read_exact(&mut head)
+            .map_err(|e| err(path, format!("too short for weights: {e}")))?;
+    }
+    let tensors = if head == *b"PK\x03\x04" {
+        read_pth(path)?
+    } else if head[0] == 0x80 && head[1] <= 5 {
+        return Err(err(
+            path,
+            "a PyTorch checkpoint in the legacy format (before PyTorch 1.6), which only \
+             PyTorch reads; re-save it with `torch.save(torch.load(IN), OUT)` or as safetensors",
+        ));
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| {
+                err(
+                    path,
+                    format!("neither a PyTorch checkpoint nor safetensors: {e}"),
+                )
+            })?
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    };
+    if tensors.is_empty() {
+        return Err(err(path, "holds no tensors"));
+    }
+    let data_parallel = tensors.keys().all(|n| n.starts_with("module."));
+    Ok(if data_parallel {
+        tensors
+            .into_iter()
+            .map(|(n, t)| (n["module.".len()..].to_string(), t))
+            .collect()
+    } else {
+        tensors
+    })
+}
+
+/// The state dict of a zip-format PyTorch checkpoint: under `state_dict`,
+/// under `model`, or at the top level, whichever holds tensors first.
+fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    use candle_core::pickle::PthTensors;
+    let mut last = None;
+    for key in [Some("state_dict"), Some("model"), None] {
+        match PthTensors::new(path, key) {
+            Ok(pth) if !pth.tensor_infos().is_empty() => {
+                let mut out = BTreeMap::new();
+                for name in pth.tensor_infos().keys() {
+                    let t = pth
+                        .get(name)
+                        .map_err(|e| err(path, format!("`{name}`: {e}")))?
+                        .ok_or_else(|| err(path, format!("`{name}` could not be read")))?;
+                    out.insert(name.clone(), t);
+                }
+                return Ok(out);
+            }
+            Ok(_) => {}
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(
+        path,
+        match last {
+            Some(e) => format!("no state dict found: {e}"),
+            None => "no tensors at the top level or under `state_dict` or `model`".into(),
+        },
+    ))
+}
+
+/// How a checkpoint tensor was fitted to its variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// Same shape.
+    Exact,
+    /// A 2D kernel inflated over time (`/ T` per frame).
+    Inflated,
+    /// The same values in a shape that differs only in axes of size 1.
+    Reshaped,
+}
+
+/// `t` fitted to `dims`, if one of the rules in the module docs allows it.
+fn fit(t: &Tensor, dims: &[usize]) -> Result<Option<(Tensor, Fit)>> {
+    let src = t.dims();
+    if src == dims {
+        return Ok(Some((t.clone(), Fit::Exact)));
+    }
+    if src.len() == 4 && dims.len() == 5 && src[..2] == dims[..2] && src[2..] == dims[3..] {
+        // Divided in the checkpoint's dtype, as PyTorch divides (not
+        // multiplied by 1/T, which rounds differently).
+        let frames = dims[2];
+        let divisor = Tensor::new(frames as f64, t.device())?.to_dtype(t.dtype())?;
+        let w = t.broadcast_div(&divisor)?.unsqueeze(2)?;
+        return Ok(Some((w.repeat((1, 1, frames, 1, 1))?, Fit::Inflated)));
+    }
+    let squeeze = |d: &[usize]| d.iter().copied().filter(|&x| x != 1).collect::<Vec<_>>();
+    if squeeze(src) == squeeze(dims) {
+        return Ok(Some((t.reshape(dims)?, Fit::Reshaped)));
+    }
+    Ok(None)
+}
+
+/// A checkpoint matched against a model.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// The model's variables with their new values (in the checkpoint's
+    /// dtype), and how each was fitted.
+    pub tensors: BTreeMap<String, (Tensor, Fit)>,
+    /// The model's variables under a skip prefix, left as they are.
+    pub skipped: Vec<String>,
+    /// Missing, unexpected or mismatched names, one line each.
+    pub problems: Vec<String>,
+}
+
+impl Matched {
+    /// How many variables were fitted by `how`.
+    pub fn count(&self, how: Fit) -> usize {
+        self.tensors.values().filter(|(_, f)| *f == how).count()
+    }
+}
+
+/// Matches the checkpoint `weights` (as [`read_weights`] returns them)
+/// against the variables of `varmap`: renames by `map` (the backbone
+/// under `backbone`), leaves out counters and `skip` prefixes, fits the
+/// shapes, and lists every problem.
+pub fn match_weights(
+    weights: &BTreeMap<String, Tensor>,
+    varmap: &VarMap,
+    map: WeightMap,
+    backbone: &str,
+    skip: &[String],
+) -> Matched {
+    let skipped = |n: &str| skip.iter().any(|p| n.starts_with(p.as_str()));
+    let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut m = Matched::default();
+    let mut renamed: BTreeMap<String, (&String, &Tensor)> = BTreeMap::new();
+    for (name, t) in weights {
+        if is_counter(name) {
+            continue;
+        }
+        let to = map.rename(name, backbone);
+        if skipped(&to) {
+            continue;
+        }
+        if !data.contains_key(&to) {
+            m.problems.push(format!(
+                "unexpected: `{name}` (as `{to}`) is not in the model"
+            ));
+            continue;
+        }
+        renamed.insert(to, (name, t));
+    }
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        if skipped(name) {
+            m.skipped.push(name.clone());
+            continue;
+        }
+        let Some(&(from, t)) = renamed.get(name) else {
+            m.problems
+                .push(format!("missing: `{name}` is not in the checkpoint"));
+            continue;
+        };
+        match fit(t, var.dims()) {
+            Ok(Some(fitted)) => {
+                m.tensors.insert(name.clone(), fitted);
+            }
+            Ok(None) => m.problems.push(format!(
+                "mismatched: `{from}` has shape {:?}, the model's `{name}` {:?}",
+                t.dims(),
+                var.dims()
+            )),
+            Err(e) => m.problems.push(format!("`{from}`: {e}")),
+        }
+    }
+    m
+}
+
+/// Loads `cfg.file` into `varmap` (see the module docs), the backbone of a
+/// backbone map under `backbone`. Nothing is loaded when any variable is
+/// missing, unexpected or mismatched: the error lists them all.
+pub fn load_pretrained(cfg: &PretrainedConfig, varmap: &VarMap, backbone: &str) -> Result<Matched> {
+    let weights = read_weights(&cfg.file)?;
+    let m = match_weights(&weights, varmap, cfg.map, backbone, &cfg.skip);
+    if !m.problems.is_empty() {
+        return Err(err(
+            &cfg.file,
+            format!(
+                "does not fit the model (map `{}`, {} problems):\n  {}",
+                cfg.map,
+                m.problems.len(),
+                m.problems.join("\n  ")
+            ),
+        ));
+    }
+    let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+    for (name, (t, _)) in &m.tensors {
+        let var = &data[name];
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+    }
+    drop(data);
+    Ok(m)
+}
