@@ -31,7 +31,7 @@
 //! refuses to load anything when there is one, and lists them all.
 
 use crate::{Error, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -153,34 +153,100 @@ pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 }
 
 /// The state dict of a zip-format PyTorch checkpoint: under `state_dict`,
-/// under `model`, or at the top level, whichever holds tensors first.
+/// under `model`, or at the top level.
+///
+/// candle parses the pickle (`candle_core::pickle`), but the archive is
+/// opened here rather than by `candle_core::pickle::PthTensors`: that opens
+/// it with the zip crate's archive-offset detection, which refuses some
+/// valid archives that `torch.save` writes ("Invalid Central Directory
+/// header", zip 9.1.3 to 9.8.2; the fixture `deeplabv3_torchvision.pth` of
+/// tests/pretrained.rs is one). `torch.save` writes nothing before the
+/// archive, so its offset is known: 0.
 fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    use candle_core::pickle::PthTensors;
-    let mut last = None;
-    for key in [Some("state_dict"), Some("model"), None] {
-        match PthTensors::new(path, key) {
-            Ok(pth) if !pth.tensor_infos().is_empty() => {
-                let mut out = BTreeMap::new();
-                for name in pth.tensor_infos().keys() {
-                    let t = pth
-                        .get(name)
-                        .map_err(|e| err(path, format!("`{name}`: {e}")))?
-                        .ok_or_else(|| err(path, format!("`{name}` could not be read")))?;
-                    out.insert(name.clone(), t);
-                }
-                return Ok(out);
+    use candle_core::pickle::{Object, Stack};
+    use std::io::{BufReader, Read};
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut zip = zip::ZipArchive::with_config(config, BufReader::new(file))
+        .map_err(|e| err(path, format!("not a readable zip archive: {e}")))?;
+    let pkl = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .find(|n| n.ends_with("data.pkl"))
+        .map(|n| n.into_owned())
+        .ok_or_else(|| err(path, "a zip archive without the `data.pkl` of torch.save"))?;
+    let mut stack = Stack::empty();
+    {
+        let entry = zip.by_name(&pkl).map_err(|e| err(path, e))?;
+        stack
+            .read_loop(&mut BufReader::new(entry))
+            .map_err(|e| err(path, format!("{pkl}: {e}")))?;
+    }
+    let mut obj = stack
+        .finalize()
+        .map_err(|e| err(path, format!("{pkl}: {e}")))?;
+    // A TorchScript module wraps its state in a `__torch__.Module` build.
+    if let Object::Build { callable, args } = &obj {
+        if let Object::Reduce { callable, .. } = callable.as_ref() {
+            if matches!(callable.as_ref(), Object::Class { module_name, class_name }
+                if module_name == "__torch__" && class_name == "Module")
+            {
+                obj = args.as_ref().clone();
             }
-            Ok(_) => {}
-            Err(e) => last = Some(e),
         }
     }
-    Err(err(
-        path,
-        match last {
-            Some(e) => format!("no state dict found: {e}"),
-            None => "no tensors at the top level or under `state_dict` or `model`".into(),
-        },
-    ))
+    let Object::Dict(mut entries) = obj else {
+        return Err(err(path, "the checkpoint is not a dict of tensors"));
+    };
+    for key in ["state_dict", "model"] {
+        let inner = entries.iter().position(|(k, v)| {
+            *k == Object::Unicode(key.to_string()) && matches!(v, Object::Dict(_))
+        });
+        if let Some(i) = inner {
+            if let (_, Object::Dict(d)) = entries.swap_remove(i) {
+                entries = d;
+            }
+            break;
+        }
+    }
+    let dir = PathBuf::from(pkl.trim_end_matches(".pkl"));
+    let mut out = BTreeMap::new();
+    for (name, value) in entries {
+        let Ok(Some(info)) = value.into_tensor_info(name, &dir) else {
+            continue;
+        };
+        let what = |e: &dyn std::fmt::Display| err(path, format!("`{}`: {e}", info.name));
+        let layout = &info.layout;
+        let fortran = layout.dims().len() > 1 && layout.is_fortran_contiguous();
+        if !layout.is_contiguous() && !fortran {
+            return Err(what(&"a strided view, which only PyTorch reads"));
+        }
+        let mut entry = zip.by_name(&info.path).map_err(|e| what(&e))?;
+        let skip = (layout.start_offset() * info.dtype.size_in_bytes()) as u64;
+        std::io::copy(&mut entry.by_ref().take(skip), &mut std::io::sink())
+            .map_err(|e| what(&e))?;
+        // Storages are little-endian (torch.save's default and every
+        // machine this runs on).
+        let mut bytes = vec![0u8; layout.shape().elem_count() * info.dtype.size_in_bytes()];
+        entry.read_exact(&mut bytes).map_err(|e| what(&e))?;
+        let t = if fortran {
+            let reversed: Vec<usize> = layout.dims().iter().rev().copied().collect();
+            Tensor::from_raw_buffer(&bytes, info.dtype, &reversed, &Device::Cpu)?
+                .permute((0..reversed.len()).rev().collect::<Vec<_>>())?
+        } else {
+            Tensor::from_raw_buffer(&bytes, info.dtype, layout.dims(), &Device::Cpu)?
+        };
+        out.insert(info.name, t);
+    }
+    if out.is_empty() {
+        return Err(err(
+            path,
+            "no tensors at the top level or under `state_dict` or `model`",
+        ));
+    }
+    Ok(out)
 }
 
 /// How a checkpoint tensor was fitted to its variable.
@@ -291,6 +357,21 @@ pub fn match_weights(
         }
     }
     m
+}
+
+/// Writes the matched tensors, under the model's names and in `dtype`, to
+/// the safetensors file `path` (through a temporary file renamed into
+/// place, so a failed write leaves nothing half-written).
+pub fn save_matched(m: &Matched, dtype: DType, path: &Path) -> Result<()> {
+    let mut tensors = std::collections::HashMap::new();
+    for (name, (t, _)) in &m.tensors {
+        tensors.insert(name.clone(), t.to_dtype(dtype)?);
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| err(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Loads `cfg.file` into `varmap` (see the module docs), the backbone of a

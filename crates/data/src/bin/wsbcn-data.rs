@@ -6,14 +6,26 @@
 //! DIR` write the same garment-motion clips in the Something-Something v2
 //! (VP9 webm) and Kinetics-400 (H.264 mp4) layouts; `wsbcn-data cache-clips
 //! --ssv2 DIR --split train --out FILE.h5` decodes a split once into an HDF5
-//! clip cache.
+//! clip cache; `wsbcn-data convert-weights IN OUT --config TASK.toml --map
+//! MAP` converts pretrained weights (a PyTorch checkpoint or safetensors)
+//! into a safetensors file with the names of a task config's model,
+//! listing every variable that does not fit.
 
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
 use wsbcn_data::fashion_ssv2::{generate_kinetics, generate_ssv2, FashionSsv2Config};
 use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
+use wsbcn_nn::LayerFactory;
+use wsbcn_seg::deeplab::DeepLabV3;
+use wsbcn_seg::task::SegConfig;
+use wsbcn_train::pretrained::{match_weights, read_weights, save_matched, Fit};
+use wsbcn_train::{load_config, WeightMap};
+use wsbcn_video::task::VideoConfig;
+use wsbcn_video::video_model::VideoModel;
 use wsbcn_video::{build_cache, VideoSource};
 
 #[derive(Parser)]
@@ -85,6 +97,26 @@ enum Command {
         /// Leave out (and report) videos that fail to decode instead of stopping.
         #[arg(long)]
         skip_bad: bool,
+    },
+    /// Converts pretrained weights into a safetensors file with the names of
+    /// a task config's model, for `[model.pretrained]` with map `none`.
+    ConvertWeights {
+        /// A PyTorch checkpoint (.pth, .pt, .pth.tar; zip format) or safetensors.
+        input: PathBuf,
+        /// The safetensors file to write.
+        output: PathBuf,
+        /// A segmentation or video task config: the model the weights are for.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides of that config, `key.path=value`.
+        #[arg(long)]
+        set: Vec<String>,
+        /// How the checkpoint's names become the model's.
+        #[arg(long, value_enum, default_value_t = WeightMap::None)]
+        map: WeightMap,
+        /// Model names under this prefix are neither converted nor required (repeatable).
+        #[arg(long)]
+        skip: Vec<String>,
     },
 }
 
@@ -196,6 +228,69 @@ fn cache_clips(
     Ok(())
 }
 
+/// The variables of the model of a segmentation or video task config (on
+/// the CPU, in f32), and where an ImageNet ResNet's names go in it.
+fn model_of(config: &std::path::Path, set: &[String]) -> Result<(VarMap, &'static str), String> {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let seg = load_config::<SegConfig>(config, set);
+    let video = load_config::<VideoConfig>(config, set);
+    let prefix = match (seg, video) {
+        (Ok(cfg), _) => {
+            let f = LayerFactory::new(&cfg.norm).map_err(|e| e.to_string())?;
+            DeepLabV3::new(&cfg.model, &f, vb).map_err(|e| e.to_string())?;
+            cfg.model.backbone_prefix()
+        }
+        (_, Ok(cfg)) => {
+            let f = LayerFactory::new(&cfg.norm).map_err(|e| e.to_string())?;
+            VideoModel::new(&cfg.model, &f, vb).map_err(|e| e.to_string())?;
+            ""
+        }
+        (Err(s), Err(v)) => {
+            return Err(format!(
+                "{}: neither a segmentation config ({s}) nor a video config ({v})",
+                config.display()
+            ))
+        }
+    };
+    Ok((vm, prefix))
+}
+
+fn convert_weights(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    config: &std::path::Path,
+    set: &[String],
+    map: WeightMap,
+    skip: &[String],
+) -> Result<(), String> {
+    let (vm, prefix) = model_of(config, set)?;
+    let weights = read_weights(input).map_err(|e| e.to_string())?;
+    let m = match_weights(&weights, &vm, map, prefix, skip);
+    for p in &m.problems {
+        eprintln!("{p}");
+    }
+    if !m.problems.is_empty() {
+        return Err(format!(
+            "{}: {} variables do not fit the model of {} (map `{map}`); nothing written",
+            input.display(),
+            m.problems.len(),
+            config.display()
+        ));
+    }
+    save_matched(&m, DType::F32, output).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} variables to {} ({} as they were, {} inflated over time, {} reshaped); {} left out by --skip",
+        m.tensors.len(),
+        output.display(),
+        m.count(Fit::Exact),
+        m.count(Fit::Inflated),
+        m.count(Fit::Reshaped),
+        m.skipped.len()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -256,6 +351,14 @@ fn main() -> ExitCode {
             short_side,
             skip_bad,
         } => cache_clips(ssv2, kinetics, &split, &out, short_side, skip_bad),
+        Command::ConvertWeights {
+            input,
+            output,
+            config,
+            set,
+            map,
+            skip,
+        } => convert_weights(&input, &output, &config, &set, map, &skip),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
