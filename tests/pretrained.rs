@@ -293,9 +293,18 @@ fn tsm_without_shift_is_the_2d_network_on_every_frame() {
         let image = clip.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
         let (_, want) = net2d.forward_t(&image, false).unwrap();
         let frame = feats.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
-        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let d = max_diff(&frame, &want);
-        assert!(d <= 1e-5 * scale.max(1.0), "frame {t}: {d} (features up to {scale})");
+        assert!(
+            d <= 1e-5 * scale.max(1.0),
+            "frame {t}: {d} (features up to {scale})"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,7 @@ use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
 use wsbcn_seg::voc::VocSplit;
 use wsbcn_testkit::max_abs_diff;
-use wsbcn_train::load_config;
+use wsbcn_train::{load_config, WeightMap};
 
 fn tmp(name: &str) -> PathBuf {
     wsbcn_testkit::fresh_dir("seg", name)
@@ -425,4 +425,41 @@ fn every_segmentation_config_loads() {
         }
     }
     assert_eq!(names.len(), 12, "{names:?}");
+}
+
+#[test]
+fn the_voc_recipes_name_checkpoints_their_maps_fit() {
+    use candle_nn::{VarBuilder, VarMap};
+    use wsbcn_testkit::models::{commented_pretrained, imagenet_checkpoint};
+    use wsbcn_train::pretrained::match_weights;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/seg");
+    let recipe = |v: &str| dir.join(format!("voc_deeplabv3_r101_os16_{v}.toml"));
+    // The checkpoints' names: torchvision's ResNet-101, or the WS/BCN
+    // authors' with their norms.
+    for (variant, norm, map) in [
+        ("bn", "bn", WeightMap::TorchvisionResnet),
+        ("gn_ws", "gn", WeightMap::WsResnet),
+        ("bcn_ws", "bcn", WeightMap::WsResnet),
+        ("bcn_est_ws", "bcn", WeightMap::WsResnet),
+    ] {
+        let path = recipe(variant);
+        let set = commented_pretrained(&path).unwrap_or_else(|| panic!("{variant}: no checkpoint"));
+        let cfg: SegConfig = load_config(&path, &[set]).unwrap();
+        let p = cfg.model.pretrained.as_ref().unwrap();
+        assert_eq!(p.map, map, "{variant}");
+        let f = wsbcn_nn::LayerFactory::new(&cfg.norm).unwrap();
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &candle_core::Device::Cpu);
+        wsbcn_seg::deeplab::DeepLabV3::new(&cfg.model, &f, vb).unwrap();
+        let ckpt = imagenet_checkpoint("torchvision_deeplabv3_resnet101.txt", "backbone.", norm);
+        let m = match_weights(&ckpt, &vm, p.map, cfg.model.backbone_prefix(), &p.skip);
+        assert!(m.problems.is_empty(), "{variant}: {:#?}", m.problems);
+        assert!(
+            m.skipped.iter().all(|n| n.starts_with("aspp.")),
+            "{variant}"
+        );
+        assert_eq!(m.tensors.len() + m.skipped.len(), vm.all_vars().len());
+    }
+    // No GN-only ImageNet ResNet-101 is published: the file says so.
+    assert!(commented_pretrained(&recipe("gn")).is_none());
 }

@@ -164,3 +164,86 @@ pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
         .map(|p| p.var.elem_count())
         .sum()
 }
+
+/// A checkpoint with the names and shapes (every value 0) of an ImageNet
+/// ResNet as its authors save it, made from the torchvision variable list
+/// `file` (the names under `prefix`, which is dropped) with a 1000-class
+/// `fc`, its norms as `norm` says: `"bn"` torchvision's BatchNorm; `"gn"`
+/// the WS authors' GN+WS (no running statistics); `"bcn"` the BCN
+/// authors' BCN+WS (batch part `pbn`, group affines `(1, 32, 1)`).
+pub fn imagenet_checkpoint(
+    file: &str,
+    prefix: &str,
+    norm: &str,
+) -> std::collections::BTreeMap<String, candle_core::Tensor> {
+    use candle_core::Tensor;
+    let vars = pytorch_variables(file);
+    let zeros = |d: &[usize]| Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap();
+    let norms: Vec<String> = vars
+        .keys()
+        .filter_map(|n| n.strip_suffix(".running_mean").map(str::to_string))
+        .collect();
+    let is_norm = |n: &str| {
+        norms.iter().any(|p| {
+            n.strip_prefix(p.as_str())
+                .is_some_and(|r| r.starts_with('.'))
+        })
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (name, dims) in &vars {
+        let Some(name) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if !is_norm(&format!("{prefix}{name}")) {
+            out.insert(name.to_string(), zeros(dims));
+        }
+    }
+    for n in &norms {
+        let Some(n) = n.strip_prefix(prefix) else {
+            continue;
+        };
+        let c = vars[&format!("{prefix}{n}.running_mean")].clone();
+        let stats = ["weight", "bias", "running_mean", "running_var"];
+        match norm {
+            "bn" => stats.iter().for_each(|v| {
+                out.insert(format!("{n}.{v}"), zeros(&c));
+            }),
+            "gn" => ["weight", "bias"].iter().for_each(|v| {
+                out.insert(format!("{n}.{v}"), zeros(&c));
+            }),
+            "bcn" => {
+                for v in ["weight", "bias"] {
+                    out.insert(format!("{n}.{v}"), zeros(&[1, 32, 1]));
+                }
+                for v in stats {
+                    out.insert(format!("{n}.pbn.{v}"), zeros(&c));
+                }
+            }
+            other => panic!("imagenet_checkpoint: norm {other}"),
+        }
+    }
+    out.insert(
+        "fc.weight".into(),
+        zeros(&[1000, out["layer4.2.conv3.weight"].dim(0).unwrap()]),
+    );
+    out.insert("fc.bias".into(), zeros(&[1000]));
+    out
+}
+
+/// The `[model.pretrained]` table that a config file shows commented out
+/// (`# [model.pretrained]`, then `# key = value` lines), as the `--set`
+/// override `model.pretrained={...}`; `None` where the file shows none.
+pub fn commented_pretrained(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != "# [model.pretrained]");
+    lines.next()?;
+    let body: Vec<&str> = lines
+        .map_while(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+        .collect();
+    let table: toml::Table = toml::from_str(&body.join("\n"))
+        .unwrap_or_else(|e| panic!("{}: the commented table: {e}", path.display()));
+    let fields: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    Some(format!("model.pretrained={{{}}}", fields.join(", ")))
+}

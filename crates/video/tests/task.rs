@@ -6,7 +6,7 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::path::{Path, PathBuf};
 use wsbcn_video::clip_transform::{test_clips, train_clip, ClipAugment};
 use wsbcn_video::task::{video_metrics, VideoConfig};
-use wsbcn_video::video_model::Arch;
+use wsbcn_video::video_model::{Arch, VideoModel};
 use wsbcn_video::Frames;
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -176,4 +176,57 @@ fn the_confusion_figure_is_a_png_and_an_svg_naming_classes_and_counts() {
     let texts = |v: &str| svg.matches(&format!(">\n{v}\n</text>")).count();
     assert_eq!((texts("1"), texts("2"), texts("0")), (4, 3, 1), "{svg}");
     let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn the_full_scale_recipes_name_checkpoints_their_maps_fit() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    use wsbcn_testkit::models::{commented_pretrained, imagenet_checkpoint, pytorch_variables};
+    use wsbcn_train::pretrained::match_weights;
+    use wsbcn_train::WeightMap;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/video");
+    // TSM from ImageNet ResNet-50s; R(2+1)D from torchvision's Kinetics model.
+    let kinetics: std::collections::BTreeMap<String, Tensor> =
+        pytorch_variables("torchvision_video_r2plus1d_18.txt")
+            .into_iter()
+            .map(|(n, d)| (n, Tensor::zeros(d, DType::F32, &Device::Cpu).unwrap()))
+            .collect();
+    let resnet50 =
+        |norm| imagenet_checkpoint("torchvision_deeplabv3_resnet50.txt", "backbone.", norm);
+    for (file, ckpt, map) in [
+        (
+            "ssv2_tsm_r50_bn",
+            resnet50("bn"),
+            WeightMap::TorchvisionResnet,
+        ),
+        ("ssv2_tsm_r50_gn_ws", resnet50("gn"), WeightMap::WsResnet),
+        ("ssv2_tsm_r50_bcn_ws", resnet50("bcn"), WeightMap::WsResnet),
+        (
+            "ssv2_tsm_r50_bcn_est_ws",
+            resnet50("bcn"),
+            WeightMap::WsResnet,
+        ),
+        ("kinetics400_r2plus1d18_bn", kinetics, WeightMap::None),
+    ] {
+        let path = dir.join(format!("{file}.toml"));
+        let set = commented_pretrained(&path).unwrap_or_else(|| panic!("{file}: no checkpoint"));
+        let cfg: VideoConfig = wsbcn_train::load_config(&path, &[set]).unwrap();
+        let p = cfg.model.pretrained.as_ref().unwrap();
+        assert_eq!(p.map, map, "{file}");
+        let f = wsbcn_nn::LayerFactory::new(&cfg.norm).unwrap();
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        VideoModel::new(&cfg.model, &f, vb).unwrap();
+        let m = match_weights(&ckpt, &vm, p.map, "", &p.skip);
+        assert!(m.problems.is_empty(), "{file}: {:#?}", m.problems);
+        assert!(m.skipped.iter().all(|n| n.starts_with("fc.")), "{file}");
+        assert_eq!(m.tensors.len() + m.skipped.len(), vm.all_vars().len());
+    }
+    for file in ["ssv2_tsm_r50_gn", "kinetics400_r2plus1d18_gn_ws"] {
+        assert!(
+            commented_pretrained(&dir.join(format!("{file}.toml"))).is_none(),
+            "{file}"
+        );
+    }
 }
