@@ -21,7 +21,9 @@ use wsbcn_seg::metrics::ConfusionMatrix;
 use wsbcn_seg::palette::read_label;
 use wsbcn_seg::resnet::{ResNet, ResNetConfig};
 use wsbcn_seg::task::collate;
+use wsbcn_testkit::max_abs_diff;
 use wsbcn_testkit::models::build_model;
+use wsbcn_train::pretrained::Matched;
 use wsbcn_train::{load_pretrained, PretrainedConfig, WeightMap};
 use wsbcn_video::bottleneck_resnet::BottleneckResNet;
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
@@ -38,21 +40,30 @@ fn outputs() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture("outputs.safetensors"), &DEV).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    max_abs_diff(a, b).unwrap()
 }
 
-fn load(vm: &VarMap, file: &str, map: WeightMap, backbone: &str) {
+/// The largest magnitude in `t`.
+fn magnitude(t: &Tensor) -> f64 {
+    max_diff(t, &t.zeros_like().unwrap())
+}
+
+/// Asserts that frame `t` of `(N, C, T, H, W)` features equals the 2D
+/// features `want: (N, C, H, W)` to 1e-5 of their magnitude (at least 1).
+fn assert_frame_is(feats: &Tensor, t: usize, want: &Tensor) {
+    let frame = feats.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
+    let (d, scale) = (max_diff(&frame, want), magnitude(want));
+    assert!(
+        d <= 1e-5 * scale.max(1.0),
+        "frame {t}: {d} (features up to {scale})"
+    );
+}
+
+/// Loads `file` into every variable of `vm`.
+fn load_all(vm: &VarMap, file: PathBuf, map: WeightMap, backbone: &str) -> Matched {
     let cfg = PretrainedConfig {
-        file: fixture(file),
+        file,
         map,
         skip: vec![],
     };
@@ -60,8 +71,26 @@ fn load(vm: &VarMap, file: &str, map: WeightMap, backbone: &str) {
     assert_eq!(
         m.tensors.len(),
         vm.data().lock().unwrap().len(),
-        "{file}: every variable"
+        "every variable"
     );
+    m
+}
+
+fn load(vm: &VarMap, file: &str, map: WeightMap, backbone: &str) {
+    load_all(vm, fixture(file), map, backbone);
+}
+
+/// A bottleneck video model of the fixtures' sizes (ResNet-50 layout at
+/// 1/16 width, 10 classes).
+fn bottleneck(arch: Arch, shift_div: usize) -> VideoModelConfig {
+    VideoModelConfig {
+        arch,
+        depth: 50,
+        width: 1.0 / 16.0,
+        num_classes: 10,
+        shift_div,
+        ..VideoModelConfig::default()
+    }
 }
 
 /// The fixtures' DeepLabV3 (ResNet-50 layout at 1/16 width, ASPP of 16
@@ -156,13 +185,7 @@ fn video_checkpoints_give_pytorchs_logits() {
     let d = max_diff(&model.forward_t(clip, false).unwrap(), &out["r2plus1d"]);
     assert!(d < 1e-4, "R(2+1)D: logits differ by {d}");
     // TSM from a 2D ResNet checkpoint: kernels taken as 1xkxk.
-    let cfg = VideoModelConfig {
-        arch: Arch::Tsm,
-        depth: 50,
-        width: 1.0 / 16.0,
-        num_classes: 10,
-        ..VideoModelConfig::default()
-    };
+    let cfg = bottleneck(Arch::Tsm, 8);
     let (vm, model) = build_model("bn", 32, |f, vb| VideoModel::new(&cfg, f, vb));
     load(&vm, "resnet50_2d.pth", WeightMap::TorchvisionResnet, "");
     let d = max_diff(&model.forward_t(clip, false).unwrap(), &out["tsm"]);
@@ -224,20 +247,9 @@ fn i3d_inflated_from_2d_sees_a_still_clip_as_the_2d_network_sees_its_image() {
         .unwrap()
         .repeat((1, 1, frames, 1, 1))
         .unwrap();
-    let cfg = VideoModelConfig {
-        arch: Arch::I3d,
-        depth: 50,
-        width: 1.0 / 16.0,
-        num_classes: 10,
-        ..VideoModelConfig::default()
-    };
+    let cfg = bottleneck(Arch::I3d, 8);
     let (vm, i3d) = build_model("bn", 32, |f, vb| BottleneckResNet::new(&cfg, f, vb));
-    let p = PretrainedConfig {
-        file: path,
-        map: WeightMap::TorchvisionResnet,
-        skip: vec![],
-    };
-    let m = load_pretrained(&p, &vm, "").unwrap();
+    let m = load_all(&vm, path, WeightMap::TorchvisionResnet, "");
     assert_eq!(
         m.count(wsbcn_train::pretrained::Fit::Inflated),
         53,
@@ -245,24 +257,12 @@ fn i3d_inflated_from_2d_sees_a_still_clip_as_the_2d_network_sees_its_image() {
     );
     let feats = i3d.stages(&clip, false).unwrap().pop().unwrap();
     assert_eq!(feats.dim(2).unwrap(), frames / 8);
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
     for t in 8..12 {
-        let frame = feats.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
-        let d = max_diff(&frame, &want);
-        assert!(
-            d <= 1e-5 * scale.max(1.0),
-            "frame {t}: {d} (features up to {scale})"
-        );
+        assert_frame_is(&feats, t, &want);
     }
     // At the ends the padding shows: the inflation is not a trivial copy.
     let end = feats.narrow(2, 0, 1).unwrap().squeeze(2).unwrap();
-    assert!(max_diff(&end, &want) > 1e-3 * scale);
+    assert!(max_diff(&end, &want) > 1e-3 * magnitude(&want));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -273,38 +273,14 @@ fn tsm_without_shift_is_the_2d_network_on_every_frame() {
     let (path, net2d) = imagenet_resnet(&dir);
     let clip = Tensor::randn(0f32, 1.0, (1, 3, 4, 32, 32), &DEV).unwrap();
     // shift_div above the channel count: no channel moves.
-    let cfg = VideoModelConfig {
-        arch: Arch::Tsm,
-        depth: 50,
-        width: 1.0 / 16.0,
-        num_classes: 10,
-        shift_div: 1 << 20,
-        ..VideoModelConfig::default()
-    };
+    let cfg = bottleneck(Arch::Tsm, 1 << 20);
     let (vm, tsm) = build_model("bn", 32, |f, vb| BottleneckResNet::new(&cfg, f, vb));
-    let p = PretrainedConfig {
-        file: path,
-        map: WeightMap::TorchvisionResnet,
-        skip: vec![],
-    };
-    load_pretrained(&p, &vm, "").unwrap();
+    load_all(&vm, path, WeightMap::TorchvisionResnet, "");
     let feats = tsm.stages(&clip, false).unwrap().pop().unwrap();
     for t in 0..4 {
         let image = clip.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
         let (_, want) = net2d.forward_t(&image, false).unwrap();
-        let frame = feats.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let d = max_diff(&frame, &want);
-        assert!(
-            d <= 1e-5 * scale.max(1.0),
-            "frame {t}: {d} (features up to {scale})"
-        );
+        assert_frame_is(&feats, t, &want);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

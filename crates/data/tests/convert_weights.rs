@@ -2,7 +2,7 @@
 //! for a task config's TSM (the kernels as 1xkxk, values unchanged), and a
 //! conversion that does not fit listing every problem and writing nothing.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,29 +60,31 @@ fn a_2d_resnet_converts_for_tsm_and_a_misfit_names_every_problem() {
     let w = &got["layer2.0.conv2.weight"];
     assert_eq!(w.dims(), [8, 8, 1, 3, 3]);
     let want: &Tensor = &src["layer2.0.conv2.weight"];
-    let d = (w.squeeze(2).unwrap() - want.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = wsbcn_testkit::max_abs_diff(&w.squeeze(2).unwrap(), want).unwrap();
     assert_eq!(d, 0.0);
     // Into DeepLabV3's torchvision head without skips: the ImageNet `fc`
     // has no place and the head is missing; every one is named, and no
     // file is written.
     let bad = dir.join("deeplab.safetensors");
-    let run = convert(
-        &bad,
-        "configs/seg/fashion_small_voc_gn_ws.toml",
-        &[
+    // DeepLabV3 with a ResNet-50 layout at the fixture's width.
+    let deeplab = |skips: &[&str]| {
+        let set = [
             "norm.spec=\"bn\"",
             "model.backbone.depth=50",
             "model.backbone.width=0.0625",
-        ],
-        &["--map", "torchvision-resnet"],
-    );
+        ];
+        let mut extra = vec!["--map", "torchvision-resnet"];
+        for s in skips {
+            extra.extend(["--skip", s]);
+        }
+        convert(
+            &bad,
+            "configs/seg/fashion_small_voc_gn_ws.toml",
+            &set,
+            &extra,
+        )
+    };
+    let run = deeplab(&[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(
@@ -96,23 +98,7 @@ fn a_2d_resnet_converts_for_tsm_and_a_misfit_names_every_problem() {
     assert!(stderr.contains("nothing written"), "{stderr}");
     assert!(!bad.exists());
     // With the skips it fits.
-    let run = convert(
-        &bad,
-        "configs/seg/fashion_small_voc_gn_ws.toml",
-        &[
-            "norm.spec=\"bn\"",
-            "model.backbone.depth=50",
-            "model.backbone.width=0.0625",
-        ],
-        &[
-            "--map",
-            "torchvision-resnet",
-            "--skip",
-            "backbone.fc",
-            "--skip",
-            "classifier",
-        ],
-    );
+    let run = deeplab(&["backbone.fc", "classifier"]);
     assert!(
         run.status.success(),
         "{}",
