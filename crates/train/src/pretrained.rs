@@ -1,5 +1,5 @@
 //! Weights trained elsewhere: a safetensors file or a PyTorch checkpoint
-//! (`torch.save`'s zip format: `.pth`, `.pt`, `.pth.tar`), read without
+//! (`.pth`, `.pt`, `.pth.tar`, as `torch.save` writes them), read without
 //! Python, renamed by a [`WeightMap`] and fitted to the model's shapes.
 //!
 //! Reading ([`read_weights`]):
@@ -8,8 +8,11 @@
 //!   pickle reader takes the tensors out of the zip archive;
 //! - names all under `module.` (saved from `DataParallel` or
 //!   `DistributedDataParallel`) lose that prefix;
-//! - the legacy format of PyTorch before 1.6 (one pickle stream, no zip)
-//!   is an error that says how to re-save it.
+//! - besides the zip format of PyTorch 1.6 and later, the legacy format
+//!   that earlier releases wrote (pickles and raw storages in one stream;
+//!   torchvision's first ResNet files among them) is read too;
+//! - a tensor may be a view into a larger storage (at an offset, or
+//!   sharing it with another tensor); strided views are refused.
 //!
 //! Matching ([`match_weights`]), for every variable of the model:
 //! - the map renames the checkpoint's names; a backbone map places them
@@ -31,6 +34,7 @@
 //! refuses to load anything when there is one, and lists them all.
 
 use crate::{Error, Result};
+use candle_core::pickle::{Object, Stack};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
@@ -120,12 +124,8 @@ pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     }
     let tensors = if head == *b"PK\x03\x04" {
         read_pth(path)?
-    } else if head[0] == 0x80 && head[1] <= 5 {
-        return Err(err(
-            path,
-            "a PyTorch checkpoint in the legacy format (before PyTorch 1.6), which only \
-             PyTorch reads; re-save it with `torch.save(torch.load(IN), OUT)` or as safetensors",
-        ));
+    } else if head[0] == 0x80 {
+        read_legacy(path)?
     } else {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
@@ -152,8 +152,93 @@ pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     })
 }
 
-/// The state dict of a zip-format PyTorch checkpoint: under `state_dict`,
-/// under `model`, or at the top level.
+/// The state dict in an unpickled checkpoint: the dict itself, or the dict
+/// under `state_dict` or `model`, or a TorchScript module's state.
+fn state_dict(mut obj: Object) -> std::result::Result<Vec<(Object, Object)>, &'static str> {
+    // A TorchScript module wraps its state in a `__torch__.Module` build.
+    if let Object::Build { callable, args } = &obj {
+        if let Object::Reduce { callable, .. } = callable.as_ref() {
+            if matches!(callable.as_ref(), Object::Class { module_name, class_name }
+                if module_name == "__torch__" && class_name == "Module")
+            {
+                obj = args.as_ref().clone();
+            }
+        }
+    }
+    let Object::Dict(mut entries) = obj else {
+        return Err("the checkpoint is not a dict of tensors");
+    };
+    for key in ["state_dict", "model"] {
+        let inner = entries.iter().position(|(k, v)| {
+            *k == Object::Unicode(key.to_string()) && matches!(v, Object::Dict(_))
+        });
+        if let Some(i) = inner {
+            if let (_, Object::Dict(d)) = entries.swap_remove(i) {
+                entries = d;
+            }
+            break;
+        }
+    }
+    Ok(entries)
+}
+
+/// The tensors of a state dict's `entries`, their data read from the
+/// storage that `storage` returns by name (`TensorInfo::path`).
+fn tensors_of(
+    path: &Path,
+    entries: Vec<(Object, Object)>,
+    dir: &Path,
+    mut storage: impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in entries {
+        let Ok(Some(info)) = value.into_tensor_info(name, dir) else {
+            continue;
+        };
+        let what = |e: &dyn std::fmt::Display| err(path, format!("`{}`: {e}", info.name));
+        let layout = &info.layout;
+        let fortran = layout.dims().len() > 1 && layout.is_fortran_contiguous();
+        if !layout.is_contiguous() && !fortran {
+            return Err(what(&"a strided view, which only PyTorch reads"));
+        }
+        // candle's layout holds the storage offset in bytes. Storages are
+        // little-endian (torch.save's default and every machine this runs
+        // on).
+        let start = layout.start_offset();
+        let len = layout.shape().elem_count() * info.dtype.size_in_bytes();
+        let data = storage(&info.path)?;
+        let bytes = data
+            .get(start..start + len)
+            .ok_or_else(|| what(&"its storage is shorter than the tensor"))?;
+        let t = if fortran {
+            let reversed: Vec<usize> = layout.dims().iter().rev().copied().collect();
+            Tensor::from_raw_buffer(bytes, info.dtype, &reversed, &Device::Cpu)?
+                .permute((0..reversed.len()).rev().collect::<Vec<_>>())?
+        } else {
+            Tensor::from_raw_buffer(bytes, info.dtype, layout.dims(), &Device::Cpu)?
+        };
+        out.insert(info.name, t);
+    }
+    if out.is_empty() {
+        return Err(err(
+            path,
+            "no tensors at the top level or under `state_dict` or `model`",
+        ));
+    }
+    Ok(out)
+}
+
+/// One pickle from `r` (up to its STOP), by candle's reader.
+fn unpickle(path: &Path, r: &mut impl std::io::BufRead, what: &str) -> Result<Object> {
+    let mut stack = Stack::empty();
+    stack
+        .read_loop(r)
+        .and_then(|()| stack.finalize())
+        .map_err(|e| err(path, format!("{what}: {e}")))
+}
+
+/// The state dict of a zip-format PyTorch checkpoint (PyTorch 1.6 and
+/// later).
 ///
 /// candle parses the pickle (`candle_core::pickle`), but the archive is
 /// opened here rather than by `candle_core::pickle::PthTensors`: that opens
@@ -163,7 +248,6 @@ pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 /// tests/pretrained.rs is one). `torch.save` writes nothing before the
 /// archive, so its offset is known: 0.
 fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    use candle_core::pickle::{Object, Stack};
     use std::io::{BufReader, Read};
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let config = zip::read::Config {
@@ -177,76 +261,86 @@ fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         .find(|n| n.ends_with("data.pkl"))
         .map(|n| n.into_owned())
         .ok_or_else(|| err(path, "a zip archive without the `data.pkl` of torch.save"))?;
-    let mut stack = Stack::empty();
-    {
+    let obj = {
         let entry = zip.by_name(&pkl).map_err(|e| err(path, e))?;
-        stack
-            .read_loop(&mut BufReader::new(entry))
-            .map_err(|e| err(path, format!("{pkl}: {e}")))?;
-    }
-    let mut obj = stack
-        .finalize()
-        .map_err(|e| err(path, format!("{pkl}: {e}")))?;
-    // A TorchScript module wraps its state in a `__torch__.Module` build.
-    if let Object::Build { callable, args } = &obj {
-        if let Object::Reduce { callable, .. } = callable.as_ref() {
-            if matches!(callable.as_ref(), Object::Class { module_name, class_name }
-                if module_name == "__torch__" && class_name == "Module")
-            {
-                obj = args.as_ref().clone();
-            }
-        }
-    }
-    let Object::Dict(mut entries) = obj else {
-        return Err(err(path, "the checkpoint is not a dict of tensors"));
+        unpickle(path, &mut BufReader::new(entry), &pkl)?
     };
-    for key in ["state_dict", "model"] {
-        let inner = entries.iter().position(|(k, v)| {
-            *k == Object::Unicode(key.to_string()) && matches!(v, Object::Dict(_))
-        });
-        if let Some(i) = inner {
-            if let (_, Object::Dict(d)) = entries.swap_remove(i) {
-                entries = d;
-            }
-            break;
-        }
-    }
+    let entries = state_dict(obj).map_err(|e| err(path, e))?;
     let dir = PathBuf::from(pkl.trim_end_matches(".pkl"));
-    let mut out = BTreeMap::new();
-    for (name, value) in entries {
-        let Ok(Some(info)) = value.into_tensor_info(name, &dir) else {
-            continue;
-        };
-        let what = |e: &dyn std::fmt::Display| err(path, format!("`{}`: {e}", info.name));
-        let layout = &info.layout;
-        let fortran = layout.dims().len() > 1 && layout.is_fortran_contiguous();
-        if !layout.is_contiguous() && !fortran {
-            return Err(what(&"a strided view, which only PyTorch reads"));
+    tensors_of(path, entries, &dir, |name| {
+        let mut entry = zip
+            .by_name(name)
+            .map_err(|e| err(path, format!("`{name}`: {e}")))?;
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| err(path, format!("`{name}`: {e}")))?;
+        Ok(data)
+    })
+}
+
+/// The legacy format's first pickle: protocol 2, the magic number
+/// 0x1950a86a20f9469cfc6c as a 10-byte LONG1, STOP. (candle's reader takes
+/// longs of at most 8 bytes, so this one is matched as bytes.)
+const LEGACY_MAGIC: [u8; 15] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+];
+
+/// The state dict of a PyTorch checkpoint in the legacy format (before
+/// PyTorch 1.6, and `_use_new_zipfile_serialization=False` since), as
+/// `torch.serialization._legacy_load` reads it: after the magic number,
+/// the protocol version and the system info come the object (its tensors'
+/// storages named by persistent ids), the list of storage keys, and then
+/// each storage in that order as its element count (8 bytes,
+/// little-endian) and its bytes.
+fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    use std::io::{BufReader, Read};
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = BufReader::new(file);
+    let mut magic = [0u8; LEGACY_MAGIC.len()];
+    if r.read_exact(&mut magic).is_err() || magic != LEGACY_MAGIC {
+        return Err(err(path, "a pickle, but not a PyTorch checkpoint"));
+    }
+    unpickle(path, &mut r, "the protocol version")?;
+    unpickle(path, &mut r, "the system info")?;
+    let obj = unpickle(path, &mut r, "the checkpoint")?;
+    let keys: Vec<String> = match unpickle(path, &mut r, "the storage keys")? {
+        Object::List(keys) => keys.into_iter().filter_map(|k| k.unicode().ok()).collect(),
+        other => return Err(err(path, format!("storage keys: {other:?}"))),
+    };
+    let entries = state_dict(obj).map_err(|e| err(path, e))?;
+    // Every storage's element size, from the tensors that use it.
+    let mut sizes = std::collections::HashMap::new();
+    for (name, value) in &entries {
+        if let Ok(Some(info)) = value.clone().into_tensor_info(name.clone(), Path::new("")) {
+            sizes.insert(
+                info.path.trim_start_matches('/').to_string(),
+                info.dtype.size_in_bytes(),
+            );
         }
-        let mut entry = zip.by_name(&info.path).map_err(|e| what(&e))?;
-        let skip = (layout.start_offset() * info.dtype.size_in_bytes()) as u64;
-        std::io::copy(&mut entry.by_ref().take(skip), &mut std::io::sink())
-            .map_err(|e| what(&e))?;
-        // Storages are little-endian (torch.save's default and every
-        // machine this runs on).
-        let mut bytes = vec![0u8; layout.shape().elem_count() * info.dtype.size_in_bytes()];
-        entry.read_exact(&mut bytes).map_err(|e| what(&e))?;
-        let t = if fortran {
-            let reversed: Vec<usize> = layout.dims().iter().rev().copied().collect();
-            Tensor::from_raw_buffer(&bytes, info.dtype, &reversed, &Device::Cpu)?
-                .permute((0..reversed.len()).rev().collect::<Vec<_>>())?
-        } else {
-            Tensor::from_raw_buffer(&bytes, info.dtype, layout.dims(), &Device::Cpu)?
-        };
-        out.insert(info.name, t);
     }
-    if out.is_empty() {
-        return Err(err(
-            path,
-            "no tensors at the top level or under `state_dict` or `model`",
-        ));
+    let mut storages = std::collections::HashMap::new();
+    for key in keys {
+        let mut count = [0u8; 8];
+        r.read_exact(&mut count).map_err(|e| Error::io(path, e))?;
+        let size = *sizes.get(&key).ok_or_else(|| {
+            err(
+                path,
+                format!("storage `{key}` belongs to no tensor of the state dict"),
+            )
+        })?;
+        let mut data = vec![0u8; u64::from_le_bytes(count) as usize * size];
+        r.read_exact(&mut data)
+            .map_err(|e| err(path, format!("storage `{key}`: {e}")))?;
+        storages.insert(key, data);
     }
-    Ok(out)
+    tensors_of(path, entries, Path::new(""), |name| {
+        let key = name.trim_start_matches('/');
+        storages
+            .get(key)
+            .cloned()
+            .ok_or_else(|| err(path, format!("storage `{key}` is missing")))
+    })
 }
 
 /// How a checkpoint tensor was fitted to its variable.

@@ -1,6 +1,7 @@
 //! Weights from PyTorch: the checkpoint containers of
-//! `fixtures/make_pth_fixtures.py` read without Python, to the exact
-//! values; the legacy format and other files refused with their names;
+//! `fixtures/make_pth_fixtures.py`, in the zip and the legacy format, read
+//! without Python to the exact values, views into shared storages
+//! included; other files refused with their names;
 //! 2D kernels inflated over time and squeezed affines fitted; every
 //! missing, unexpected or mismatched variable named.
 
@@ -29,39 +30,70 @@ fn values(t: &Tensor) -> Vec<f64> {
 #[test]
 fn pytorch_checkpoints_read_in_every_container() {
     let w: Vec<f64> = (0..6).map(|i| i as f64 / 4.0).collect();
-    for file in ["state_dict.pth", "checkpoint.pth.tar", "model_key.pt"] {
+    for file in [
+        "state_dict.pth",
+        "checkpoint.pth.tar",
+        "model_key.pt",
+        "legacy.pth",
+        "legacy_checkpoint.pth.tar",
+    ] {
         let t = read_weights(&fixture(file)).unwrap();
         assert_eq!(t["layer.weight"].dims(), [2, 3], "{file}");
         assert_eq!(values(&t["layer.weight"]), w, "{file}");
         assert_eq!(values(&t["layer.bias"]), [-1.0, 0.0, 1.0], "{file}");
+        if file != "model_key.pt" {
+            // Views at an offset into one shared storage.
+            assert_eq!(
+                values(&t["view.tail"]),
+                [4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+                "{file}"
+            );
+            assert_eq!(values(&t["view.head"]), [0.0, 1.0], "{file}");
+        }
     }
-    // The counter comes through (and is left out when matching).
-    let t = read_weights(&fixture("checkpoint.pth.tar")).unwrap();
-    assert_eq!(
-        t.keys().collect::<Vec<_>>(),
-        ["bn.num_batches_tracked", "layer.bias", "layer.weight"]
-    );
-    assert_eq!(values(&t["bn.num_batches_tracked"]), [12.0]);
+    // The counter comes through (and is left out when matching), the
+    // `module.` prefix does not.
+    for file in ["checkpoint.pth.tar", "legacy_checkpoint.pth.tar"] {
+        let t = read_weights(&fixture(file)).unwrap();
+        assert_eq!(
+            t.keys().collect::<Vec<_>>(),
+            [
+                "bn.num_batches_tracked",
+                "layer.bias",
+                "layer.weight",
+                "view.head",
+                "view.tail"
+            ],
+            "{file}"
+        );
+        assert_eq!(values(&t["bn.num_batches_tracked"]), [12.0], "{file}");
+    }
     let t = read_weights(&fixture("model_key.pt")).unwrap();
     assert_eq!(t["layer.weight"].dtype(), DType::F64);
     assert_eq!(t["layer.bias"].dtype(), DType::F16);
 }
 
 #[test]
-fn the_legacy_format_and_other_files_are_refused_by_name() {
-    let err = read_weights(&fixture("legacy.pth"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("legacy.pth") && err.contains("legacy format"),
-        "{err}"
-    );
+fn other_files_are_refused_by_name() {
     let dir = std::env::temp_dir().join(format!("wsbcn-pth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let junk = dir.join("junk.pth");
     std::fs::write(&junk, b"not weights at all").unwrap();
     let err = read_weights(&junk).unwrap_err().to_string();
     assert!(err.contains("junk.pth") && err.contains("neither"), "{err}");
+    // A pickle that is not a checkpoint, and a legacy checkpoint cut short.
+    let pickle = dir.join("list.pkl");
+    std::fs::write(&pickle, b"\x80\x02]q\x00.").unwrap();
+    let err = read_weights(&pickle).unwrap_err().to_string();
+    assert!(
+        err.contains("list.pkl") && err.contains("not a PyTorch checkpoint"),
+        "{err}"
+    );
+    let legacy = std::fs::read(fixture("legacy.pth")).unwrap();
+    let cut = dir.join("cut.pth");
+    std::fs::write(&cut, &legacy[..legacy.len() - 8]).unwrap();
+    let err = read_weights(&cut).unwrap_err().to_string();
+    assert!(err.contains("cut.pth") && err.contains("storage"), "{err}");
     let missing = dir.join("absent.pth");
     let err = read_weights(&missing).unwrap_err().to_string();
     assert!(err.contains("absent.pth"), "{err}");
