@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wsbcn_nn::{seeded_var_builder, LayerFactory};
-use wsbcn_train::{pixel_cross_entropy, CheckSections, Dataset, RunConfig, Task, TaskKind};
+use wsbcn_train::{
+    pixel_cross_entropy, CheckSections, Dataset, PretrainedConfig, RunConfig, Task, TaskKind,
+};
 
 /// The most input pixels [`SegTask::evaluate_split`] stacks into one
 /// forward pass, as consecutive validation images of one size: 32 images
@@ -96,6 +98,11 @@ impl TaskKind for Segmentation {
     fn train_set(task: &mut SegTask) -> Result<Arc<VocTrainSet>> {
         task.train_set()
     }
+
+    fn pretrained(model: &DeepLabConfig) -> Option<(&PretrainedConfig, &'static str)> {
+        let p = model.pretrained.as_ref()?;
+        Some((p, model.backbone_prefix()))
+    }
 }
 
 /// The training split as a data set of augmented samples.
@@ -165,9 +172,6 @@ impl SegTask {
         let varmap = VarMap::new();
         let vb = seeded_var_builder(&varmap, config.train.seed, DType::F32, device);
         let model = DeepLabV3::new(&config.model, &factory, vb)?;
-        if let Some(p) = &config.model.pretrained {
-            wsbcn_train::load_pretrained(p, &varmap, config.model.backbone_prefix())?;
-        }
         let val = VocSplit::open(
             &config.data.root,
             &config.data.val_split,

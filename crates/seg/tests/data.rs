@@ -463,3 +463,57 @@ fn the_voc_recipes_name_checkpoints_their_maps_fit() {
     // No GN-only ImageNet ResNet-101 is published: the file says so.
     assert!(commented_pretrained(&recipe("gn")).is_none());
 }
+
+#[test]
+fn a_fresh_run_starts_from_pretrained_weights_and_a_resumed_one_needs_none() {
+    use candle_core::Device;
+    use wsbcn_seg::task::{SegTask, Segmentation};
+    use wsbcn_train::{PretrainedConfig, Task, Trainer};
+    let root = tmp("pretrained-run");
+    voc_tree(&root, &["a", "b"]);
+    let mut cfg = tiny_eval_config(&root);
+    cfg.data.train_split = "train".into();
+    cfg.data.augment.crop = 16;
+    cfg.train.steps = 2;
+    cfg.train.eval_interval = 100;
+    cfg.train.checkpoint_interval = 1;
+    cfg.train.data.batch_size = 1;
+    cfg.train.data.workers = 0;
+    // So small a step that the weights stay where they started.
+    cfg.train.optim.lr = 1e-20;
+    cfg.train.optim.weight_decay = 0.0;
+    // Weights of another seed, as a checkpoint from elsewhere.
+    let mut other = cfg.clone();
+    other.train.seed = 7;
+    let source = SegTask::new(&other, &Device::Cpu).unwrap();
+    let file = root.join("pretrained.safetensors");
+    source.varmap().save(&file).unwrap();
+    cfg.model.pretrained = Some(PretrainedConfig {
+        file: file.clone(),
+        map: WeightMap::None,
+        skip: vec![],
+    });
+    let conv = "backbone.layer1.0.conv1.weight";
+    let value = |t: &SegTask| t.varmap().data().lock().unwrap()[conv].as_tensor().clone();
+    let run = root.join("run");
+    // Killed after a step...
+    let trainer = Trainer::new(cfg.train.clone(), &run).stop_after(1);
+    let (_, task) = wsbcn_train::train::<Segmentation>(&cfg, trainer, &Device::Cpu).unwrap();
+    assert!(max_abs_diff(&value(&task), &value(&source)).unwrap() < 1e-12);
+    let fresh = SegTask::new(&cfg, &Device::Cpu).unwrap();
+    assert!(max_abs_diff(&value(&fresh), &value(&source)).unwrap() > 1e-3);
+    // ... and resumed without the file: the checkpoint holds the weights.
+    std::fs::remove_file(&file).unwrap();
+    wsbcn_train::train::<Segmentation>(&cfg, Trainer::new(cfg.train.clone(), &run), &Device::Cpu)
+        .unwrap();
+    // A fresh run without it is an error naming it.
+    let err = wsbcn_train::train::<Segmentation>(
+        &cfg,
+        Trainer::new(cfg.train.clone(), &root.join("run2")),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("pretrained.safetensors"), "{err}");
+}

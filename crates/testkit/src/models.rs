@@ -169,8 +169,13 @@ pub fn trainable_count(vm: &candle_nn::VarMap) -> usize {
 /// ResNet as its authors save it, made from the torchvision variable list
 /// `file` (the names under `prefix`, which is dropped) with a 1000-class
 /// `fc`, its norms as `norm` says: `"bn"` torchvision's BatchNorm; `"gn"`
-/// the WS authors' GN+WS (no running statistics); `"bcn"` the BCN
-/// authors' BCN+WS (batch part `pbn`, group affines `(1, 32, 1)`).
+/// the WS authors' GN+WS (`nn.GroupNorm`: no running statistics); `"bcn"`
+/// the BCN authors' BCN+WS (their `imagenet/models/layers.py`: the batch
+/// part `self.pbn`, a BatchNorm2d; the group affines
+/// `Parameter(torch.ones(1, num_groups, 1))` with 32 groups). The ws-resnet
+/// map is written from the same reading of that code, so a test with
+/// these names checks the recipes' maps and skips against the models'
+/// names, not the reading itself.
 pub fn imagenet_checkpoint(
     file: &str,
     prefix: &str,

@@ -9,8 +9,9 @@
 //! - names all under `module.` (saved from `DataParallel` or
 //!   `DistributedDataParallel`) lose that prefix;
 //! - besides the zip format of PyTorch 1.6 and later, the legacy format
-//!   that earlier releases wrote (pickles and raw storages in one stream;
-//!   torchvision's first ResNet files among them) is read too;
+//!   that releases from 0.4 on wrote before (pickles and raw storages in
+//!   one stream) is read too; the tar format of the releases before 0.4 is
+//!   refused with a message saying how to re-save it;
 //! - a tensor may be a view into a larger storage (at an offset, or
 //!   sharing it with another tensor); strided views are refused.
 //!
@@ -25,7 +26,7 @@
 //!   group affines against `(G)`);
 //! - PyTorch's `num_batches_tracked` counters and the authors' estimated-BN
 //!   `estbn_moving_speed` are not weights and are left out;
-//! - names under one of the `skip` prefixes (after the map) are neither
+//! - names equal to or under one of the dot-separated `skip` prefixes (after the map) are neither
 //!   loaded nor required: a classifier for other classes, or a head the
 //!   checkpoint does not have.
 //!
@@ -93,8 +94,9 @@ pub struct PretrainedConfig {
     /// How its names become the model's.
     #[serde(default)]
     pub map: WeightMap,
-    /// Names (the model's, after the map) under these prefixes are neither
-    /// loaded nor required, e.g. `["fc"]` for a classifier of other
+    /// Names (the model's, after the map) equal to or under one of these
+    /// dot-separated prefixes are neither loaded nor required, e.g.
+    /// `["fc"]` (`fc.weight`, `fc.bias`) for a classifier of other
     /// classes.
     #[serde(default)]
     pub skip: Vec<String>,
@@ -115,17 +117,23 @@ fn is_counter(name: &str) -> bool {
 /// The tensors of a safetensors file or a PyTorch checkpoint, by name, on
 /// the CPU (see the module docs for what is unwrapped).
 pub fn read_weights(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let mut head = [0u8; 4];
-    {
+    let mut head = [0u8; 512];
+    let got = {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        f.read_exact(&mut head)
-            .map_err(|e| err(path, format!("too short for weights: {e}")))?;
-    }
-    let tensors = if head == *b"PK\x03\x04" {
+        f.read(&mut head).map_err(|e| Error::io(path, e))?
+    };
+    let head = &head[..got];
+    let tensors = if head.starts_with(b"PK\x03\x04") {
         read_pth(path)?
-    } else if head[0] == 0x80 {
+    } else if head.starts_with(&LEGACY_MAGIC) {
         read_legacy(path)?
+    } else if head.get(257..262) == Some(b"ustar") {
+        return Err(err(
+            path,
+            "a PyTorch checkpoint in the tar format of PyTorch before 0.4, which only \
+             PyTorch reads: re-save it once with `torch.save(torch.load(IN), OUT)`",
+        ));
     } else {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
@@ -192,14 +200,37 @@ fn tensors_of(
 ) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     for (name, value) in entries {
-        let Ok(Some(info)) = value.into_tensor_info(name, dir) else {
-            continue;
+        let key = name.clone().unicode().unwrap_or_default();
+        let info = match value.into_tensor_info(name, dir) {
+            Ok(Some(info)) => info,
+            // Not a tensor (e.g. `_metadata`, an epoch count).
+            Ok(None) => continue,
+            Err(e) => {
+                return Err(err(
+                    path,
+                    format!("`{key}`: a tensor wsbcn cannot read: {e}"),
+                ))
+            }
         };
         let what = |e: &dyn std::fmt::Display| err(path, format!("`{}`: {e}", info.name));
         let layout = &info.layout;
-        let fortran = layout.dims().len() > 1 && layout.is_fortran_contiguous();
-        if !layout.is_contiguous() && !fortran {
-            return Err(what(&"a strided view, which only PyTorch reads"));
+        let dims = layout.dims();
+        // The axes from the outermost in memory to the innermost: the
+        // tensor is a permutation of a dense block (row-major, column-major
+        // or channels-last) or it is refused.
+        let mut order: Vec<usize> = (0..dims.len()).collect();
+        order.sort_by_key(|&a| {
+            (
+                std::cmp::Reverse(layout.stride()[a]),
+                std::cmp::Reverse(dims[a]),
+            )
+        });
+        let mut dense = 1;
+        for &a in order.iter().rev() {
+            if dims[a] != 1 && layout.stride()[a] != dense {
+                return Err(what(&"a strided view, which only PyTorch reads"));
+            }
+            dense *= dims[a];
         }
         // candle's layout holds the storage offset in bytes. Storages are
         // little-endian (torch.save's default and every machine this runs
@@ -210,13 +241,14 @@ fn tensors_of(
         let bytes = data
             .get(start..start + len)
             .ok_or_else(|| what(&"its storage is shorter than the tensor"))?;
-        let t = if fortran {
-            let reversed: Vec<usize> = layout.dims().iter().rev().copied().collect();
-            Tensor::from_raw_buffer(bytes, info.dtype, &reversed, &Device::Cpu)?
-                .permute((0..reversed.len()).rev().collect::<Vec<_>>())?
-        } else {
-            Tensor::from_raw_buffer(bytes, info.dtype, layout.dims(), &Device::Cpu)?
-        };
+        let physical: Vec<usize> = order.iter().map(|&a| dims[a]).collect();
+        let mut inverse = vec![0; order.len()];
+        for (i, &a) in order.iter().enumerate() {
+            inverse[a] = i;
+        }
+        let t = Tensor::from_raw_buffer(bytes, info.dtype, &physical, &Device::Cpu)?
+            .permute(inverse)?
+            .contiguous()?;
         out.insert(info.name, t);
     }
     if out.is_empty() {
@@ -279,6 +311,45 @@ fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     })
 }
 
+/// Bytes per element of a PyTorch storage class.
+fn storage_element_size(class: &str) -> Option<usize> {
+    Some(match class {
+        "DoubleStorage" | "LongStorage" => 8,
+        "FloatStorage" | "IntStorage" => 4,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "ByteStorage" | "CharStorage" | "BoolStorage" => 1,
+        _ => return None,
+    })
+}
+
+/// The element size of every storage that a persistent id in `obj` names
+/// (`('storage', class, key, location, size, ...)`), by key.
+fn storage_sizes(obj: &Object, sizes: &mut std::collections::HashMap<String, usize>) {
+    match obj {
+        Object::PersistentLoad(id) => {
+            if let Object::Tuple(t) = id.as_ref() {
+                if let (Some(Object::Class { class_name, .. }), Some(Object::Unicode(key))) =
+                    (t.get(1), t.get(2))
+                {
+                    if let Some(size) = storage_element_size(class_name) {
+                        sizes.insert(key.clone(), size);
+                    }
+                }
+            }
+        }
+        Object::Tuple(v) | Object::List(v) => v.iter().for_each(|o| storage_sizes(o, sizes)),
+        Object::Dict(kv) => kv.iter().for_each(|(k, v)| {
+            storage_sizes(k, sizes);
+            storage_sizes(v, sizes);
+        }),
+        Object::Reduce { callable, args } | Object::Build { callable, args } => {
+            storage_sizes(callable, sizes);
+            storage_sizes(args, sizes);
+        }
+        _ => {}
+    }
+}
+
 /// The legacy format's first pickle: protocol 2, the magic number
 /// 0x1950a86a20f9469cfc6c as a 10-byte LONG1, STOP. (candle's reader takes
 /// longs of at most 8 bytes, so this one is matched as bytes.)
@@ -308,27 +379,18 @@ fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         Object::List(keys) => keys.into_iter().filter_map(|k| k.unicode().ok()).collect(),
         other => return Err(err(path, format!("storage keys: {other:?}"))),
     };
-    let entries = state_dict(obj).map_err(|e| err(path, e))?;
-    // Every storage's element size, from the tensors that use it.
+    // Every storage's element size, from its persistent id anywhere in the
+    // checkpoint (an optimizer's buffers are storages too).
     let mut sizes = std::collections::HashMap::new();
-    for (name, value) in &entries {
-        if let Ok(Some(info)) = value.clone().into_tensor_info(name.clone(), Path::new("")) {
-            sizes.insert(
-                info.path.trim_start_matches('/').to_string(),
-                info.dtype.size_in_bytes(),
-            );
-        }
-    }
+    storage_sizes(&obj, &mut sizes);
+    let entries = state_dict(obj).map_err(|e| err(path, e))?;
     let mut storages = std::collections::HashMap::new();
     for key in keys {
         let mut count = [0u8; 8];
         r.read_exact(&mut count).map_err(|e| Error::io(path, e))?;
-        let size = *sizes.get(&key).ok_or_else(|| {
-            err(
-                path,
-                format!("storage `{key}` belongs to no tensor of the state dict"),
-            )
-        })?;
+        let size = *sizes
+            .get(&key)
+            .ok_or_else(|| err(path, format!("storage `{key}` of an unknown type")))?;
         let mut data = vec![0u8; u64::from_le_bytes(count) as usize * size];
         r.read_exact(&mut data)
             .map_err(|e| err(path, format!("storage `{key}`: {e}")))?;
@@ -368,8 +430,10 @@ fn fit(t: &Tensor, dims: &[usize]) -> Result<Option<(Tensor, Fit)>> {
         let w = t.broadcast_div(&divisor)?.unsqueeze(2)?;
         return Ok(Some((w.repeat((1, 1, frames, 1, 1))?, Fit::Inflated)));
     }
+    // Only vectors move between shapes such as (1, G, 1) and (G): with two
+    // axes above 1, dropping the unit axes could hide a transposition.
     let squeeze = |d: &[usize]| d.iter().copied().filter(|&x| x != 1).collect::<Vec<_>>();
-    if squeeze(src) == squeeze(dims) {
+    if squeeze(src) == squeeze(dims) && squeeze(src).len() <= 1 {
         return Ok(Some((t.reshape(dims)?, Fit::Reshaped)));
     }
     Ok(None)
@@ -405,7 +469,14 @@ pub fn match_weights(
     backbone: &str,
     skip: &[String],
 ) -> Matched {
-    let skipped = |n: &str| skip.iter().any(|p| n.starts_with(p.as_str()));
+    // A prefix covers a name equal to it or under it (`fc` covers
+    // `fc.weight`, not `fc_cls.weight`).
+    let skipped = |n: &str| {
+        skip.iter().any(|p| {
+            n.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || p.ends_with('.'))
+        })
+    };
     let data = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
     let mut m = Matched::default();
     let mut renamed: BTreeMap<String, (&String, &Tensor)> = BTreeMap::new();
@@ -423,7 +494,11 @@ pub fn match_weights(
             ));
             continue;
         }
-        renamed.insert(to, (name, t));
+        if let Some((other, _)) = renamed.insert(to.clone(), (name, t)) {
+            m.problems.push(format!(
+                "ambiguous: `{other}` and `{name}` both become `{to}`"
+            ));
+        }
     }
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();

@@ -10,13 +10,17 @@
 //!   device;
 //! * a training data set ([`Dataset`]) from that task;
 //! * its metrics, returned by [`Task::evaluate`] and, in full, by the
-//!   task's own type.
+//!   task's own type;
+//! * where its config names pretrained weights, and where a backbone's
+//!   names go in its model (a fresh run loads them; see
+//!   [`crate::pretrained`]).
 //!
 //! The engine then trains it ([`train`]: run directory, resume, run log,
 //! checkpoints) and restores it from a checkpoint ([`load_trained`]).
 
-use crate::checkpoint::{load_checkpoint, restore_model};
+use crate::checkpoint::{latest_checkpoint, load_checkpoint, restore_model};
 use crate::config::to_toml;
+use crate::pretrained::{load_pretrained, PretrainedConfig};
 use crate::{Dataset, Loader, RunConfig, RunSummary, Shard, Task, TaskError, Trainer};
 use candle_core::Device;
 use serde::de::DeserializeOwned;
@@ -46,6 +50,10 @@ pub trait TaskKind {
 
     /// The training split of a built task.
     fn train_set(task: &mut Self::Task) -> Result<Arc<Self::TrainSet>>;
+
+    /// The weights a fresh run starts from (`[model.pretrained]`), and
+    /// where an ImageNet backbone's names go in the model (its prefix).
+    fn pretrained(model: &Self::Model) -> Option<(&PretrainedConfig, &'static str)>;
 }
 
 /// The config of task kind `K`.
@@ -63,6 +71,13 @@ pub fn train<K: TaskKind>(
     device: &Device,
 ) -> Result<(RunSummary, K::Task)> {
     let mut task = K::build(config, device)?;
+    // A fresh run starts from the pretrained weights; a resumed one from
+    // its checkpoint (so the file need not be there any more).
+    if let Some((p, backbone)) = K::pretrained(&config.model) {
+        if latest_checkpoint(&trainer.checkpoint_dir())?.is_none() {
+            load_pretrained(p, task.varmap(), backbone)?;
+        }
+    }
     let world = wsbcn_dist::world();
     let loader = Loader::sharded(
         K::train_set(&mut task)?,

@@ -49,18 +49,36 @@ fn pytorch_checkpoints_read_in_every_container() {
                 "{file}"
             );
             assert_eq!(values(&t["view.head"]), [0.0, 1.0], "{file}");
+            // Column-major and channels-last storages, in logical order.
+            let wt = &t["layer.weight_t"];
+            assert_eq!(wt.dims(), [3, 2], "{file}");
+            assert_eq!(
+                values(wt),
+                values(&t["layer.weight"].t().unwrap()),
+                "{file}"
+            );
+            let conv = &t["conv.weight"];
+            assert_eq!(conv.dims(), [2, 3, 2, 2], "{file}");
+            assert_eq!(
+                values(conv),
+                (0..24).map(f64::from).collect::<Vec<_>>(),
+                "{file}"
+            );
         }
     }
     // The counter comes through (and is left out when matching), the
-    // `module.` prefix does not.
+    // `module.` prefix does not; the legacy checkpoint's optimizer state
+    // (storages outside the state dict) is read past.
     for file in ["checkpoint.pth.tar", "legacy_checkpoint.pth.tar"] {
         let t = read_weights(&fixture(file)).unwrap();
         assert_eq!(
             t.keys().collect::<Vec<_>>(),
             [
                 "bn.num_batches_tracked",
+                "conv.weight",
                 "layer.bias",
                 "layer.weight",
+                "layer.weight_t",
                 "view.head",
                 "view.tail"
             ],
@@ -71,6 +89,8 @@ fn pytorch_checkpoints_read_in_every_container() {
     let t = read_weights(&fixture("model_key.pt")).unwrap();
     assert_eq!(t["layer.weight"].dtype(), DType::F64);
     assert_eq!(t["layer.bias"].dtype(), DType::F16);
+    assert_eq!(t["layer.half"].dtype(), DType::BF16);
+    assert_eq!(values(&t["layer.half"]), [0.5, 1.5]);
 }
 
 #[test]
@@ -85,10 +105,28 @@ fn other_files_are_refused_by_name() {
     let pickle = dir.join("list.pkl");
     std::fs::write(&pickle, b"\x80\x02]q\x00.").unwrap();
     let err = read_weights(&pickle).unwrap_err().to_string();
+    assert!(err.contains("list.pkl") && err.contains("neither"), "{err}");
+    // The tar format of PyTorch before 0.4.
+    let mut tar = vec![0u8; 1024];
+    tar[257..262].copy_from_slice(b"ustar");
+    let old = dir.join("old.pth");
+    std::fs::write(&old, &tar).unwrap();
+    let err = read_weights(&old).unwrap_err().to_string();
     assert!(
-        err.contains("list.pkl") && err.contains("not a PyTorch checkpoint"),
+        err.contains("old.pth") && err.contains("tar format"),
         "{err}"
     );
+    // A safetensors file whose header length starts with the byte 0x80 of
+    // a pickle (a 384-byte header) is still safetensors.
+    let mut header = br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
+    header.resize(384, b' ');
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    assert_eq!(file[0], 0x80);
+    file.extend(header);
+    file.extend(2.5f32.to_le_bytes());
+    let st = dir.join("padded.safetensors");
+    std::fs::write(&st, &file).unwrap();
+    assert_eq!(values(&read_weights(&st).unwrap()["a"]), [2.5]);
     let legacy = std::fs::read(fixture("legacy.pth")).unwrap();
     let cut = dir.join("cut.pth");
     std::fs::write(&cut, &legacy[..legacy.len() - 8]).unwrap();
@@ -147,6 +185,43 @@ fn kernels_inflate_over_time_and_affines_squeeze() {
         values(&m.tensors["layer1.0.bn1.weight"].0),
         [1.0, 2.0, 3.0, 4.0]
     );
+}
+
+#[test]
+fn transposed_kernels_do_not_fit_and_skips_stop_at_dots() {
+    let weights = BTreeMap::from([
+        (
+            "conv.weight".to_string(),
+            Tensor::zeros((4, 2, 1, 3), DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "fc_cls.weight".to_string(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "x.pbn.weight".to_string(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "x.bn.weight".to_string(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ]);
+    let vm = model(&[
+        ("conv.weight", &[4, 2, 3, 1]),
+        ("fc_cls.weight", &[3]),
+        ("x.bn.weight", &[3]),
+    ]);
+    let m = match_weights(&weights, &vm, WeightMap::WsResnet, "", &["fc".into()]);
+    assert_eq!(
+        m.problems,
+        [
+            "ambiguous: `x.bn.weight` and `x.pbn.weight` both become `x.bn.weight`",
+            "mismatched: `conv.weight` has shape [4, 2, 1, 3], the model's `conv.weight` [4, 2, 3, 1]",
+        ]
+    );
+    assert!(m.skipped.is_empty(), "`fc` skips `fc_cls`: {:?}", m.skipped);
+    assert!(m.tensors.contains_key("fc_cls.weight"));
 }
 
 #[test]

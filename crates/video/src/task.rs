@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wsbcn_nn::{seeded_var_builder, LayerFactory};
-use wsbcn_train::{cross_entropy, CheckSections, RunConfig, Task, TaskKind};
+use wsbcn_train::{cross_entropy, CheckSections, PretrainedConfig, RunConfig, Task, TaskKind};
 
 /// The data section of a video config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +91,11 @@ impl TaskKind for Video {
 
     fn train_set(task: &mut VideoTask) -> Result<Arc<ClipSet>> {
         task.train_set()
+    }
+
+    /// TSM and I3D keep torchvision's ResNet names at the root.
+    fn pretrained(model: &VideoModelConfig) -> Option<(&PretrainedConfig, &'static str)> {
+        Some((model.pretrained.as_ref()?, ""))
     }
 }
 
@@ -206,10 +211,6 @@ impl VideoTask {
                 config.model.num_classes,
                 val.classes().len()
             )));
-        }
-        if let Some(p) = &config.model.pretrained {
-            // TSM and I3D keep torchvision's ResNet names at the root.
-            wsbcn_train::load_pretrained(p, &varmap, "")?;
         }
         Ok(Self {
             varmap,
