@@ -4,12 +4,13 @@
 
 use crate::comparison::DataKind;
 use crate::{Error, Result};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
 use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
 use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::voc::VocSplit;
-use wsbcn_video::{build_cache, VideoSource};
+use wsbcn_video::{build_cache, CacheOptions, FrameFormat, VideoSource};
 
 /// The folder the shipped configs read `kind` from.
 pub fn default_dir(kind: DataKind) -> PathBuf {
@@ -106,7 +107,13 @@ pub fn ensure(kind: DataKind, say: &dyn Fn(&str)) -> Result<()> {
             if !cache.exists() {
                 say(&format!("caching {} clips in {}", split, cache.display()));
                 let list = VideoSource::ssv2_dir(&dir, split).read()?;
-                build_cache(&list, &cache, 64, false, |_, _| {})?;
+                // Raw frames: the comparisons train on exactly the decoded
+                // pixels of these tiny clips.
+                let opts = CacheOptions {
+                    format: FrameFormat::Raw,
+                    ..CacheOptions::new(64)
+                };
+                build_cache(&list, &cache, &opts, |_, _| ControlFlow::Continue(()))?;
             }
         }
     }

@@ -67,7 +67,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let list = VideoSource::ssv2_dir(&dir, "train").read()?;
     let files: Vec<PathBuf> = list.records.iter().map(|r| r.path.clone()).collect();
     let cache_path = dir.join("train_clips.h5");
-    build_cache(&list, &cache_path, 64, false, |_, _| {})?;
+    let opts = wsbcn_video::CacheOptions {
+        format: wsbcn_video::FrameFormat::Raw,
+        ..wsbcn_video::CacheOptions::new(64)
+    };
+    build_cache(&list, &cache_path, &opts, |_, _| {
+        std::ops::ControlFlow::Continue(())
+    })?;
     let cache = ClipCache::open(&cache_path)?;
     let n = files.len() as f64;
 

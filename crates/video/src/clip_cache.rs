@@ -3,49 +3,294 @@
 //! instead of decoding them.
 //!
 //! ```text
-//! /                 attributes: classes (JSON list), short_side
+//! /                 attributes: classes (JSON list), short_side,
+//!                   format ("jpeg" or "raw"; absent: raw), jpeg_quality (jpeg)
 //! /labels           (V,) u32          class index of each video
 //! /sources          (V,) string       the source video file of each entry
-//! /videos/<v:06>    (T, H, W, 3) u8   RGB frames, one chunk per frame, deflate level 1
+//! /videos/<v:06>    jpeg: (T,) variable-length u8, each frame's JPEG file,
+//!                         attributes height, width;
+//!                   raw:  (T, H, W, 3) u8 RGB frames, one chunk per frame,
+//!                         deflate level 1
 //! ```
 //!
-//! Videos are decoded in parallel and written in list order; the file is
-//! written under a temporary name and renamed when complete, so an
-//! interrupted build leaves no half-written cache. With `skip_bad`, a video
-//! that fails to decode is left out and reported (its file and error);
-//! without it, the first such video is the error.
+//! JPEG is the default ([`FrameFormat`], quality 85, chroma 4:2:0): on real
+//! footage it stores 224-pixel frames in about a ninth of the raw frames'
+//! space and about as much as ffmpeg's JPEG rawframes of mmaction2 take
+//! (crates/video/README.md has the measurements).
+//! Raw frames remain for tiny data (the 64-pixel embedded sets, whose
+//! comparisons read exactly the decoded pixels). Reading a JPEG frame
+//! holds HDF5's global lock only while its bytes are read; the decoding
+//! runs outside it, in the loader's worker, so reads scale with workers.
+//!
+//! From Python (h5py and Pillow), frame `i` of video `v`:
+//!
+//! ```python
+//! import io, h5py; from PIL import Image
+//! with h5py.File("clips.h5") as f:
+//!     frame = Image.open(io.BytesIO(f[f"videos/{v:06d}"][i].tobytes()))
+//! ```
+//!
+//! Videos are decoded (and encoded) in parallel, a batch at a time, and
+//! written in list order to a temporary file beside the cache, renamed
+//! into place when complete: a finished cache is never half-written. The
+//! temporary file records after each batch how far the list is done, so a
+//! build that is stopped or killed continues there when run again with the
+//! same list and settings (the videos of an unfinished batch are written
+//! again). With `skip_bad`, a video that fails to decode is left out and
+//! reported (its file and error); without it, the first such video is the
+//! error.
 
 use crate::decode::{decode_all, Frames, Resize};
 use crate::video_list::VideoList;
 use crate::{Error, Result};
-use hdf5::types::VarLenUnicode;
+use hdf5::types::{VarLenArray, VarLenUnicode};
 use rayon::prelude::*;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+
+/// How a cache stores its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// Each frame a JPEG file of this quality (1-100).
+    Jpeg(u8),
+    /// Raw RGB bytes, deflate level 1: exact, and large.
+    Raw,
+}
+
+/// The default JPEG quality of a cache.
+pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+
+impl Default for FrameFormat {
+    fn default() -> Self {
+        FrameFormat::Jpeg(DEFAULT_JPEG_QUALITY)
+    }
+}
+
+/// How [`build_cache`] builds a cache.
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Frames are resized so that their shorter side has this many pixels.
+    pub short_side: u32,
+    /// How frames are stored.
+    pub format: FrameFormat,
+    /// Leave out (and report) videos that fail to decode.
+    pub skip_bad: bool,
+    /// Videos decoded in parallel, and written, between two progress marks.
+    pub batch: usize,
+}
+
+impl CacheOptions {
+    /// JPEG frames at the default quality, stopping at a bad video, 32
+    /// videos a batch.
+    pub fn new(short_side: u32) -> Self {
+        Self {
+            short_side,
+            format: FrameFormat::default(),
+            skip_bad: false,
+            batch: 32,
+        }
+    }
+}
 
 /// What [`build_cache`] wrote and left out.
 #[derive(Clone, Debug, Default)]
 pub struct CacheReport {
-    /// Videos written.
+    /// Videos written (in this call).
     pub written: usize,
-    /// Frames written in all.
+    /// Frames written in all (in this call).
     pub frames: usize,
-    /// Videos left out, with the reason.
+    /// Videos left out, with the reason (in this and earlier calls).
     pub skipped: Vec<(PathBuf, String)>,
+    /// Where in the list an unfinished build was continued, if it was.
+    pub resumed_at: Option<usize>,
+    /// Whether the cache is complete (else the progress callback stopped
+    /// the build, which a later call continues).
+    pub complete: bool,
 }
 
-/// Videos decoded in parallel before being written.
-const BATCH: usize = 32;
+/// A 64-bit FNV-1a hash of the list (paths and labels), so that a build is
+/// only continued on the list it started with.
+fn fingerprint(list: &VideoList) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    };
+    for c in &list.classes {
+        eat(c.as_bytes());
+        eat(&[0]);
+    }
+    for r in &list.records {
+        eat(r.path.to_string_lossy().as_bytes());
+        eat(&(r.label as u64).to_le_bytes());
+    }
+    h
+}
 
-/// Decodes every video of `list` at `short_side` into the cache `out`;
-/// `progress(done, total)` is called after each batch.
+/// One video decoded, ready to write.
+struct Decoded {
+    count: usize,
+    height: usize,
+    width: usize,
+    /// Raw: the RGB bytes; JPEG: one file per frame.
+    raw: Vec<u8>,
+    jpegs: Vec<Vec<u8>>,
+}
+
+/// Decodes `path` and, for JPEG, encodes its frames.
+fn decode(path: &Path, opts: &CacheOptions) -> Result<Decoded> {
+    let frames = decode_all(path, Resize::ShortSide(opts.short_side))?;
+    let (count, height, width) = (frames.count, frames.height, frames.width);
+    Ok(match opts.format {
+        FrameFormat::Raw => Decoded {
+            count,
+            height,
+            width,
+            raw: frames.data,
+            jpegs: vec![],
+        },
+        FrameFormat::Jpeg(q) => Decoded {
+            count,
+            height,
+            width,
+            raw: vec![],
+            jpegs: (0..count)
+                .map(|i| encode_jpeg(frames.frame(i), width, height, q, path))
+                .collect::<Result<_>>()?,
+        },
+    })
+}
+
+/// One RGB frame as a JPEG file of quality `q`, chroma subsampled 4:2:0
+/// (as ffmpeg writes JPEG frames, and as video is coded).
+pub fn encode_jpeg(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    q: u8,
+    source: &Path,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let side = |v: usize| {
+        u16::try_from(v).map_err(|_| {
+            Error::data(
+                source,
+                format!("a frame side of {v} pixels is too large for JPEG"),
+            )
+        })
+    };
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, q);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(
+        rgb,
+        side(width)?,
+        side(height)?,
+        jpeg_encoder::ColorType::Rgb,
+    )
+    .map_err(|e| Error::data(source, format!("JPEG encoding: {e}")))?;
+    Ok(out)
+}
+
+/// The RGB bytes of a JPEG file of `width` x `height` pixels.
+pub fn decode_jpeg(bytes: &[u8], width: usize, height: usize, source: &Path) -> Result<Vec<u8>> {
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+        .map_err(|e| Error::data(source, format!("JPEG decoding: {e}")))?
+        .into_rgb8();
+    if (img.width() as usize, img.height() as usize) != (width, height) {
+        return Err(Error::data(
+            source,
+            format!(
+                "a {}x{} JPEG frame where the cache says {width}x{height}",
+                img.width(),
+                img.height()
+            ),
+        ));
+    }
+    Ok(img.into_raw())
+}
+
+/// The settings a build records, and checks before continuing one.
+fn settings(opts: &CacheOptions) -> (String, u32) {
+    match opts.format {
+        FrameFormat::Raw => ("raw".into(), 0),
+        FrameFormat::Jpeg(q) => ("jpeg".into(), q as u32),
+    }
+}
+
+/// Opens the unfinished build `tmp` if it was started with the same list
+/// and settings: `Ok(Some((file, next list position, skipped so far)))`;
+/// `Ok(None)` when there is none or it cannot be read (it is then started
+/// again); an error when it was started with other settings.
+#[allow(clippy::type_complexity)]
+fn reopen(
+    tmp: &Path,
+    list: &VideoList,
+    opts: &CacheOptions,
+) -> Result<Option<(hdf5::File, usize, Vec<(PathBuf, String)>)>> {
+    if !tmp.exists() {
+        return Ok(None);
+    }
+    let Ok(file) = hdf5::File::open_rw(tmp) else {
+        return Ok(None);
+    };
+    let read = || -> hdf5::Result<(u64, u32, VarLenUnicode, u32, u64, VarLenUnicode)> {
+        Ok((
+            file.attr("list_fingerprint")?.read_scalar()?,
+            file.attr("short_side")?.read_scalar()?,
+            file.attr("format")?.read_scalar()?,
+            file.attr("jpeg_quality")?.read_scalar()?,
+            file.attr("next")?.read_scalar()?,
+            file.attr("skipped")?.read_scalar()?,
+        ))
+    };
+    let Ok((fp, side, format, quality, next, skipped)) = read() else {
+        return Ok(None);
+    };
+    let (want_format, want_quality) = settings(opts);
+    if fp != fingerprint(list)
+        || side != opts.short_side
+        || format.as_str() != want_format
+        || quality != want_quality
+    {
+        return Err(Error::data(
+            tmp,
+            format!(
+                "an unfinished cache of another list or other settings ({format}, quality \
+                 {quality}, short side {side}): build with those, or delete it"
+            ),
+        ));
+    }
+    let skipped: Vec<(PathBuf, String)> = serde_json::from_str(skipped.as_str())
+        .map_err(|e| Error::data(tmp, format!("skipped attribute: {e}")))?;
+    Ok(Some((file, next as usize, skipped)))
+}
+
+/// Decodes every video of `list` into the cache `out`, as `opts` says (see
+/// the module docs). `progress(done, total)` follows each batch (`done`
+/// counts list entries, from the start of the build); a `Break` stops the
+/// build there, to be continued by a later call.
 pub fn build_cache(
     list: &VideoList,
     out: &Path,
-    short_side: u32,
-    skip_bad: bool,
-    mut progress: impl FnMut(usize, usize),
+    opts: &CacheOptions,
+    mut progress: impl FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<CacheReport> {
     let err = |e: hdf5::Error| Error::data(out, e);
+    if opts.batch == 0 {
+        return Err(Error::data(
+            out,
+            "a cache builds at least one video a batch",
+        ));
+    }
+    if let FrameFormat::Jpeg(q) = opts.format {
+        if !(1..=100).contains(&q) {
+            return Err(Error::data(
+                out,
+                format!("JPEG quality {q}: expected 1 to 100"),
+            ));
+        }
+    }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::data(dir, e))?;
     }
@@ -55,66 +300,175 @@ pub fn build_cache(
         .unwrap_or("clips.h5");
     let tmp = out.with_file_name(format!(".{name}.tmp"));
     let mut report = CacheReport::default();
-    let mut labels: Vec<u32> = Vec::new();
-    let mut sources: Vec<VarLenUnicode> = Vec::new();
-    {
-        let file = wsbcn_train::h5_file::create(&tmp).map_err(err)?;
-        let videos = file.create_group("videos").map_err(err)?;
-        for (b, batch) in list.records.chunks(BATCH).enumerate() {
-            let decoded: Vec<Result<Frames>> = batch
-                .par_iter()
-                .map(|r| decode_all(&r.path, Resize::ShortSide(short_side)))
-                .collect();
-            for (record, frames) in batch.iter().zip(decoded) {
-                let frames = match frames {
-                    Ok(f) => f,
-                    Err(e) if skip_bad => {
-                        report.skipped.push((record.path.clone(), e.to_string()));
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(e);
-                    }
-                };
-                let shape = (frames.count, frames.height, frames.width, 3);
-                let view = ndarray::ArrayView4::from_shape(shape, &frames.data)
-                    .map_err(|e| Error::data(&record.path, e))?;
-                videos
-                    .new_dataset_builder()
-                    .chunk((1, frames.height, frames.width, 3))
-                    .deflate(1)
-                    .with_data(&view)
-                    .create(format!("{:06}", labels.len()).as_str())
-                    .map_err(err)?;
-                labels.push(record.label as u32);
-                sources.push(unicode(&record.path.display().to_string(), out)?);
-                report.written += 1;
-                report.frames += frames.count;
-            }
-            progress((b * BATCH + batch.len()).min(list.len()), list.len());
+    let (file, start) = match reopen(&tmp, list, opts)? {
+        Some((file, next, skipped)) => {
+            report.resumed_at = Some(next);
+            report.skipped = skipped;
+            (file, next)
         }
-        file.new_dataset_builder()
-            .with_data(labels.as_slice())
-            .create("labels")
+        None => {
+            let file = wsbcn_train::h5_file::create(&tmp).map_err(err)?;
+            let (format, quality) = settings(opts);
+            let classes = serde_json::to_string(&list.classes).map_err(|e| Error::data(out, e))?;
+            let attr_str = |k: &str, v: &str| -> Result<()> {
+                let v = unicode(v, out)?;
+                file.new_attr::<VarLenUnicode>()
+                    .create(k)
+                    .and_then(|a| a.write_scalar(&v))
+                    .map_err(err)
+            };
+            attr_str("classes", &classes)?;
+            attr_str("format", &format)?;
+            attr_str("skipped", "[]")?;
+            let attr_u32 = |k: &str, v: u32| {
+                file.new_attr::<u32>()
+                    .create(k)
+                    .and_then(|a| a.write_scalar(&v))
+                    .map_err(err)
+            };
+            attr_u32("short_side", opts.short_side)?;
+            attr_u32("jpeg_quality", quality)?;
+            let attr_u64 = |k: &str, v: u64| {
+                file.new_attr::<u64>()
+                    .create(k)
+                    .and_then(|a| a.write_scalar(&v))
+                    .map_err(err)
+            };
+            attr_u64("list_fingerprint", fingerprint(list))?;
+            attr_u64("next", 0)?;
+            file.create_group("videos").map_err(err)?;
+            (file, 0)
+        }
+    };
+    let videos = file.group("videos").map_err(err)?;
+    // Videos of a batch the last build did not finish are written again.
+    let mut done: Vec<(usize, u32, String)> = vec![];
+    for member in videos.member_names().map_err(err)? {
+        let ds = videos.dataset(&member).map_err(err)?;
+        let pos: u64 = ds
+            .attr("list_index")
+            .and_then(|a| a.read_scalar())
             .map_err(err)?;
-        file.new_dataset_builder()
-            .with_data(sources.as_slice())
-            .create("sources")
+        if pos as usize >= start {
+            videos.unlink(&member).map_err(err)?;
+            continue;
+        }
+        let label: u32 = ds
+            .attr("label")
+            .and_then(|a| a.read_scalar())
             .map_err(err)?;
-        let classes = serde_json::to_string(&list.classes).map_err(|e| Error::data(out, e))?;
-        let classes = unicode(&classes, out)?;
-        file.new_attr::<VarLenUnicode>()
-            .create("classes")
-            .and_then(|a| a.write_scalar(&classes))
+        let source: VarLenUnicode = ds
+            .attr("source")
+            .and_then(|a| a.read_scalar())
             .map_err(err)?;
-        file.new_attr::<u32>()
-            .create("short_side")
-            .and_then(|a| a.write_scalar(&short_side))
-            .map_err(err)?;
-        file.close().map_err(err)?;
+        done.push((pos as usize, label, source.as_str().to_string()));
     }
+    done.sort();
+    let mut index = done.len();
+    let records = &list.records[start.min(list.len())..];
+    for (b, batch) in records.chunks(opts.batch).enumerate() {
+        let first = start + b * opts.batch;
+        let decoded: Vec<Result<Decoded>> =
+            batch.par_iter().map(|r| decode(&r.path, opts)).collect();
+        for (k, (record, video)) in batch.iter().zip(decoded).enumerate() {
+            let video = match video {
+                Ok(v) => v,
+                Err(e) if opts.skip_bad => {
+                    report.skipped.push((record.path.clone(), e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    drop(videos);
+                    drop(file);
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            let ds_name = format!("{index:06}");
+            let ds = match opts.format {
+                FrameFormat::Raw => {
+                    let shape = (video.count, video.height, video.width, 3);
+                    let view = ndarray::ArrayView4::from_shape(shape, &video.raw)
+                        .map_err(|e| Error::data(&record.path, e))?;
+                    videos
+                        .new_dataset_builder()
+                        .chunk((1, video.height, video.width, 3))
+                        .deflate(1)
+                        .with_data(&view)
+                        .create(ds_name.as_str())
+                        .map_err(err)?
+                }
+                FrameFormat::Jpeg(_) => {
+                    let files: Vec<VarLenArray<u8>> = video
+                        .jpegs
+                        .iter()
+                        .map(|j| VarLenArray::from_slice(j))
+                        .collect();
+                    let ds = videos
+                        .new_dataset_builder()
+                        .with_data(files.as_slice())
+                        .create(ds_name.as_str())
+                        .map_err(err)?;
+                    for (key, v) in [("height", video.height), ("width", video.width)] {
+                        ds.new_attr::<u32>()
+                            .create(key)
+                            .and_then(|a| a.write_scalar(&(v as u32)))
+                            .map_err(err)?;
+                    }
+                    ds
+                }
+            };
+            let source = record.path.display().to_string();
+            ds.new_attr::<u64>()
+                .create("list_index")
+                .and_then(|a| a.write_scalar(&((first + k) as u64)))
+                .map_err(err)?;
+            ds.new_attr::<u32>()
+                .create("label")
+                .and_then(|a| a.write_scalar(&(record.label as u32)))
+                .map_err(err)?;
+            let src = unicode(&source, out)?;
+            ds.new_attr::<VarLenUnicode>()
+                .create("source")
+                .and_then(|a| a.write_scalar(&src))
+                .map_err(err)?;
+            done.push((first + k, record.label as u32, source));
+            index += 1;
+            report.written += 1;
+            report.frames += video.count;
+        }
+        // The batch is in the file: record it, then flush.
+        let next = (first + batch.len()) as u64;
+        file.attr("next")
+            .and_then(|a| a.write_scalar(&next))
+            .map_err(err)?;
+        let skipped = serde_json::to_string(&report.skipped).map_err(|e| Error::data(out, e))?;
+        let skipped = unicode(&skipped, out)?;
+        file.attr("skipped")
+            .and_then(|a| a.write_scalar(&skipped))
+            .map_err(err)?;
+        file.flush().map_err(err)?;
+        if progress(next as usize, list.len()).is_break() && (next as usize) < list.len() {
+            return Ok(report);
+        }
+    }
+    let labels: Vec<u32> = done.iter().map(|d| d.1).collect();
+    let sources: Vec<VarLenUnicode> = done
+        .iter()
+        .map(|d| unicode(&d.2, out))
+        .collect::<Result<_>>()?;
+    file.new_dataset_builder()
+        .with_data(labels.as_slice())
+        .create("labels")
+        .map_err(err)?;
+    file.new_dataset_builder()
+        .with_data(sources.as_slice())
+        .create("sources")
+        .map_err(err)?;
+    drop(videos);
+    file.close().map_err(err)?;
     std::fs::rename(&tmp, out).map_err(|e| Error::data(out, e))?;
+    report.complete = true;
     Ok(report)
 }
 
@@ -132,6 +486,7 @@ pub struct ClipCache {
     labels: Vec<u32>,
     sources: Vec<PathBuf>,
     short_side: u32,
+    format: FrameFormat,
 }
 
 impl ClipCache {
@@ -160,6 +515,26 @@ impl ClipCache {
             .attr("short_side")
             .and_then(|a| a.read_scalar())
             .map_err(err)?;
+        // Caches from before the JPEG format have no `format`: raw.
+        let format = match file.attr("format") {
+            Err(_) => FrameFormat::Raw,
+            Ok(a) => {
+                let f: VarLenUnicode = a.read_scalar().map_err(err)?;
+                match f.as_str() {
+                    "raw" => FrameFormat::Raw,
+                    "jpeg" => {
+                        let q: u32 = file
+                            .attr("jpeg_quality")
+                            .and_then(|a| a.read_scalar())
+                            .map_err(err)?;
+                        FrameFormat::Jpeg(q as u8)
+                    }
+                    other => {
+                        return Err(Error::data(path, format!("frame format `{other}`")));
+                    }
+                }
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -167,6 +542,7 @@ impl ClipCache {
             labels,
             sources,
             short_side,
+            format,
         })
     }
 
@@ -200,6 +576,11 @@ impl ClipCache {
         self.short_side
     }
 
+    /// How the frames are stored.
+    pub fn format(&self) -> FrameFormat {
+        self.format
+    }
+
     fn video(&self, v: usize) -> Result<hdf5::Dataset> {
         self.file
             .dataset(&format!("videos/{v:06}"))
@@ -208,16 +589,27 @@ impl ClipCache {
 
     /// `(frames, height, width)` of video `v`.
     pub fn dims(&self, v: usize) -> Result<(usize, usize, usize)> {
-        match self.video(v)?.shape()[..] {
-            [t, h, w, 3] => Ok((t, h, w)),
-            ref s => Err(Error::data(
-                &self.path,
-                format!("video {v} has shape {s:?}, not (T, H, W, 3)"),
-            )),
+        let ds = self.video(v)?;
+        let bad = |what: String| Error::data(&self.path, format!("video {v}: {what}"));
+        match (self.format, &ds.shape()[..]) {
+            (FrameFormat::Raw, &[t, h, w, 3]) => Ok((t, h, w)),
+            (FrameFormat::Jpeg(_), &[t]) => {
+                let side = |k: &str| -> Result<usize> {
+                    let v: u32 = ds
+                        .attr(k)
+                        .and_then(|a| a.read_scalar())
+                        .map_err(|e| bad(format!("{k}: {e}")))?;
+                    Ok(v as usize)
+                };
+                Ok((t, side("height")?, side("width")?))
+            }
+            (_, s) => Err(bad(format!("shape {s:?} does not fit its format"))),
         }
     }
 
     /// The frames of video `v` at `indices` (any order, repeats allowed).
+    /// JPEG frames are decoded after their bytes are read, outside HDF5's
+    /// lock (see the module docs).
     pub fn frames(&self, v: usize, indices: &[usize]) -> Result<Frames> {
         let ds = self.video(v)?;
         let (t, height, width) = self.dims(v)?;
@@ -229,10 +621,23 @@ impl ClipCache {
                     format!("video {v}: frame {i} requested, it has {t}"),
                 ));
             }
-            let frame: ndarray::Array4<u8> = ds
-                .read_slice((i..i + 1, .., .., ..))
-                .map_err(|e| Error::data(&self.path, format!("video {v} frame {i}: {e}")))?;
-            data.extend(frame.iter());
+            let read_err =
+                |e: hdf5::Error| Error::data(&self.path, format!("video {v} frame {i}: {e}"));
+            match self.format {
+                FrameFormat::Raw => {
+                    let frame: ndarray::Array4<u8> =
+                        ds.read_slice((i..i + 1, .., .., ..)).map_err(read_err)?;
+                    data.extend(frame.iter());
+                }
+                FrameFormat::Jpeg(_) => {
+                    let file: ndarray::Array1<VarLenArray<u8>> =
+                        ds.read_slice_1d(i..i + 1).map_err(read_err)?;
+                    let rgb = decode_jpeg(file[0].as_slice(), width, height, &self.path).map_err(
+                        |e| Error::data(&self.path, format!("video {v} frame {i}: {e}")),
+                    )?;
+                    data.extend(rgb);
+                }
+            }
         }
         Ok(Frames {
             width,

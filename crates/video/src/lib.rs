@@ -38,7 +38,9 @@ pub mod video_model;
 pub mod video_resnet;
 pub mod video_source;
 
-pub use clip_cache::{build_cache, CacheReport, ClipCache};
+pub use clip_cache::{
+    build_cache, CacheOptions, CacheReport, ClipCache, FrameFormat, DEFAULT_JPEG_QUALITY,
+};
 pub use decode::{count_frames, decode_all, decode_frames, Frames, Resize};
 pub use sampling::Sampler;
 pub use video_list::{read_list_file, VideoList, VideoRecord};

@@ -14,6 +14,7 @@
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Parser, Subcommand};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
@@ -26,7 +27,7 @@ use wsbcn_train::pretrained::{match_weights, read_weights, save_matched, Fit};
 use wsbcn_train::{load_config, WeightMap};
 use wsbcn_video::task::VideoConfig;
 use wsbcn_video::video_model::VideoModel;
-use wsbcn_video::{build_cache, VideoSource};
+use wsbcn_video::{build_cache, CacheOptions, FrameFormat, VideoSource, DEFAULT_JPEG_QUALITY};
 
 #[derive(Parser)]
 #[command(name = "wsbcn-data", about = "Data-set generators of the wsbcn suite")]
@@ -94,6 +95,12 @@ enum Command {
         /// Frames are resized so their shorter side has this many pixels.
         #[arg(long, default_value_t = 64)]
         short_side: u32,
+        /// How frames are stored: JPEG files, or raw RGB (exact; for tiny frames).
+        #[arg(long, value_enum, default_value_t = Store::Jpeg)]
+        format: Store,
+        /// JPEG quality, 1-100.
+        #[arg(long, default_value_t = DEFAULT_JPEG_QUALITY)]
+        quality: u8,
         /// Leave out (and report) videos that fail to decode instead of stopping.
         #[arg(long)]
         skip_bad: bool,
@@ -118,6 +125,13 @@ enum Command {
         #[arg(long)]
         skip: Vec<String>,
     },
+}
+
+/// `--format` of `cache-clips`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Store {
+    Jpeg,
+    Raw,
 }
 
 /// Where every generator reads Fashion-MNIST.
@@ -199,8 +213,7 @@ fn cache_clips(
     kinetics: Option<PathBuf>,
     split: &str,
     out: &std::path::Path,
-    short_side: u32,
-    skip_bad: bool,
+    opts: &CacheOptions,
 ) -> Result<(), String> {
     let source = match (ssv2, kinetics) {
         (Some(dir), _) => VideoSource::ssv2_dir(&dir, split),
@@ -209,20 +222,41 @@ fn cache_clips(
     };
     let list = source.read().map_err(|e| e.to_string())?;
     let start = std::time::Instant::now();
-    let report = build_cache(&list, out, short_side, skip_bad, |done, total| {
-        eprint!("\rdecoded {done}/{total} videos");
+    let mut first: Option<usize> = None;
+    let report = build_cache(&list, out, opts, |done, total| {
+        // Videos a second since this call started, and the time left.
+        let from = *first.get_or_insert(done.saturating_sub(opts.batch));
+        let rate = (done - from) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let eta = (total - done) as f64 / rate.max(1e-9);
+        eprint!(
+            "\rcached {done}/{total} videos, {rate:.1}/s, {:02}:{:02}:{:02} left   ",
+            eta as u64 / 3600,
+            eta as u64 / 60 % 60,
+            eta as u64 % 60
+        );
+        ControlFlow::Continue(())
     })
     .map_err(|e| e.to_string())?;
     eprintln!();
+    if let Some(at) = report.resumed_at {
+        println!(
+            "continued an unfinished build at video {at} of {}",
+            list.len()
+        );
+    }
     for (path, why) in &report.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "cached {} videos ({} frames, short side {short_side}) in {:.1} s to {}; skipped {}",
+        "cached {} videos ({} frames, short side {}, {:?}) in {:.1} s to {} ({:.1} MB); skipped {}",
         report.written,
         report.frames,
+        opts.short_side,
+        opts.format,
         start.elapsed().as_secs_f64(),
         out.display(),
+        size as f64 / 1e6,
         report.skipped.len()
     );
     Ok(())
@@ -349,8 +383,20 @@ fn main() -> ExitCode {
             split,
             out,
             short_side,
+            format,
+            quality,
             skip_bad,
-        } => cache_clips(ssv2, kinetics, &split, &out, short_side, skip_bad),
+        } => {
+            let opts = CacheOptions {
+                format: match format {
+                    Store::Jpeg => FrameFormat::Jpeg(quality),
+                    Store::Raw => FrameFormat::Raw,
+                },
+                skip_bad,
+                ..CacheOptions::new(short_side)
+            };
+            cache_clips(ssv2, kinetics, &split, &out, &opts)
+        }
         Command::ConvertWeights {
             input,
             output,
