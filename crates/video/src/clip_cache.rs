@@ -192,22 +192,40 @@ pub fn encode_jpeg(
     Ok(out)
 }
 
-/// The RGB bytes of a JPEG file of `width` x `height` pixels.
-pub fn decode_jpeg(bytes: &[u8], width: usize, height: usize, source: &Path) -> Result<Vec<u8>> {
-    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-        .map_err(|e| Error::data(source, format!("JPEG decoding: {e}")))?
-        .into_rgb8();
-    if (img.width() as usize, img.height() as usize) != (width, height) {
+/// The RGB bytes of a JPEG file of `width` x `height` pixels, appended to
+/// `out`. zune-jpeg (image's JPEG decoder) is called directly, to decode
+/// into `out` without the intermediate image and copy that `image` makes.
+pub fn decode_jpeg_into(
+    bytes: &[u8],
+    width: usize,
+    height: usize,
+    source: &Path,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    use zune_jpeg::zune_core::{
+        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
+    };
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let bad = |e: &dyn std::fmt::Display| Error::data(source, format!("JPEG decoding: {e}"));
+    dec.decode_headers().map_err(|e| bad(&e))?;
+    let dims = dec.dimensions();
+    if dims != Some((width, height)) {
         return Err(Error::data(
             source,
-            format!(
-                "a {}x{} JPEG frame where the cache says {width}x{height}",
-                img.width(),
-                img.height()
-            ),
+            format!("a JPEG frame of {dims:?} pixels where the cache says {width}x{height}"),
         ));
     }
-    Ok(img.into_raw())
+    let start = out.len();
+    out.resize(start + width * height * 3, 0);
+    dec.decode_into(&mut out[start..]).map_err(|e| bad(&e))
+}
+
+/// The RGB bytes of a JPEG file of `width` x `height` pixels.
+pub fn decode_jpeg(bytes: &[u8], width: usize, height: usize, source: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(width * height * 3);
+    decode_jpeg_into(bytes, width, height, source, &mut out)?;
+    Ok(out)
 }
 
 /// The settings a build records, and checks before continuing one.
@@ -589,7 +607,11 @@ impl ClipCache {
 
     /// `(frames, height, width)` of video `v`.
     pub fn dims(&self, v: usize) -> Result<(usize, usize, usize)> {
-        let ds = self.video(v)?;
+        self.dims_of(v, &self.video(v)?)
+    }
+
+    /// `(frames, height, width)` of video `v`, whose dataset is `ds`.
+    fn dims_of(&self, v: usize, ds: &hdf5::Dataset) -> Result<(usize, usize, usize)> {
         let bad = |what: String| Error::data(&self.path, format!("video {v}: {what}"));
         match (self.format, &ds.shape()[..]) {
             (FrameFormat::Raw, &[t, h, w, 3]) => Ok((t, h, w)),
@@ -607,32 +629,68 @@ impl ClipCache {
         }
     }
 
+    /// The bytes of frame `i` of video `v` in a JPEG cache: a JPEG file
+    /// (e.g. to write mmaction2's rawframes).
+    pub fn jpeg_file(&self, v: usize, i: usize) -> Result<Vec<u8>> {
+        if !matches!(self.format, FrameFormat::Jpeg(_)) {
+            return Err(Error::data(&self.path, "a raw cache holds no JPEG files"));
+        }
+        let ds = self.video(v)?;
+        let (t, _, _) = self.dims_of(v, &ds)?;
+        if i >= t {
+            return Err(Error::data(
+                &self.path,
+                format!("video {v}: frame {i} requested, it has {t}"),
+            ));
+        }
+        self.read_jpeg(&ds, v, i)
+    }
+
+    /// Frame `i`'s JPEG bytes from dataset `ds` (HDF5's lock is held only
+    /// for this read).
+    fn read_jpeg(&self, ds: &hdf5::Dataset, v: usize, i: usize) -> Result<Vec<u8>> {
+        let file: ndarray::Array1<VarLenArray<u8>> = ds
+            .read_slice_1d(i..i + 1)
+            .map_err(|e| Error::data(&self.path, format!("video {v} frame {i}: {e}")))?;
+        Ok(file[0].as_slice().to_vec())
+    }
+
     /// The frames of video `v` at `indices` (any order, repeats allowed).
-    /// JPEG frames are decoded after their bytes are read, outside HDF5's
-    /// lock (see the module docs).
+    /// A JPEG cache reads the files of all of them in one HDF5 call, then
+    /// decodes them outside HDF5's lock (see the module docs).
     pub fn frames(&self, v: usize, indices: &[usize]) -> Result<Frames> {
         let ds = self.video(v)?;
-        let (t, height, width) = self.dims(v)?;
+        let (t, height, width) = self.dims_of(v, &ds)?;
+        if let Some(&i) = indices.iter().find(|&&i| i >= t) {
+            return Err(Error::data(
+                &self.path,
+                format!("video {v}: frame {i} requested, it has {t}"),
+            ));
+        }
+        let read_err = |e: hdf5::Error| Error::data(&self.path, format!("video {v}: {e}"));
         let mut data = Vec::with_capacity(indices.len() * height * width * 3);
-        for &i in indices {
-            if i >= t {
-                return Err(Error::data(
-                    &self.path,
-                    format!("video {v}: frame {i} requested, it has {t}"),
-                ));
-            }
-            let read_err =
-                |e: hdf5::Error| Error::data(&self.path, format!("video {v} frame {i}: {e}"));
-            match self.format {
-                FrameFormat::Raw => {
+        match self.format {
+            FrameFormat::Raw => {
+                for &i in indices {
                     let frame: ndarray::Array4<u8> =
                         ds.read_slice((i..i + 1, .., .., ..)).map_err(read_err)?;
                     data.extend(frame.iter());
                 }
-                FrameFormat::Jpeg(_) => {
-                    let file: ndarray::Array1<VarLenArray<u8>> =
-                        ds.read_slice_1d(i..i + 1).map_err(read_err)?;
-                    let rgb = decode_jpeg(file[0].as_slice(), width, height, &self.path).map_err(
+            }
+            FrameFormat::Jpeg(_) => {
+                let mut wanted = indices.to_vec();
+                wanted.sort_unstable();
+                wanted.dedup();
+                let points = ndarray::Array2::from_shape_vec((wanted.len(), 1), wanted.clone())
+                    .map_err(|e| Error::data(&self.path, e))?;
+                let files: ndarray::Array1<VarLenArray<u8>> = ds
+                    .read_slice_1d(hdf5::Selection::Points(points))
+                    .map_err(read_err)?;
+                for &i in indices {
+                    let k = wanted
+                        .binary_search(&i)
+                        .map_err(|_| read_err(hdf5::Error::from("lost frame")))?;
+                    let rgb = decode_jpeg(files[k].as_slice(), width, height, &self.path).map_err(
                         |e| Error::data(&self.path, format!("video {v} frame {i}: {e}")),
                     )?;
                     data.extend(rgb);
