@@ -22,6 +22,7 @@ use crate::conv_fn::ConvGeometry;
 use crate::conv_norm::ConvNorm;
 use crate::diagnostics::{Diagnostics, SingularityThresholds};
 use crate::estimated_batch_norm::MovingSpeed;
+use crate::folding::{FoldSwitch, Folding};
 use crate::group_norm::{group_norm, instance_norm, layer_norm};
 use crate::norm::{Norm, NormLayer};
 use crate::weight_standardization::WeightMode;
@@ -186,13 +187,14 @@ impl Default for NormConfig {
 }
 
 /// Builds convs and norms from a [`NormConfig`]; every layer it builds shares
-/// one [`MovingSpeed`] and one [`Diagnostics`] handle.
+/// one [`MovingSpeed`], one [`Diagnostics`] handle and one [`FoldSwitch`].
 #[derive(Clone, Debug)]
 pub struct LayerFactory {
     spec: LayerSpec,
     config: NormConfig,
     speed: MovingSpeed,
     diagnostics: Diagnostics,
+    folding: FoldSwitch,
 }
 
 impl LayerFactory {
@@ -225,6 +227,7 @@ impl LayerFactory {
             config: config.clone(),
             speed,
             diagnostics: Diagnostics::new(config.singularity),
+            folding: FoldSwitch::default(),
         })
     }
 
@@ -256,6 +259,13 @@ impl LayerFactory {
     /// data-parallel engine must then leave alone.
     pub fn keeps_local_estimates(&self) -> bool {
         self.config.local_estimates && self.spec.norm == NormKind::BcnEst
+    }
+
+    /// Folds the WS convs built here while the returned guard lives: each
+    /// standardizes its weight once, instead of on every call (see
+    /// [`crate::folding`]). For evaluation and prediction only.
+    pub fn fold_ws(&self) -> Folding<'_> {
+        self.folding.begin()
     }
 
     /// The diagnostics handle of every layer built here.
@@ -336,7 +346,9 @@ impl LayerFactory {
             ws_eps: self.config.ws_eps,
             init: WeightInit::default(),
         };
-        Ok(conv(in_channels, out_channels, config, vb)?.with_diagnostics(self.diagnostics.clone()))
+        Ok(conv(in_channels, out_channels, config, vb)?
+            .with_diagnostics(self.diagnostics.clone())
+            .with_folding(self.folding.clone()))
     }
 
     /// [`LayerFactory::conv`] under `vb_conv`, then [`LayerFactory::norm`]

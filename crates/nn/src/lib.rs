@@ -40,6 +40,7 @@ pub mod diagnostics;
 pub mod error;
 pub mod estimated_batch_norm;
 pub mod factory;
+pub mod folding;
 pub mod group_norm;
 pub mod input;
 pub mod norm;
@@ -62,6 +63,7 @@ pub use diagnostics::{
 pub use error::{Error, Result};
 pub use estimated_batch_norm::{estimated_batch_norm, EstimatedBatchNorm, MovingSpeed};
 pub use factory::{LayerFactory, LayerSpec, NormConfig, NormKind};
+pub use folding::{FoldSwitch, Folding};
 pub use group_norm::{
     group_norm, group_norm_affine, group_norm_affine_composite, group_standardize, instance_norm,
     layer_norm, GroupNorm,

@@ -11,10 +11,12 @@
 
 use crate::conv_fn::{conv2d, conv3d, ConvGeometry};
 use crate::diagnostics::Diagnostics;
+use crate::folding::FoldSwitch;
 use crate::weight_standardization::{standardize, standardize_composite, WeightMode};
 use crate::{Error, Result};
 use candle_core::{Module, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use std::sync::{Arc, Mutex};
 
 /// The `D`-dimensional convolution primitive behind a [`Conv`] layer.
 pub trait ConvOp {
@@ -49,6 +51,9 @@ pub struct Conv<const D: usize> {
     ws_eps: f64,
     name: String,
     diagnostics: Diagnostics,
+    folding: FoldSwitch,
+    /// The kernel kept for a folding epoch (see [`crate::folding`]).
+    folded: Arc<Mutex<Option<(u64, Tensor)>>>,
 }
 
 /// A 2D [`Conv`].
@@ -94,6 +99,8 @@ where
             ws_eps,
             name: name.to_string(),
             diagnostics: Diagnostics::default(),
+            folding: FoldSwitch::default(),
+            folded: Arc::default(),
         };
         if mode.is_ws() {
             // Surfaces a fan-in of 1 (an error in every WS variant) now, not at forward.
@@ -105,6 +112,13 @@ where
     /// The same layer, reporting to `diagnostics` (see [`Diagnostics`]).
     pub fn with_diagnostics(mut self, diagnostics: Diagnostics) -> Self {
         self.diagnostics = diagnostics;
+        self
+    }
+
+    /// The same layer, folding its WS kernel while `switch` says so (see
+    /// [`crate::folding`]).
+    pub fn with_folding(mut self, switch: FoldSwitch) -> Self {
+        self.folding = switch;
         self
     }
 
@@ -149,11 +163,31 @@ where
             weight: self.kernel()?.detach(),
             bias: self.bias.as_ref().map(Tensor::detach),
             mode: WeightMode::Plain,
+            folded: Arc::default(),
             ..self.clone()
         })
     }
 
+    /// In a folding epoch, the WS kernel computed once for it.
+    fn folded_kernel(&self) -> Result<Option<Tensor>> {
+        let Some(epoch) = self.folding.epoch().filter(|_| self.mode.is_ws()) else {
+            return Ok(None);
+        };
+        let mut kept = self.folded.lock().unwrap_or_else(|p| p.into_inner());
+        match &*kept {
+            Some((e, k)) if *e == epoch => Ok(Some(k.clone())),
+            _ => {
+                let k = self.kernel()?.detach();
+                *kept = Some((epoch, k.clone()));
+                Ok(Some(k))
+            }
+        }
+    }
+
     fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(kernel) = self.folded_kernel()? {
+            return self.convolve(x, &kernel);
+        }
         let mut kernel = self.kernel()?;
         if self.mode.is_ws() && self.diagnostics.is_enabled() {
             let (_, sigma) = standardize_composite(&self.weight.detach(), self.mode, self.ws_eps)?;
@@ -164,6 +198,11 @@ where
             self.diagnostics
                 .record_ws(&self.name, &self.weight, tap.as_tensor(), &sigma);
         }
+        self.convolve(x, &kernel)
+    }
+
+    /// `x` convolved with `kernel`, plus the bias.
+    fn convolve(&self, x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let channels = self.weight.dim(1)? * self.geometry.groups;
         if dims.len() != D + 2 || dims[1] != channels {
@@ -173,7 +212,7 @@ where
                 got: dims.to_vec(),
             });
         }
-        let y = self.geometry.conv(x, &kernel).map_err(|e| match e {
+        let y = self.geometry.conv(x, kernel).map_err(|e| match e {
             Error::Shape { expected, got, .. } => Error::Shape {
                 layer: self.name.clone(),
                 expected,

@@ -6,7 +6,7 @@ use candle_nn::{VarBuilder, VarMap};
 use wsbcn_kernels::ConvBackend;
 use wsbcn_nn::{
     conv, conv2d, conv2d_with, conv3d_with, standardize, standardize_composite, ConvConfig,
-    ConvGeometry, Diagnostics, WeightInit, WeightMode,
+    ConvGeometry, Diagnostics, LayerFactory, WeightInit, WeightMode,
 };
 use wsbcn_testkit::{check_grads, direct_conv3d, max_abs_diff, probe_loss, Rng};
 
@@ -504,5 +504,46 @@ fn conv_rejects_bad_shapes_naming_the_layer() -> Result<()> {
         let err = standardize(&w, mode, 1e-5).unwrap_err().to_string();
         assert!(err.contains("fan-in"), "{mode:?}: {err}");
     }
+    Ok(())
+}
+
+#[test]
+fn folding_keeps_each_ws_kernel_for_one_epoch() -> Result<()> {
+    // A WS conv from a factory: under its fold guard it convolves with the
+    // kernel standardized at the epoch's first call, as a folded layer
+    // does; a new epoch sees weights changed in between.
+    let f = LayerFactory::from_spec("gn+ws").map_err(candle_core::Error::wrap)?;
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &DEV);
+    let geo = ConvGeometry::centered([3, 3], [1, 1], [1, 1]);
+    let layer = f
+        .conv::<2>(4, 6, [3, 3], geo, vb.pp("c"))
+        .map_err(candle_core::Error::wrap)?;
+    let x = Rng::new(9).randn(&[2, 4, 5, 5], DType::F32, &DEV)?;
+    let w = vm.data().lock().unwrap()["c.weight"].clone();
+    let plain = layer.forward(&x)?;
+    let same = |a: &Tensor, b: &Tensor| max_abs_diff(a, b).map(|d| d == 0.0);
+    {
+        let _outer = f.fold_ws();
+        assert!(
+            same(&layer.forward(&x)?, &plain)?,
+            "folded = standardized each call"
+        );
+        assert!(same(&layer.fold()?.forward(&x)?, &plain)?);
+        // Weights changed inside the epoch: the kept kernel is used.
+        w.set(&w.as_tensor().affine(2.0, 0.1)?)?;
+        {
+            let _inner = f.fold_ws();
+        }
+        assert!(
+            same(&layer.forward(&x)?, &plain)?,
+            "a nested guard ends nothing"
+        );
+    }
+    // Outside a guard, and in a new epoch, the new weights count.
+    let changed = layer.forward(&x)?;
+    assert!(!same(&changed, &plain)?);
+    let _again = f.fold_ws();
+    assert!(same(&layer.forward(&x)?, &changed)?);
     Ok(())
 }

@@ -232,6 +232,8 @@ impl SegTask {
             .flat_map(|s| s.image.iter().copied())
             .collect();
         let x = Tensor::from_vec(pixels, (samples.len(), 3, h, w), &self.device)?;
+        // WS kernels standardized once for the whole evaluation.
+        let _fold = self.factory.fold_ws();
         self.model.infer(&x, &self.config.data.eval)
     }
 
@@ -276,6 +278,7 @@ impl SegTask {
     /// confusion matrices are summed over the ranks, so the metrics are
     /// those of the whole split, exactly.
     pub fn evaluate_in_batches(&self, max_pixels: usize) -> Result<SegMetrics> {
+        let _fold = self.factory.fold_ws();
         let mut cm = ConfusionMatrix::new(self.config.model.num_classes);
         let world = wsbcn_dist::world();
         let n = match self.config.data.val_limit {

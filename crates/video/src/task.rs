@@ -269,6 +269,8 @@ impl VideoTask {
         crops: usize,
         max_views: usize,
     ) -> Result<(Vec<Scored>, usize)> {
+        // WS kernels standardized once for the whole evaluation.
+        let _fold = self.factory.fold_ws();
         let n = match self.config.data.val_limit {
             0 => self.val.len(),
             l => l.min(self.val.len()),
