@@ -8,11 +8,12 @@
 //! PyTorch's columns; `WSBCN_BENCH_STEPS` sets the timed steps (default 3,
 //! after one warm-up step).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{LayerFactory, NormConfig};
-use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
-use wsbcn_seg::resnet::ResNetConfig;
+use wsbcn_seg::deeplab::DeepLabV3;
 use wsbcn_train::bench::{bench_main, time_sgd_steps};
 use wsbcn_train::pixel_cross_entropy;
 
@@ -20,15 +21,7 @@ const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
 fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_seg::Result<()> {
-    let cfg = DeepLabConfig {
-        backbone: ResNetConfig {
-            depth: 50,
-            output_stride: 16,
-            ..ResNetConfig::default()
-        },
-        aspp_rates: [12, 24, 36],
-        ..DeepLabConfig::default()
-    };
+    let cfg = common::r50_os16();
     let vm = VarMap::new();
     let f = LayerFactory::new(&NormConfig {
         spec: spec.into(),

@@ -9,26 +9,19 @@
 //! `cargo bench -p wsbcn-seg --bench eval_ws` (`WSBCN_BENCH_STEPS`: rounds,
 //! default 5; `-- --device cuda` for a GPU).
 
+mod common;
+
 use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::time::Instant;
 use wsbcn_nn::{LayerFactory, NormConfig};
-use wsbcn_seg::deeplab::{DeepLabConfig, DeepLabV3};
-use wsbcn_seg::resnet::ResNetConfig;
+use wsbcn_seg::deeplab::DeepLabV3;
 use wsbcn_train::bench::{bench_device, bench_steps};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = bench_device()?;
     let rounds = bench_steps(5);
-    let cfg = DeepLabConfig {
-        backbone: ResNetConfig {
-            depth: 50,
-            output_stride: 16,
-            ..ResNetConfig::default()
-        },
-        aspp_rates: [12, 24, 36],
-        ..DeepLabConfig::default()
-    };
+    let cfg = common::r50_os16();
     let build = |spec: &str| -> Result<(LayerFactory, DeepLabV3), Box<dyn std::error::Error>> {
         let vm = VarMap::new();
         let f = LayerFactory::new(&NormConfig {
