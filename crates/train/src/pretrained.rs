@@ -39,7 +39,7 @@ use candle_core::pickle::{Object, Stack};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// How a checkpoint's names become the model's.
@@ -190,13 +190,14 @@ fn state_dict(mut obj: Object) -> std::result::Result<Vec<(Object, Object)>, &'s
     Ok(entries)
 }
 
-/// The tensors of a state dict's `entries`, their data read from the
-/// storage that `storage` returns by name (`TensorInfo::path`).
+/// The tensors of a state dict's `entries`, their data in `storages`, each
+/// storage's bytes read once, by name (`TensorInfo::path`, without a
+/// leading `/`).
 fn tensors_of(
     path: &Path,
     entries: Vec<(Object, Object)>,
     dir: &Path,
-    mut storage: impl FnMut(&str) -> Result<Vec<u8>>,
+    storages: &HashMap<String, Vec<u8>>,
 ) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     for (name, value) in entries {
@@ -237,7 +238,10 @@ fn tensors_of(
         // on).
         let start = layout.start_offset();
         let len = layout.shape().elem_count() * info.dtype.size_in_bytes();
-        let data = storage(&info.path)?;
+        let key = info.path.trim_start_matches('/');
+        let data = storages
+            .get(key)
+            .ok_or_else(|| err(path, format!("storage `{key}` is missing")))?;
         let bytes = data
             .get(start..start + len)
             .ok_or_else(|| what(&"its storage is shorter than the tensor"))?;
@@ -299,16 +303,23 @@ fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     };
     let entries = state_dict(obj).map_err(|e| err(path, e))?;
     let dir = PathBuf::from(pkl.trim_end_matches(".pkl"));
-    tensors_of(path, entries, &dir, |name| {
-        let mut entry = zip
-            .by_name(name)
-            .map_err(|e| err(path, format!("`{name}`: {e}")))?;
+    // The storages, `<archive>/data/<key>`.
+    let prefix = format!("{}/", dir.display());
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| n.into_owned())
+        .collect();
+    let mut storages = HashMap::new();
+    for name in names {
         let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
+        zip.by_name(&name)
+            .and_then(|mut e| e.read_to_end(&mut data).map_err(Into::into))
             .map_err(|e| err(path, format!("`{name}`: {e}")))?;
-        Ok(data)
-    })
+        storages.insert(name, data);
+    }
+    tensors_of(path, entries, &dir, &storages)
 }
 
 /// Bytes per element of a PyTorch storage class.
@@ -324,7 +335,7 @@ fn storage_element_size(class: &str) -> Option<usize> {
 
 /// The element size of every storage that a persistent id in `obj` names
 /// (`('storage', class, key, location, size, ...)`), by key.
-fn storage_sizes(obj: &Object, sizes: &mut std::collections::HashMap<String, usize>) {
+fn storage_sizes(obj: &Object, sizes: &mut HashMap<String, usize>) {
     match obj {
         Object::PersistentLoad(id) => {
             if let Object::Tuple(t) = id.as_ref() {
@@ -381,10 +392,10 @@ fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     };
     // Every storage's element size, from its persistent id anywhere in the
     // checkpoint (an optimizer's buffers are storages too).
-    let mut sizes = std::collections::HashMap::new();
+    let mut sizes = HashMap::new();
     storage_sizes(&obj, &mut sizes);
     let entries = state_dict(obj).map_err(|e| err(path, e))?;
-    let mut storages = std::collections::HashMap::new();
+    let mut storages = HashMap::new();
     for key in keys {
         let mut count = [0u8; 8];
         r.read_exact(&mut count).map_err(|e| Error::io(path, e))?;
@@ -396,13 +407,7 @@ fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
             .map_err(|e| err(path, format!("storage `{key}`: {e}")))?;
         storages.insert(key, data);
     }
-    tensors_of(path, entries, Path::new(""), |name| {
-        let key = name.trim_start_matches('/');
-        storages
-            .get(key)
-            .cloned()
-            .ok_or_else(|| err(path, format!("storage `{key}` is missing")))
-    })
+    tensors_of(path, entries, Path::new(""), &storages)
 }
 
 /// How a checkpoint tensor was fitted to its variable.

@@ -328,32 +328,17 @@ pub fn build_cache(
             let file = wsbcn_train::h5_file::create(&tmp).map_err(err)?;
             let (format, quality) = settings(opts);
             let classes = serde_json::to_string(&list.classes).map_err(|e| Error::data(out, e))?;
-            let attr_str = |k: &str, v: &str| -> Result<()> {
-                let v = unicode(v, out)?;
-                file.new_attr::<VarLenUnicode>()
-                    .create(k)
-                    .and_then(|a| a.write_scalar(&v))
-                    .map_err(err)
-            };
-            attr_str("classes", &classes)?;
-            attr_str("format", &format)?;
-            attr_str("skipped", "[]")?;
-            let attr_u32 = |k: &str, v: u32| {
-                file.new_attr::<u32>()
-                    .create(k)
-                    .and_then(|a| a.write_scalar(&v))
-                    .map_err(err)
-            };
-            attr_u32("short_side", opts.short_side)?;
-            attr_u32("jpeg_quality", quality)?;
-            let attr_u64 = |k: &str, v: u64| {
-                file.new_attr::<u64>()
-                    .create(k)
-                    .and_then(|a| a.write_scalar(&v))
-                    .map_err(err)
-            };
-            attr_u64("list_fingerprint", fingerprint(list))?;
-            attr_u64("next", 0)?;
+            for (k, v) in [
+                ("classes", classes.as_str()),
+                ("format", &format),
+                ("skipped", "[]"),
+            ] {
+                put_attr(&file, k, &unicode(v, out)?).map_err(err)?;
+            }
+            put_attr(&file, "short_side", &opts.short_side).map_err(err)?;
+            put_attr(&file, "jpeg_quality", &quality).map_err(err)?;
+            put_attr(&file, "list_fingerprint", &fingerprint(list)).map_err(err)?;
+            put_attr(&file, "next", &0u64).map_err(err)?;
             file.create_group("videos").map_err(err)?;
             (file, 0)
         }
@@ -428,28 +413,15 @@ pub fn build_cache(
                         .create(ds_name.as_str())
                         .map_err(err)?;
                     for (key, v) in [("height", video.height), ("width", video.width)] {
-                        ds.new_attr::<u32>()
-                            .create(key)
-                            .and_then(|a| a.write_scalar(&(v as u32)))
-                            .map_err(err)?;
+                        put_attr(&ds, key, &(v as u32)).map_err(err)?;
                     }
                     ds
                 }
             };
             let source = record.path.display().to_string();
-            ds.new_attr::<u64>()
-                .create("list_index")
-                .and_then(|a| a.write_scalar(&((first + k) as u64)))
-                .map_err(err)?;
-            ds.new_attr::<u32>()
-                .create("label")
-                .and_then(|a| a.write_scalar(&(record.label as u32)))
-                .map_err(err)?;
-            let src = unicode(&source, out)?;
-            ds.new_attr::<VarLenUnicode>()
-                .create("source")
-                .and_then(|a| a.write_scalar(&src))
-                .map_err(err)?;
+            put_attr(&ds, "list_index", &((first + k) as u64)).map_err(err)?;
+            put_attr(&ds, "label", &(record.label as u32)).map_err(err)?;
+            put_attr(&ds, "source", &unicode(&source, out)?).map_err(err)?;
             done.push((first + k, record.label as u32, source));
             index += 1;
             report.written += 1;
@@ -488,6 +460,11 @@ pub fn build_cache(
     std::fs::rename(&tmp, out).map_err(|e| Error::data(out, e))?;
     report.complete = true;
     Ok(report)
+}
+
+/// Creates the scalar attribute `name` of `loc` with `value`.
+fn put_attr<T: hdf5::H5Type>(loc: &hdf5::Location, name: &str, value: &T) -> hdf5::Result<()> {
+    loc.new_attr::<T>().create(name)?.write_scalar(value)
 }
 
 fn unicode(s: &str, file: &Path) -> Result<VarLenUnicode> {
@@ -687,13 +664,12 @@ impl ClipCache {
                     .read_slice_1d(hdf5::Selection::Points(points))
                     .map_err(read_err)?;
                 for &i in indices {
-                    let k = wanted
-                        .binary_search(&i)
-                        .map_err(|_| read_err(hdf5::Error::from("lost frame")))?;
-                    let rgb = decode_jpeg(files[k].as_slice(), width, height, &self.path).map_err(
-                        |e| Error::data(&self.path, format!("video {v} frame {i}: {e}")),
-                    )?;
-                    data.extend(rgb);
+                    // `wanted` holds every index, sorted.
+                    let k = wanted.partition_point(|&w| w < i);
+                    decode_jpeg_into(files[k].as_slice(), width, height, &self.path, &mut data)
+                        .map_err(|e| {
+                            Error::data(&self.path, format!("video {v} frame {i}: {e}"))
+                        })?;
                 }
             }
         }

@@ -267,24 +267,23 @@ fn cache_clips(
 fn model_of(config: &std::path::Path, set: &[String]) -> Result<(VarMap, &'static str), String> {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let seg = load_config::<SegConfig>(config, set);
-    let video = load_config::<VideoConfig>(config, set);
-    let prefix = match (seg, video) {
-        (Ok(cfg), _) => {
+    // A video config is only tried when the file is no segmentation one.
+    let prefix = match load_config::<SegConfig>(config, set) {
+        Ok(cfg) => {
             let f = LayerFactory::new(&cfg.norm).map_err(|e| e.to_string())?;
             DeepLabV3::new(&cfg.model, &f, vb).map_err(|e| e.to_string())?;
             cfg.model.backbone_prefix()
         }
-        (_, Ok(cfg)) => {
+        Err(s) => {
+            let cfg = load_config::<VideoConfig>(config, set).map_err(|v| {
+                format!(
+                    "{}: neither a segmentation config ({s}) nor a video config ({v})",
+                    config.display()
+                )
+            })?;
             let f = LayerFactory::new(&cfg.norm).map_err(|e| e.to_string())?;
             VideoModel::new(&cfg.model, &f, vb).map_err(|e| e.to_string())?;
             ""
-        }
-        (Err(s), Err(v)) => {
-            return Err(format!(
-                "{}: neither a segmentation config ({s}) nor a video config ({v})",
-                config.display()
-            ))
         }
     };
     Ok((vm, prefix))
