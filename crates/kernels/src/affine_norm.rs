@@ -6,6 +6,7 @@
 //! the same op in its gradient pass, returning `[dx | dw | db]` packed in
 //! one vector.
 
+use crate::profile::{Direction, Kind, Span};
 use crate::slice::float_op;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType};
 
@@ -66,6 +67,7 @@ impl<K: AffineNorm> CustomOp3 for AffineNormOp<K> {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = (!self.grad).then(|| Span::new(Direction::Forward, Kind::Norm));
         let name = self.names().1;
         let (c, l) = norm_dims(name, l1)?;
         let k = &self.kernel;
@@ -93,6 +95,7 @@ impl<K: AffineNorm> CustomOp3 for AffineNormOp<K> {
         if self.grad {
             candle_core::bail!("{}: no second-order gradients", K::GRAD_OP);
         }
+        let _span = Span::new(Direction::Backward, Kind::Norm);
         let backward = AffineNormOp {
             kernel: self.kernel.clone(),
             grad: true,

@@ -28,6 +28,7 @@
 //! thread count.
 
 use crate::affine_norm::{write_affine_grads, AffineNorm, AffineNormOp};
+use crate::profile::{Direction, Kind, Span};
 use crate::slice::{contiguous, lane_sum, lane_sum2};
 use candle_core::{CpuStorage, Tensor, WithDType};
 use rayon::prelude::*;
@@ -39,6 +40,7 @@ pub fn channel_moments(
     x: &Tensor,
     center: Option<&[f64]>,
 ) -> candle_core::Result<(Vec<f64>, Vec<f64>)> {
+    let _span = Span::new(Direction::Forward, Kind::Norm);
     let x = x.contiguous()?;
     let (n, c, l) = x.dims3()?;
     let (storage, layout) = x.storage_and_layout();

@@ -21,6 +21,7 @@
 //! channels on rayon's threads, the GEMMs use candle's thread count.
 
 use crate::conv_geometry::{Geometry, Pass};
+use crate::profile::{Direction, Kind, Span};
 use crate::slice::contiguous;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -353,6 +354,7 @@ impl CustomOp2 for CpuConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = (self.pass == Pass::Forward).then(|| Span::new(Direction::Forward, Kind::Conv));
         let g = &self.geometry;
         let shape = match self.pass {
             Pass::Forward => g.shape(g.o, g.output),
@@ -385,6 +387,7 @@ impl CustomOp2 for CpuConv {
         if self.pass != Pass::Forward {
             candle_core::bail!("{}: no second-order gradients", self.name());
         }
+        let _span = Span::new(Direction::Backward, Kind::Conv);
         let dy = dy.contiguous()?;
         let pass = |pass| CpuConv {
             geometry: self.geometry,

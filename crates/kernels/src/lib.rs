@@ -19,6 +19,7 @@
 //! | [`sgd`] | in-place SGD update, squared norm | seven ops per parameter |
 //! | [`pixel_ce`] | [`PixelCrossEntropy`] | a dozen full-size ops |
 //! | [`ws`] | [`ws::standardize_rows`]: Weight Standardization | ~1 ms of small ops per kernel |
+//! | [`profile`] | op wall times per kind, for a step profile | |
 //! | [`threads`] | [`on_own_pool`], [`share_cores`], [`quiet_thread_pools`] | |
 //!
 //! Shapes: convolutions take `x (N, C, [T,] H, W)` and `w (O, C/g, [kt,]
@@ -36,6 +37,7 @@ pub mod group_norm;
 pub mod max_pool;
 mod onednn;
 pub mod pixel_ce;
+pub mod profile;
 pub mod relu;
 pub mod sgd;
 pub mod slice;

@@ -14,6 +14,7 @@
 //! maximum (the first NaN takes the gradient; PyTorch's CPU kernel gives it
 //! to the last).
 
+use crate::profile::{Direction, Kind, Span};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -115,6 +116,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = Span::new(Direction::Forward, Kind::ActivationPool);
         let input = extents(l);
         let y = crate::slice::float_op!(self.name(), (s, l), |x| self.forward(x, input));
         let out = self.output(input);
@@ -123,6 +125,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let _span = Span::new(Direction::Backward, Kind::ActivationPool);
         Ok(Some(x.apply_op2_no_bwd(
             &dy.contiguous()?,
             &MaxPoolGrad(*self),

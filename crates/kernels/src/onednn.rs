@@ -141,6 +141,7 @@ struct Api {
     memory_desc_get_size: unsafe extern "C" fn(*const MemoryDesc) -> usize,
     memory_create: unsafe extern "C" fn(*mut Handle, *const MemoryDesc, Handle, Handle) -> Status,
     memory_destroy: unsafe extern "C" fn(Handle) -> Status,
+    memory_set_data_handle: unsafe extern "C" fn(Handle, *mut c_void, Handle) -> Status,
     conv_fwd_init: ConvFwdInit,
     conv_bwd_data_init: ConvBwdDataInit,
     conv_bwd_weights_init: ConvBwdWeightsInit,
@@ -209,6 +210,7 @@ impl Api {
             memory_desc_get_size: sym!(b"dnnl_memory_desc_get_size"),
             memory_create: sym!(b"dnnl_memory_create"),
             memory_destroy: sym!(b"dnnl_memory_destroy"),
+            memory_set_data_handle: sym!(b"dnnl_memory_set_data_handle_v2"),
             conv_fwd_init: sym!(b"dnnl_dilated_convolution_forward_desc_init"),
             conv_bwd_data_init: sym!(b"dnnl_dilated_convolution_backward_data_desc_init"),
             conv_bwd_weights_init: sym!(b"dnnl_dilated_convolution_backward_weights_desc_init"),
@@ -535,17 +537,16 @@ impl Plan {
     }
 }
 
-/// A oneDNN memory object over a buffer we own, destroyed on drop.
+/// A oneDNN memory object, destroyed on drop.
 struct Memory(Handle);
 
 impl Memory {
-    fn new(md: *const MemoryDesc, data: *mut c_void) -> candle_core::Result<Self> {
-        let api = api().map_err(candle_core::Error::msg)?;
+    fn new(api: &Api, md: *const MemoryDesc) -> candle_core::Result<Self> {
         let mut mem = std::ptr::null_mut();
-        // SAFETY: a valid descriptor; `data` holds at least its size in
-        // bytes and outlives the memory object (the caller keeps both).
+        // SAFETY: a valid descriptor; a null handle creates the memory
+        // object without a buffer, which `bind` sets before every use.
         check(
-            unsafe { (api.memory_create)(&mut mem, md, api.engine, data) },
+            unsafe { (api.memory_create)(&mut mem, md, api.engine, std::ptr::null_mut()) },
             "memory_create",
         )?;
         Ok(Self(mem))
@@ -561,7 +562,7 @@ impl Drop for Memory {
     }
 }
 
-/// A CPU stream for one call, destroyed on drop.
+/// A CPU stream, destroyed on drop.
 struct Stream(Handle);
 
 impl Stream {
@@ -576,8 +577,8 @@ impl Stream {
     }
 
     fn execute(&self, api: &Api, prim: &Prim, args: &[ExecArg]) -> candle_core::Result<()> {
-        // SAFETY: every argument's memory object is alive for the call,
-        // which waits for completion before returning.
+        // SAFETY: every argument's memory object points at a live buffer
+        // for the call, which waits for completion before returning.
         unsafe {
             check(
                 (api.primitive_execute)(prim.prim, self.0, args.len() as c_int, args.as_ptr()),
@@ -594,6 +595,62 @@ impl Drop for Stream {
             // SAFETY: created by stream_create, destroyed once.
             unsafe { (api.stream_destroy)(self.0) };
         }
+    }
+}
+
+/// A thread's stream and its memory objects, one per memory descriptor of
+/// the plans it ran, pointed at each call's buffers with
+/// `memory_set_data_handle`. Creating them per call (six memory objects
+/// and a stream per convolution) took a third of the convolutions' time on
+/// the comparisons' small models (perf, 2026-11-30). Plans are never
+/// dropped, so a descriptor's address names it for the process's life;
+/// within one call every descriptor is a different tensor's.
+struct Bindings {
+    stream: Stream,
+    memories: HashMap<usize, Memory>,
+}
+
+thread_local! {
+    static BINDINGS: std::cell::RefCell<Option<Bindings>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Bindings {
+    /// Runs `f` with this thread's bindings, creating them on first use.
+    fn with<R>(
+        api: &Api,
+        f: impl FnOnce(&mut Bindings) -> candle_core::Result<R>,
+    ) -> candle_core::Result<R> {
+        BINDINGS.with_borrow_mut(|b| {
+            let b = match b {
+                Some(b) => b,
+                None => b.insert(Bindings {
+                    stream: Stream::new(api)?,
+                    memories: HashMap::new(),
+                }),
+            };
+            f(b)
+        })
+    }
+
+    /// The memory object of descriptor `md`, pointed at `data` (which must
+    /// hold the descriptor's size and outlive its use in this call).
+    fn bind(
+        &mut self,
+        api: &Api,
+        md: *const MemoryDesc,
+        data: *mut c_void,
+    ) -> candle_core::Result<Handle> {
+        let mem = match self.memories.entry(md as usize) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Memory::new(api, md)?),
+        };
+        // SAFETY: a live memory object of this engine; the stream is this
+        // thread's.
+        check(
+            unsafe { (api.memory_set_data_handle)(mem.0, data, self.stream.0) },
+            "memory_set_data_handle",
+        )?;
+        Ok(mem.0)
     }
 }
 
@@ -653,8 +710,18 @@ impl Plan {
         out_len: usize,
     ) -> candle_core::Result<()> {
         let api = api().map_err(candle_core::Error::msg)?;
-        let stream = Stream::new(api)?;
-        // Memory objects and buffers the primitive reads, alive until it ran.
+        Bindings::with(api, |b| self.execute_bound(api, b, inputs, out, out_len))
+    }
+
+    fn execute_bound(
+        &self,
+        api: &Api,
+        b: &mut Bindings,
+        inputs: [&[f32]; 2],
+        out: &mut Vec<f32>,
+        out_len: usize,
+    ) -> candle_core::Result<()> {
+        // Buffers the primitive reads or writes, alive until it ran.
         let mut keep = Vec::with_capacity(4);
         let mut args = Vec::with_capacity(4);
         for (port, data) in self.inputs.iter().zip(inputs) {
@@ -666,37 +733,34 @@ impl Plan {
                     std::mem::size_of_val(data)
                 );
             }
-            let plain = Memory::new(&*port.plain, data.as_ptr() as *mut c_void)?;
+            let plain = b.bind(api, &*port.plain, data.as_ptr() as *mut c_void)?;
             match &port.reorder {
-                None => {
-                    args.push(ExecArg {
-                        arg: port.arg,
-                        memory: plain.0,
-                    });
-                    keep.push((None, plain));
-                }
+                None => args.push(ExecArg {
+                    arg: port.arg,
+                    memory: plain,
+                }),
                 Some(reorder) => {
                     let mut buf = Buffer::take(port.inner_len);
-                    let inner = Memory::new(port.inner, buf.ptr())?;
-                    stream.execute(
+                    let inner = b.bind(api, port.inner, buf.ptr())?;
+                    b.stream.execute(
                         api,
                         reorder,
                         &[
                             ExecArg {
                                 arg: ARG_SRC,
-                                memory: plain.0,
+                                memory: plain,
                             },
                             ExecArg {
                                 arg: ARG_DST,
-                                memory: inner.0,
+                                memory: inner,
                             },
                         ],
                     )?;
                     args.push(ExecArg {
                         arg: port.arg,
-                        memory: inner.0,
+                        memory: inner,
                     });
-                    keep.push((Some(buf), inner));
+                    keep.push(buf);
                 }
             }
         }
@@ -704,47 +768,46 @@ impl Plan {
         if out_bytes != out_len * 4 || out.capacity() < out_len {
             candle_core::bail!("oneDNN: output of {out_bytes} bytes, {out_len} f32 expected");
         }
-        let plain_out = Memory::new(&*self.output.plain, out.as_mut_ptr().cast())?;
-        let mut out_buf = None;
+        let plain_out = b.bind(api, &*self.output.plain, out.as_mut_ptr().cast())?;
         let inner_out = match &self.output.reorder {
             None => None,
             Some(_) => {
-                let buf = out_buf.insert(Buffer::take(self.output.inner_len));
-                Some(Memory::new(self.output.inner, buf.ptr())?)
+                let mut buf = Buffer::take(self.output.inner_len);
+                let inner = b.bind(api, self.output.inner, buf.ptr())?;
+                keep.push(buf);
+                Some(inner)
             }
         };
         args.push(ExecArg {
             arg: self.output.arg,
-            memory: inner_out.as_ref().unwrap_or(&plain_out).0,
+            memory: inner_out.unwrap_or(plain_out),
         });
-        let mut scratch = Buffer::take(self.scratchpad_len);
-        let _scratch_mem = if self.scratchpad_len > 0 {
-            let m = Memory::new(self.scratchpad, scratch.ptr())?;
+        if self.scratchpad_len > 0 {
+            let mut scratch = Buffer::take(self.scratchpad_len);
             args.push(ExecArg {
                 arg: ARG_SCRATCHPAD,
-                memory: m.0,
+                memory: b.bind(api, self.scratchpad, scratch.ptr())?,
             });
-            Some(m)
-        } else {
-            None
-        };
-        stream.execute(api, &self.main, &args)?;
-        if let (Some(reorder), Some(inner)) = (&self.output.reorder, &inner_out) {
-            stream.execute(
+            keep.push(scratch);
+        }
+        b.stream.execute(api, &self.main, &args)?;
+        if let (Some(reorder), Some(inner)) = (&self.output.reorder, inner_out) {
+            b.stream.execute(
                 api,
                 reorder,
                 &[
                     ExecArg {
                         arg: ARG_SRC,
-                        memory: inner.0,
+                        memory: inner,
                     },
                     ExecArg {
                         arg: ARG_DST,
-                        memory: plain_out.0,
+                        memory: plain_out,
                     },
                 ],
             )?;
         }
+        drop(keep);
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
 //! forward and as many backward (log-softmax, gather, masks, products);
 //! here it is one pass over the logits each way, with sums in f64.
 
+use crate::profile::{Direction, Kind, Span};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -92,11 +93,13 @@ impl CustomOp1 for PixelCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = Span::new(Direction::Forward, Kind::Loss);
         let out = crate::slice::float_op!(self.name(), (s, l), |z| vec![self.loss(z)]);
         Ok((out, Shape::from(())))
     }
 
     fn bwd(&self, z: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let _span = Span::new(Direction::Backward, Kind::Loss);
         let g = grad.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         Ok(Some(z.apply_op1_no_bwd(&PixelCrossEntropyGrad {
             loss: self.clone(),

@@ -5,6 +5,7 @@
 //! the activation with its own allocation; here it is one pass over `y` and
 //! `dy`. Other devices and dtypes use candle's `relu`.
 
+use crate::profile::{Direction, Kind, Span};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -38,11 +39,13 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = Span::new(Direction::Forward, Kind::ActivationPool);
         let out = crate::slice::float_op!("relu", (s, l), |x| map(x, |v| v.max(0.0)));
         Ok((out, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let _span = Span::new(Direction::Backward, Kind::ActivationPool);
         Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?))
     }
 }

@@ -15,6 +15,7 @@
 //! composite form costs about 1 ms of small backward ops per 3x3 64->64
 //! kernel.
 
+use crate::profile::{Direction, Kind, Span};
 use crate::slice::{contiguous, lane_sum, lane_sum2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -85,6 +86,7 @@ impl CustomOp1 for Standardize {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _span = Span::new(Direction::Forward, Kind::Ws);
         let o = l.dims()[0];
         let out = match s {
             CpuStorage::F32(_) => {
@@ -99,6 +101,7 @@ impl CustomOp1 for Standardize {
     }
 
     fn bwd(&self, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let _span = Span::new(Direction::Backward, Kind::Ws);
         let grad = grad.contiguous()?;
         let op = StandardizeGrad {
             scale: self.scale,

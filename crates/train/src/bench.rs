@@ -1,7 +1,10 @@
 //! Helpers of the training benchmarks (`cargo bench -p wsbcn-seg`,
 //! `-p wsbcn-video`): each variant runs in a child process so that its peak
-//! resident memory is its own, and prints one `rate peak_mb` line.
+//! resident memory is its own, and prints one `rate peak_mb` line. With
+//! `WSBCN_BENCH_PROFILE=1` each child also profiles its timed steps
+//! ([`StepProfile`]), and the tables follow the benchmark's.
 
+use crate::step_profile::{Phases, StepProfile};
 use crate::{param_groups, DeviceSpec, Error, Result, Sgd, SgdConfig};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -20,18 +23,27 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Whether the benchmark profiles its steps (`WSBCN_BENCH_PROFILE=1`).
+fn profiling() -> bool {
+    std::env::var("WSBCN_BENCH_PROFILE").is_ok_and(|v| v == "1")
+}
+
 /// Runs `cmd` and parses the `rate peak_mb` of its last output line; the
-/// child's error output is shown when it fails.
-fn measure(mut cmd: Command) -> Option<(f64, f64)> {
+/// child's error output is shown when it fails. The lines before it (the
+/// child's profile, with profiling on) are added to `before`.
+fn measure(mut cmd: Command, before: &mut Vec<String>) -> Option<(f64, f64)> {
     let out = cmd.output().ok()?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let f: Vec<f64> = text
-        .lines()
-        .last()?
+    let lines: Vec<&str> = text.lines().collect();
+    let (last, before_last) = lines.split_last()?;
+    if !before_last.is_empty() {
+        before.extend(before_last.iter().map(|l| l.to_string()));
+    }
+    let f: Vec<f64> = last
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
@@ -110,13 +122,14 @@ pub fn compare_with_torch(
         "| norm | wsbcn {unit} | wsbcn peak MB | PyTorch {unit} | PyTorch peak MB | speed vs PyTorch | memory vs PyTorch |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut profiles = Vec::new();
     for spec in specs {
         let ours = std::env::current_exe().ok().and_then(|exe| {
             let mut me = Command::new(exe);
             me.env("WSBCN_BENCH_CHILD", spec)
                 .env("WSBCN_BENCH_STEPS", steps.to_string())
                 .env("WSBCN_BENCH_DEVICE", device.to_string());
-            measure(me)
+            measure(me, &mut profiles)
         });
         let torch = python.as_ref().and_then(|py| {
             let mut c = Command::new(py);
@@ -125,26 +138,50 @@ pub fn compare_with_torch(
                 .arg(steps.to_string())
                 .arg(spec)
                 .arg(torch_device(device));
-            measure(c)
+            measure(c, &mut Vec::new())
         });
         println!("{}", comparison_row(spec, ours, torch));
+    }
+    if !profiles.is_empty() {
+        println!("\n{}", profiles.join("\n"));
     }
 }
 
 /// Times `steps` calls of `step` after one warm-up call and prints the
 /// child's `rate peak_mb` line, the rate in samples per second for `batch`
-/// samples per step.
+/// samples per step; with profiling on, the profile of the timed steps
+/// first (`step` fills in its phases).
 fn time_child_steps(
     steps: usize,
     batch: usize,
-    mut step: impl FnMut() -> Result<()>,
+    mut step: impl FnMut(&mut Phases) -> Result<()>,
 ) -> Result<()> {
-    step()?;
+    let mut profile = profiling().then(|| StepProfile::start(1));
+    let mut timed = |profile: &mut Option<StepProfile>| -> Result<()> {
+        let (mut phases, t) = (Phases::default(), std::time::Instant::now());
+        step(&mut phases)?;
+        if let Some(p) = profile.as_mut() {
+            let s = t.elapsed().as_secs_f64();
+            p.record(
+                Phases {
+                    optimizer_step: s,
+                    ..phases
+                },
+                s,
+                batch,
+            );
+        }
+        Ok(())
+    };
+    timed(&mut profile)?;
     let t = std::time::Instant::now();
     for _ in 0..steps {
-        step()?;
+        timed(&mut profile)?;
     }
     let rate = (batch * steps) as f64 / t.elapsed().as_secs_f64();
+    if let (Some(p), Some(spec)) = (&profile, child_spec()) {
+        println!("{spec}: {}", p.table());
+    }
     println!("{rate:.3} {:.0}", peak_rss_mb());
     Ok(())
 }
@@ -202,8 +239,13 @@ pub fn time_sgd_steps(
         ..SgdConfig::default()
     };
     let mut sgd = Sgd::new(param_groups(vm, &opt), &opt);
-    time_child_steps(steps, batch, || {
-        let grads = sgd.grads(&loss()?.backward()?);
-        sgd.step(&grads, lr)
+    time_child_steps(steps, batch, |phases| {
+        let t = std::time::Instant::now();
+        let loss = loss()?;
+        phases.forward = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let store = loss.backward()?;
+        phases.backward = t.elapsed().as_secs_f64();
+        sgd.step(&sgd.grads(&store), lr)
     })
 }

@@ -37,6 +37,11 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N (default: the config's `device`, else cpu).
     #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// Profile the steps: where a step's time goes (data, forward and
+    /// backward per kind of op, optimizer), printed at the end and written
+    /// to `profile.md` in the run directory.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The options of a command that loads a checkpoint (`eval`, `predict`).
@@ -77,7 +82,7 @@ where
         .run_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(stem));
-    let mut trainer = Trainer::new(cfg.train.clone(), &dir);
+    let mut trainer = Trainer::new(cfg.train.clone(), &dir).profile(args.profile);
     if let Some(s) = args.stop_after {
         trainer = trainer.stop_after(s);
     }

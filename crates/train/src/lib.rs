@@ -26,6 +26,7 @@ pub mod run_config;
 pub mod run_log;
 pub mod schedule;
 pub mod skeleton;
+pub mod step_profile;
 pub mod task_error;
 pub mod trainer;
 
@@ -43,5 +44,6 @@ pub use run_config::{CheckSections, RunConfig};
 pub use run_log::RunLog;
 pub use schedule::{Decay, MovingSpeedSchedule, ScheduleConfig};
 pub use skeleton::{load_trained, train, Config, TaskKind};
+pub use step_profile::{Phases, StepProfile};
 pub use task_error::TaskError;
 pub use trainer::{RunSummary, Task, TrainConfig, Trainer};

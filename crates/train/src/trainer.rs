@@ -30,6 +30,7 @@ use crate::optim::{
 use crate::progress::Progress;
 use crate::run_log::RunLog;
 use crate::schedule::{MovingSpeedSchedule, ScheduleConfig};
+use crate::step_profile::{Phases, StepProfile};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -156,6 +157,8 @@ pub struct RunSummary {
     pub metrics: Vec<(String, f64)>,
     /// The run log.
     pub log: PathBuf,
+    /// The step profile, when the trainer profiled.
+    pub profile: Option<StepProfile>,
 }
 
 /// Runs tasks under one config in one run directory.
@@ -165,6 +168,7 @@ pub struct Trainer {
     attrs: BTreeMap<String, String>,
     plain_progress: bool,
     stop_after: Option<u64>,
+    profile: bool,
 }
 
 fn git_commit() -> String {
@@ -240,6 +244,7 @@ impl Trainer {
             attrs: BTreeMap::new(),
             plain_progress: false,
             stop_after: None,
+            profile: false,
         }
     }
 
@@ -247,6 +252,14 @@ impl Trainer {
     /// split a long run into sessions; running again resumes it.
     pub fn stop_after(mut self, step: u64) -> Self {
         self.stop_after = Some(step);
+        self
+    }
+
+    /// Profiles the steps of this invocation: the table of
+    /// [`StepProfile`] is printed at the end and written to `profile.md`
+    /// in the run directory.
+    pub fn profile(mut self, on: bool) -> Self {
+        self.profile = on;
         self
     }
 
@@ -290,14 +303,24 @@ impl Trainer {
         let progress = self.announce(&run);
         let clock = WallClock::continuing(&run.log);
         let mut batches = data.iter_from(run.batch);
+        run.profile = self
+            .profile
+            .then(|| StepProfile::start(crate::step_profile::WARMUP_STEPS));
         let result = self.train_to(task, &mut sgd, &mut batches, &mut run, &progress, &clock);
         progress.finish();
+        if let (Some(p), true, true) = (&run.profile, result.is_ok(), self.world().is_main()) {
+            let table = p.table();
+            println!("step profile:\n{table}");
+            let path = self.dir.join("profile.md");
+            std::fs::write(&path, table).map_err(|e| Error::io(&path, e))?;
+        }
         match result {
             Ok(metrics) => Ok(RunSummary {
                 steps: run.step,
                 resumed_from: run.resumed_from,
                 metrics,
                 log: self.log_path(),
+                profile: run.profile,
             }),
             Err(e) => {
                 if self.world().is_main() {
@@ -336,6 +359,7 @@ impl Trainer {
                 loss,
                 norm,
                 samples,
+                phases,
             } = self.optimizer_step(task, sgd, batches, run)?;
             let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
             row.extend([
@@ -347,6 +371,9 @@ impl Trainer {
             run.log.log_step(run.step, &row);
             run.step += 1;
             progress.update(run.step, loss, lr, rate);
+            if let Some(p) = run.profile.as_mut() {
+                p.record(phases, started.elapsed().as_secs_f64(), samples);
+            }
             let step = run.step;
             let last = step == cfg.steps;
             let listed = cfg.eval_steps.contains(&step);
@@ -357,6 +384,10 @@ impl Trainer {
                 cfg.checkpoint_interval > 0 && step.is_multiple_of(cfg.checkpoint_interval);
             if last || step == stop || periodic {
                 self.checkpoint(task, sgd, run)?;
+            }
+            if let Some(p) = &run.profile {
+                // The evaluation's and checkpoint's op calls are no step's.
+                p.discard();
             }
         }
         Ok(metrics)
@@ -374,6 +405,7 @@ impl Trainer {
                 last_checkpoint: None,
                 resumed_from: None,
                 log: RunLog::new(&self.log_path(), BTreeMap::new()),
+                profile: None,
             });
         };
         let device = task
@@ -419,6 +451,7 @@ impl Trainer {
             last_checkpoint: Some(path),
             resumed_from: Some(s.step),
             log,
+            profile: None,
         })
     }
 
@@ -500,6 +533,8 @@ impl Trainer {
         I: Iterator<Item = Result<Vec<T::Sample>>>,
     {
         let cfg = &self.config;
+        let started = Instant::now();
+        let mut phases = Phases::default();
         let step = run.step;
         let lr = cfg.schedule.lr(cfg.optim.lr, step, cfg.steps);
         let diag = cfg.diag_interval > 0 && step.is_multiple_of(cfg.diag_interval);
@@ -512,15 +547,21 @@ impl Trainer {
         }
         let (mut total, mut loss_sum, mut samples) = (Grads::new(), 0.0, 0usize);
         for micro in 0..cfg.accumulate {
+            let t = Instant::now();
             let samples_of_batch = batches
                 .next()
                 .unwrap_or_else(|| Err(Error::Data("the loader ended".into())))?;
+            phases.data += t.elapsed().as_secs_f64();
             run.batch += 1;
             samples += samples_of_batch.len();
+            let t = Instant::now();
             let loss = task.loss(samples_of_batch)?;
             let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            phases.forward += t.elapsed().as_secs_f64();
             loss_sum += finite_or_diverged(value, step, "the loss", &run.last_checkpoint)?;
+            let t = Instant::now();
             let store = loss.backward()?;
+            phases.backward += t.elapsed().as_secs_f64();
             if let (Some(f), true) = (task.layers(), diag && micro + 1 == cfg.accumulate) {
                 diagnostics_row(f, &store, &mut row)?;
             }
@@ -565,6 +606,10 @@ impl Trainer {
             loss: loss_sum / cfg.accumulate as f64,
             norm,
             samples,
+            phases: Phases {
+                optimizer_step: started.elapsed().as_secs_f64(),
+                ..phases
+            },
         })
     }
 
@@ -627,6 +672,8 @@ struct StepOutcome {
     norm: f64,
     /// Samples seen.
     samples: usize,
+    /// Where its time went.
+    phases: Phases,
 }
 
 /// Where a run stands: its next step, the batches drawn so far, the newest
@@ -637,6 +684,8 @@ struct RunState {
     last_checkpoint: Option<PathBuf>,
     resumed_from: Option<u64>,
     log: RunLog,
+    /// The step profile, when profiling.
+    profile: Option<StepProfile>,
 }
 
 /// Wall-clock seconds of the run so far (steps and evaluations), carried
