@@ -226,6 +226,40 @@ fn every_backend_gives_the_reference_gradients() -> Result<()> {
 }
 
 #[test]
+fn untracked_operands_get_no_gradient_and_the_other_one_is_unchanged() -> Result<()> {
+    // A network's first convolution sees images that need no gradient; the
+    // CPU op then skips that pass, and the weight's gradient must not
+    // change (likewise for a fixed kernel).
+    let mut rng = Rng::new(31);
+    for c in cases() {
+        let (x, w) = c.tensors(&mut rng, DType::F32)?;
+        for backend in ConvBackend::ALL {
+            let both =
+                probe_loss(&c.conv(x.as_tensor(), w.as_tensor(), backend)?, 1)?.backward()?;
+            for tracked_x in [false, true] {
+                let (xt, wt) = match tracked_x {
+                    false => (x.as_tensor().detach(), w.as_tensor().clone()),
+                    true => (x.as_tensor().clone(), w.as_tensor().detach()),
+                };
+                let grads = probe_loss(&c.conv(&xt, &wt, backend)?, 1)?.backward()?;
+                let (kept, dropped) = match tracked_x {
+                    false => (&w, &xt),
+                    true => (&x, &wt),
+                };
+                // candle's own convolution computes it anyway.
+                if backend != ConvBackend::Candle {
+                    assert!(grads.get(dropped).is_none(), "{backend:?} x{:?}", c.x);
+                }
+                let got = grads.get(kept.as_tensor()).unwrap();
+                let err = max_abs_diff(got, both.get(kept.as_tensor()).unwrap())?;
+                assert!(err == 0.0, "{backend:?} x{:?} w{:?}: {err}", c.x, c.w);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn conv_gradients_match_finite_differences() -> Result<()> {
     let mut rng = Rng::new(3);
     for (i, c) in cases().into_iter().enumerate() {
