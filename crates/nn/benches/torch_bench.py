@@ -1,17 +1,29 @@
 """Shared by the PyTorch side of the training benchmarks
 (crates/seg/benches/torch_deeplab.py, crates/video/benches/torch_r3d.py):
-the gn+ws variant of a torchvision model (every BatchNorm becomes
-GroupNorm(32), every convolution but those `keep` selects standardizes its
-weight, biased variance, eps 1e-5, as this suite's `ws`), and the timing
-loop that prints `samples_per_s peak_rss_mb`.
+a torchvision model's norm variant as wsbcn names it, and the timing loop
+that prints `samples_per_s peak_rss_mb`.
+
+Variants (`convert`): bn (the model as torchvision builds it), bn+ws, gn,
+gn+ws, bcn+ws and bcn-est+ws. GN has 32 groups; BCN is the official code's
+(crates/testkit/fixtures/official_norms.py) with 32 groups, its batch part
+torch's BatchNorm for bcn and the official estimated BN for bcn-est; with
+`+ws` every convolution but those `keep` selects standardizes its weight
+(biased variance, eps 1e-5, as this suite's `ws`).
 """
 
 import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "testkit" / "fixtures"))
+from official_norms import BCNorm, EstBN  # noqa: E402
+
+SPECS = ("bn", "bn+ws", "gn", "gn+ws", "bcn+ws", "bcn-est+ws")
 
 
 def standardize(w):
@@ -33,18 +45,36 @@ class WSConv3d(nn.Conv3d):
                         self.dilation, self.groups)
 
 
-def to_gn_ws(module, keep=lambda conv: False):
-    """Replaces, in place, the norms and convolutions of `module`."""
+def norm_for(spec, bn):
+    """The norm of variant `spec` in place of BatchNorm `bn`."""
+    c = bn.num_features
+    if spec.startswith("gn"):
+        return nn.GroupNorm(32, c)
+    if spec.startswith("bcn"):
+        est = spec.startswith("bcn-est")
+        batch = type(bn)(c)
+        if est:
+            batch = EstBN(c)
+            batch.r = 0.1  # wsbcn's default moving speed; the cost is the same at any r
+        return BCNorm(c, 32, est, batch_norm=batch)
+    return bn
+
+
+def convert(module, spec, keep=lambda conv: False):
+    """Turns `module` into variant `spec` in place (see the module docs)."""
+    if spec not in SPECS:
+        raise SystemExit(f"unknown variant {spec}; one of {', '.join(SPECS)}")
+    ws = spec.endswith("+ws")
     for name, child in module.named_children():
         if isinstance(child, (nn.BatchNorm2d, nn.BatchNorm3d)):
-            setattr(module, name, nn.GroupNorm(32, child.num_features))
-        elif isinstance(child, (nn.Conv2d, nn.Conv3d)) and not keep(child):
+            setattr(module, name, norm_for(spec, child))
+        elif isinstance(child, (nn.Conv2d, nn.Conv3d)) and ws and not keep(child):
             cls = WSConv3d if isinstance(child, nn.Conv3d) else WSConv2d
             setattr(module, name, cls(child.in_channels, child.out_channels, child.kernel_size,
                                       child.stride, child.padding, child.dilation, child.groups,
                                       child.bias is not None))
         else:
-            to_gn_ws(child, keep)
+            convert(child, spec, keep)
 
 
 def time_steps(step, steps, batch):

@@ -1,5 +1,6 @@
 //! Training throughput and peak memory of DeepLabV3-ResNet-50 (output
-//! stride 16, batch 2, crop 257, 21 classes), BN and GN+WS, next to the same
+//! stride 16, batch 2, crop 257, 21 classes), for every norm variant the
+//! comparisons train (`VARIANTS`), next to the same
 //! model in PyTorch in the same run.
 //!
 //! `cargo bench -p wsbcn-seg` prints a markdown table. Each variant runs in
@@ -14,10 +15,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{LayerFactory, NormConfig};
 use wsbcn_seg::deeplab::DeepLabV3;
-use wsbcn_train::bench::{bench_main, time_sgd_steps};
+use wsbcn_train::bench::{bench_main, time_sgd_steps, VARIANTS};
 use wsbcn_train::pixel_cross_entropy;
-
-const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
 fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_seg::Result<()> {
@@ -40,7 +39,7 @@ fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_seg::Result<()> {
 fn main() {
     bench_main(
         "DeepLabV3-ResNet-50, output stride 16, batch 2, crop 257, training (forward, backward, SGD step)",
-        &SPECS,
+        &VARIANTS,
         concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_deeplab.py"),
         "images/s",
         child,

@@ -2,13 +2,13 @@
 stride 16, one training step after another on random data; prints
 `images_per_s peak_rss_mb`.
 
-    python torch_deeplab.py THREADS STEPS SPEC [DEVICE]      (SPEC: bn | gn+ws)
+    python torch_deeplab.py THREADS STEPS SPEC [DEVICE]      (SPEC: see torch_bench.SPECS)
 
 The model is torchvision's resnet50 with the last stage dilated
 (replace_stride_with_dilation=[False, False, True]) and torchvision's
 DeepLabHead (ASPP rates 12, 24, 36 as torchvision uses them), 21 classes.
-For gn+ws, every BatchNorm becomes GroupNorm(32) and every conv followed by
-one standardizes its weight (biased variance, eps 1e-5).
+The variants are torch_bench.convert's; WS standardizes every conv but the
+classifier.
 """
 
 import sys
@@ -21,7 +21,7 @@ import torchvision
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nn" / "benches"))
-from torch_bench import time_steps, to_gn_ws  # noqa: E402
+from torch_bench import convert, time_steps  # noqa: E402
 
 threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 device = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
@@ -42,8 +42,7 @@ class DeepLab(nn.Module):
 
 
 model = DeepLab()
-if spec == "gn+ws":
-    to_gn_ws(model, keep=lambda conv: conv.out_channels == 21)  # all but the classifier
+convert(model, spec, keep=lambda conv: conv.out_channels == 21)  # WS on all but the classifier
 model.to(device).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.007, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(2, 3, 257, 257, device=device)

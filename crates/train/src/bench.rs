@@ -23,6 +23,10 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// The norm variants every training benchmark times, as the comparisons
+/// train them (the PyTorch scripts build the same: `torch_bench.py`).
+pub const VARIANTS: [&str; 6] = ["bn", "bn+ws", "gn", "gn+ws", "bcn+ws", "bcn-est+ws"];
+
 /// Whether the benchmark profiles its steps (`WSBCN_BENCH_PROFILE=1`).
 fn profiling() -> bool {
     std::env::var("WSBCN_BENCH_PROFILE").is_ok_and(|v| v == "1")

@@ -1,6 +1,6 @@
 //! Training throughput and peak memory of R3D-18 (400 classes) on clips of
-//! 2x3x8x112x112, BN and GN+WS, next to torchvision's `r3d_18` in PyTorch in
-//! the same run.
+//! 2x3x8x112x112, for every norm variant the comparisons train
+//! (`VARIANTS`), next to torchvision's `r3d_18` in PyTorch in the same run.
 //!
 //! `cargo bench -p wsbcn-video --bench r3d` prints a markdown table; each
 //! variant runs in its own process (peak memory is its own).
@@ -11,11 +11,9 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use wsbcn_nn::{LayerFactory, NormConfig};
-use wsbcn_train::bench::{bench_main, time_sgd_steps};
+use wsbcn_train::bench::{bench_main, time_sgd_steps, VARIANTS};
 use wsbcn_train::cross_entropy;
 use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
-
-const SPECS: [&str; 2] = ["bn", "gn+ws"];
 
 /// The child process: time `steps` training steps of one variant.
 fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
@@ -39,7 +37,7 @@ fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
 fn main() {
     bench_main(
         "R3D-18, 400 classes, clips 2x3x8x112x112, training (forward, backward, SGD step)",
-        &SPECS,
+        &VARIANTS,
         concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_r3d.py"),
         "clips/s",
         child,

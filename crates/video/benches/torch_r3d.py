@@ -2,11 +2,10 @@
 r3d_18 (400 classes), one training step after another on random clips of
 2x3x8x112x112; prints `clips_per_s peak_rss_mb`.
 
-    python torch_r3d.py THREADS STEPS SPEC [DEVICE]      (SPEC: bn | gn+ws)
+    python torch_r3d.py THREADS STEPS SPEC [DEVICE]      (SPEC: see torch_bench.SPECS)
 
-For gn+ws, every BatchNorm3d becomes GroupNorm(32) and every Conv3d
-standardizes its weight (biased variance, eps 1e-5); the final linear
-layer is unchanged.
+The variants are torch_bench.convert's; the final linear layer is
+unchanged.
 """
 
 import sys
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nn" / "benches"))
-from torch_bench import time_steps, to_gn_ws  # noqa: E402
+from torch_bench import convert, time_steps  # noqa: E402
 
 threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 device = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
@@ -26,8 +25,7 @@ torch.manual_seed(0)
 
 
 model = torchvision.models.video.r3d_18(weights=None, num_classes=400)
-if spec == "gn+ws":
-    to_gn_ws(model)
+convert(model, spec)
 model.to(device).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 x = torch.randn(2, 3, 8, 112, 112, device=device)
