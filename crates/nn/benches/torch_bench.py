@@ -1,11 +1,13 @@
 """Shared by the PyTorch side of the training benchmarks
-(crates/seg/benches/torch_deeplab.py, crates/video/benches/torch_r3d.py):
+(crates/seg/benches/torch_deeplab.py, crates/video/benches/torch_video.py):
 a torchvision model's norm variant as wsbcn names it, and the timing loop
 that prints `samples_per_s peak_rss_mb`.
 
 Variants (`convert`): bn (the model as torchvision builds it), bn+ws, gn,
-gn+ws, bcn+ws and bcn-est+ws. GN has 32 groups; BCN is the official code's
-(crates/testkit/fixtures/official_norms.py) with 32 groups, its batch part
+gn+ws, bcn+ws and bcn-est+ws. GN has 32 groups, or as wsbcn's layer
+factory chooses for a width 32 does not divide, the largest divisor below
+32 (R(2+1)D's 45 and 144 channels); BCN is the official code's
+(crates/testkit/fixtures/official_norms.py) with the same groups, its batch part
 torch's BatchNorm for bcn and the official estimated BN for bcn-est; with
 `+ws` every convolution but those `keep` selects standardizes its weight
 (biased variance, eps 1e-5, as this suite's `ws`).
@@ -45,18 +47,24 @@ class WSConv3d(nn.Conv3d):
                         self.dilation, self.groups)
 
 
+def groups_for(c, groups=32):
+    """The largest divisor of `c` that is at most `groups`, as wsbcn's
+    LayerFactory::groups_for."""
+    return max(g for g in range(1, min(groups, c) + 1) if c % g == 0)
+
+
 def norm_for(spec, bn):
     """The norm of variant `spec` in place of BatchNorm `bn`."""
     c = bn.num_features
     if spec.startswith("gn"):
-        return nn.GroupNorm(32, c)
+        return nn.GroupNorm(groups_for(c), c)
     if spec.startswith("bcn"):
         est = spec.startswith("bcn-est")
         batch = type(bn)(c)
         if est:
             batch = EstBN(c)
             batch.r = 0.1  # wsbcn's default moving speed; the cost is the same at any r
-        return BCNorm(c, 32, est, batch_norm=batch)
+        return BCNorm(c, groups_for(c), est, batch_norm=batch)
     return bn
 
 

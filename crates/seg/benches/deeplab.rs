@@ -40,7 +40,7 @@ fn main() {
     bench_main(
         "DeepLabV3-ResNet-50, output stride 16, batch 2, crop 257, training (forward, backward, SGD step)",
         &VARIANTS,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_deeplab.py"),
+        &[concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_deeplab.py")],
         "images/s",
         child,
     );

@@ -110,12 +110,13 @@ pub fn child_spec() -> Option<String> {
 }
 
 /// Times every spec in a child of the running benchmark binary and, with
-/// `WSBCN_TORCH_PYTHON` set, `python script THREADS STEPS SPEC DEVICE`, both
+/// `WSBCN_TORCH_PYTHON` set, `python SCRIPT.. THREADS STEPS SPEC DEVICE`
+/// (`script`: the script and its leading arguments), both
 /// on `device`; prints a markdown table whose rate column is `unit`.
 pub fn compare_with_torch(
     specs: &[&str],
     steps: usize,
-    script: &str,
+    script: &[&str],
     unit: &str,
     device: DeviceSpec,
 ) {
@@ -137,7 +138,7 @@ pub fn compare_with_torch(
         });
         let torch = python.as_ref().and_then(|py| {
             let mut c = Command::new(py);
-            c.arg(script)
+            c.args(script)
                 .arg(threads.to_string())
                 .arg(steps.to_string())
                 .arg(spec)
@@ -205,7 +206,7 @@ fn torch_device(device: DeviceSpec) -> String {
 pub fn bench_main<E: std::fmt::Display>(
     title: &str,
     specs: &[&str],
-    script: &str,
+    script: &[&str],
     unit: &str,
     child: impl Fn(&str, usize, &Device) -> std::result::Result<(), E>,
 ) {

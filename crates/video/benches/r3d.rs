@@ -8,38 +8,17 @@
 //! PyTorch's columns; `WSBCN_BENCH_STEPS` sets the timed steps (default 3,
 //! after one warm-up step).
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use wsbcn_nn::{LayerFactory, NormConfig};
-use wsbcn_train::bench::{bench_main, time_sgd_steps, VARIANTS};
-use wsbcn_train::cross_entropy;
-use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
+mod common;
 
-/// The child process: time `steps` training steps of one variant.
-fn child(spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
-    let cfg = VideoModelConfig {
-        arch: Arch::R3d,
-        ..VideoModelConfig::default()
-    };
-    let vm = VarMap::new();
-    let f = LayerFactory::new(&NormConfig {
-        spec: spec.into(),
-        ..NormConfig::default()
-    })?;
-    let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), dev)?;
-    let y = Tensor::new(&[3u32, 117], dev)?;
-    Ok(time_sgd_steps(steps, 2, &vm, 0.01, || {
-        cross_entropy(&model.forward_t(&x, true)?, &y, 0.0)
-    })?)
-}
+use wsbcn_train::bench::{bench_main, VARIANTS};
+use wsbcn_video::video_model::Arch;
 
 fn main() {
     bench_main(
         "R3D-18, 400 classes, clips 2x3x8x112x112, training (forward, backward, SGD step)",
         &VARIANTS,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_r3d.py"),
+        &[common::TORCH_SCRIPT, "r3d_18"],
         "clips/s",
-        child,
+        |spec, steps, dev| common::child(Arch::R3d, spec, steps, dev),
     );
 }

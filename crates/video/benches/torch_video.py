@@ -1,8 +1,10 @@
-"""PyTorch side of `cargo bench -p wsbcn-video --bench r3d`: torchvision's
-r3d_18 (400 classes), one training step after another on random clips of
-2x3x8x112x112; prints `clips_per_s peak_rss_mb`.
+"""PyTorch side of `cargo bench -p wsbcn-video --bench r3d` and `--bench
+r2plus1d`: torchvision's r3d_18 or r2plus1d_18 (400 classes), one training
+step after another on random clips of 2x3x8x112x112; prints
+`clips_per_s peak_rss_mb`.
 
-    python torch_r3d.py THREADS STEPS SPEC [DEVICE]      (SPEC: see torch_bench.SPECS)
+    python torch_video.py MODEL THREADS STEPS SPEC [DEVICE]
+    (MODEL: r3d_18 | r2plus1d_18; SPEC: see torch_bench.SPECS)
 
 The variants are torch_bench.convert's; the final linear layer is
 unchanged.
@@ -18,13 +20,15 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "nn" / "benches"))
 from torch_bench import convert, time_steps  # noqa: E402
 
-threads, steps, spec = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-device = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cpu")
+name, threads, steps, spec = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
+if name not in ("r3d_18", "r2plus1d_18"):
+    raise SystemExit(f"unknown model {name}; r3d_18 or r2plus1d_18")
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
 
-model = torchvision.models.video.r3d_18(weights=None, num_classes=400)
+model = getattr(torchvision.models.video, name)(weights=None, num_classes=400)
 convert(model, spec)
 model.to(device).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

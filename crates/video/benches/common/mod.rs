@@ -1,0 +1,32 @@
+//! What the video training benchmarks share: the child that times one
+//! variant of a model, and the PyTorch script that builds torchvision's.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use wsbcn_nn::{LayerFactory, NormConfig};
+use wsbcn_train::bench::time_sgd_steps;
+use wsbcn_train::cross_entropy;
+use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
+
+/// The PyTorch side (`torch_video.py MODEL ...`).
+pub const TORCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_video.py");
+
+/// Times `steps` SGD steps of `arch` (depth 18, 400 classes) with norm
+/// variant `spec` on random clips of 2x3x8x112x112.
+pub fn child(arch: Arch, spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
+    let cfg = VideoModelConfig {
+        arch,
+        ..VideoModelConfig::default()
+    };
+    let vm = VarMap::new();
+    let f = LayerFactory::new(&NormConfig {
+        spec: spec.into(),
+        ..NormConfig::default()
+    })?;
+    let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), dev)?;
+    let y = Tensor::new(&[3u32, 117], dev)?;
+    Ok(time_sgd_steps(steps, 2, &vm, 0.01, || {
+        cross_entropy(&model.forward_t(&x, true)?, &y, 0.0)
+    })?)
+}
