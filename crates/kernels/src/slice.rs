@@ -38,7 +38,10 @@ pub(crate) fn contiguous_mut<'a, T>(
 
 /// `sum_i f(xs[i])` in eight running sums. One running sum is a chain of
 /// dependent additions that the compiler may not reorder (a few cycles
-/// each, and no vectorization); eight independent ones pipeline.
+/// each, and no vectorization); eight independent ones pipeline. Always
+/// inlined, so that a caller compiled for AVX2 ([`with_avx2`]) vectorizes
+/// it too.
+#[inline(always)]
 pub(crate) fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let mut lanes = xs.chunks_exact(8);
@@ -52,6 +55,7 @@ pub(crate) fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
 }
 
 /// `sum_i f(xs[i], ys[i])` over two equally long slices, as [`lane_sum`].
+#[inline(always)]
 pub(crate) fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let (mut xl, mut yl) = (xs.chunks_exact(8), ys.chunks_exact(8));
@@ -131,3 +135,22 @@ macro_rules! float_op {
     };
 }
 pub(crate) use float_op;
+
+/// Runs `f` compiled for AVX2 where the CPU has it, else as built (the
+/// x86-64 baseline, two f64 per instruction). The arithmetic is the same
+/// either way: Rust forms no fused multiply-adds, and the eight-lane sums
+/// keep their order, so the results are bit-identical. What `f` calls must
+/// be inlined into it (`#[inline(always)]`) to profit.
+#[inline(always)]
+pub(crate) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn run<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { run(f) };
+    }
+    f()
+}

@@ -16,7 +16,7 @@
 //! kernel.
 
 use crate::profile::{Direction, Kind, Span};
-use crate::slice::{contiguous, lane_sum, lane_sum2};
+use crate::slice::{contiguous, lane_sum, lane_sum2, with_avx2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -39,6 +39,7 @@ pub fn standardize_rows(w: &Tensor, scale: RowScale, eps: f64) -> candle_core::R
 }
 
 /// Per-row constants of the fused op: `(mean, s, k)` (see the module docs).
+#[inline(always)]
 fn row_stats(row: &[f64], scale: RowScale, eps: f64) -> (f64, f64, f64) {
     let n = row.len() as f64;
     let mean = lane_sum(row, |v| v) / n;
@@ -68,13 +69,15 @@ impl Standardize {
         out.par_chunks_mut(fan_in)
             .zip(w.par_chunks(fan_in))
             .for_each_init(Vec::new, |row, (dst, src)| {
-                row.clear();
-                row.extend(src.iter().map(|v| v.to_f64()));
-                let (mean, s, _) = row_stats(row, self.scale, self.eps);
-                let inv = 1.0 / s;
-                for (d, v) in dst.iter_mut().zip(row.iter()) {
-                    *d = T::from_f64((v - mean) * inv);
-                }
+                with_avx2(|| {
+                    row.clear();
+                    row.extend(src.iter().map(|v| v.to_f64()));
+                    let (mean, s, _) = row_stats(row, self.scale, self.eps);
+                    let inv = 1.0 / s;
+                    for (d, v) in dst.iter_mut().zip(row.iter()) {
+                        *d = T::from_f64((v - mean) * inv);
+                    }
+                })
             });
         out
     }
@@ -124,16 +127,18 @@ impl StandardizeGrad {
         out.par_chunks_mut(fan_in)
             .zip(w.par_chunks(fan_in).zip(g.par_chunks(fan_in)))
             .for_each_init(Vec::new, |row, (dst, (wc, gc))| {
-                row.clear();
-                row.extend(wc.iter().map(|v| v.to_f64()));
-                let (mean, s, k) = row_stats(row, self.scale, self.eps);
-                let inv = 1.0 / s;
-                let mean_g = lane_sum(gc, |v| v.to_f64()) / fan_in as f64;
-                let dot = lane_sum2(row, gc, |v, g| (v - mean) * inv * g.to_f64());
-                for ((d, v), g) in dst.iter_mut().zip(row.iter()).zip(gc) {
-                    let w_hat = (v - mean) * inv;
-                    *d = T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) * inv);
-                }
+                with_avx2(|| {
+                    row.clear();
+                    row.extend(wc.iter().map(|v| v.to_f64()));
+                    let (mean, s, k) = row_stats(row, self.scale, self.eps);
+                    let inv = 1.0 / s;
+                    let mean_g = lane_sum(gc, |v| v.to_f64()) / fan_in as f64;
+                    let dot = lane_sum2(row, gc, |v, g| (v - mean) * inv * g.to_f64());
+                    for ((d, v), g) in dst.iter_mut().zip(row.iter()).zip(gc) {
+                        let w_hat = (v - mean) * inv;
+                        *d = T::from_f64((g.to_f64() - mean_g - k * dot * w_hat) * inv);
+                    }
+                })
             });
         out
     }
