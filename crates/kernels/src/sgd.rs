@@ -156,35 +156,23 @@ impl InplaceOp3 for WeightUpdate {
             let (lr, wd) = (T::from_f64(op.lr), T::from_f64(op.weight_decay));
             let m = T::from_f64(op.momentum);
             same_len(w.len(), g.len(), b.len())?;
-            // One loop per rule, each closure owning copies of its
-            // constants: read through a reference, `lr` was reloaded after
-            // every store to `w` (it might alias), which kept the loop
-            // scalar (perf, 2026-11-30).
-            fn each<T: WithDType>(
-                w: &mut [T],
-                g: &[T],
-                b: &[T],
-                rule: impl Fn(T, T, T) -> T + Sync,
-            ) {
-                w.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                    .for_each(|(w, (g, b))| {
-                        for ((w, &g), &b) in w.iter_mut().zip(g).zip(b) {
-                            *w = rule(*w, g, b);
-                        }
-                    });
-            }
-            match (op.momentum > 0.0, op.nesterov) {
-                (true, true) => each(w, g, b, move |w, g, b| {
-                    let d = g + w * wd;
-                    w - (d + b * m) * lr
-                }),
-                (true, false) => each(w, g, b, move |w, _, b| w - b * lr),
-                (false, _) => each(w, g, b, move |w, g, _| {
-                    let d = g + w * wd;
-                    w - d * lr
-                }),
-            }
+            let (momentum, nesterov) = (op.momentum > 0.0, op.nesterov);
+            // `move`: the closure owns copies of its constants. Read through
+            // a reference, `lr` was reloaded after every store to `w` (it
+            // might alias), which kept the loop scalar (perf, 2026-11-30).
+            w.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(move |(w, (g, b))| {
+                    for ((w, &g), &b) in w.iter_mut().zip(g).zip(b) {
+                        let d = g + *w * wd;
+                        let u = match (momentum, nesterov) {
+                            (true, true) => d + b * m,
+                            (true, false) => b,
+                            (false, _) => d,
+                        };
+                        *w -= u * lr;
+                    }
+                });
             Ok(())
         }
         in_place!(self, run, (w, wl), (g, gl), (b, bl))

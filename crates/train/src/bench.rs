@@ -44,9 +44,7 @@ fn measure(mut cmd: Command, before: &mut Vec<String>) -> Option<(f64, f64)> {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     let (last, before_last) = lines.split_last()?;
-    if !before_last.is_empty() {
-        before.extend(before_last.iter().map(|l| l.to_string()));
-    }
+    before.extend(before_last.iter().map(|l| l.to_string()));
     let f: Vec<f64> = last
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
