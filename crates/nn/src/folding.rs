@@ -4,27 +4,32 @@
 //! channel, on every call, which training needs (gradients flow through
 //! the standardization) and inference does not. While a [`Folding`] guard
 //! from [`FoldSwitch::begin`] is alive, every WS conv sharing the switch
-//! computes `W_hat` once, detached, keeps it and convolves with it as a
-//! plain conv would ([`crate::Conv::fold`] does the same for one layer).
-//! The kept kernels belong to the guard's epoch: a new guard computes them
-//! again, so weights changed between evaluations (training) are seen.
-//! Guards nest; folding ends with the outermost.
+//! computes `W_hat` once, detached, and convolves with it as a plain conv
+//! would ([`crate::Conv::fold`] does the same for one layer). The switch
+//! keeps those kernels, by weight tensor, until the outermost guard drops:
+//! guards nest, the memory goes back after each evaluation, and a new
+//! guard computes them again, so weights changed between evaluations
+//! (training) are seen.
 //!
 //! Hold a guard only around forward passes that neither train nor change
 //! the weights: evaluation and prediction.
 
+use candle_core::{Tensor, TensorId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The switch shared by the convs of one factory (see the module docs).
 #[derive(Clone, Debug, Default)]
-pub struct FoldSwitch(Arc<Mutex<State>>);
+pub struct FoldSwitch(Arc<State>);
 
 #[derive(Debug, Default)]
 struct State {
-    /// Guards alive.
-    depth: usize,
-    /// The current epoch (new at each outermost guard; never 0 then).
-    epoch: u64,
+    /// Guards alive. Read without the lock on every WS conv call, so that
+    /// training (no guard) takes no lock.
+    depth: AtomicUsize,
+    /// The kernels of the current guard, by the weight they standardize.
+    kernels: Mutex<HashMap<TensorId, Tensor>>,
 }
 
 /// While alive, WS convs on the switch use kernels computed once.
@@ -32,30 +37,40 @@ struct State {
 pub struct Folding<'a>(&'a FoldSwitch);
 
 impl FoldSwitch {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn kernels(&self) -> MutexGuard<'_, HashMap<TensorId, Tensor>> {
+        self.0.kernels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts (or, nested, joins) a folding epoch.
+    /// Starts (or, nested, joins) folding.
     pub fn begin(&self) -> Folding<'_> {
-        let mut s = self.state();
-        if s.depth == 0 {
-            s.epoch += 1;
-        }
-        s.depth += 1;
+        self.0.depth.fetch_add(1, Ordering::SeqCst);
         Folding(self)
     }
 
-    /// The epoch folded kernels belong to now, or `None` outside a guard.
-    pub fn epoch(&self) -> Option<u64> {
-        let s = self.state();
-        (s.depth > 0).then_some(s.epoch)
+    /// Inside a guard, the kernel kept for `weight`, made by `make` at its
+    /// first use; `None` outside a guard.
+    pub(crate) fn kernel<E>(
+        &self,
+        weight: &Tensor,
+        make: impl FnOnce() -> Result<Tensor, E>,
+    ) -> Result<Option<Tensor>, E> {
+        if self.0.depth.load(Ordering::SeqCst) == 0 {
+            return Ok(None);
+        }
+        let mut kernels = self.kernels();
+        if let Some(k) = kernels.get(&weight.id()) {
+            return Ok(Some(k.clone()));
+        }
+        let k = make()?;
+        kernels.insert(weight.id(), k.clone());
+        Ok(Some(k))
     }
 }
 
 impl Drop for Folding<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.state();
-        s.depth = s.depth.saturating_sub(1);
+        if self.0 .0.depth.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.kernels().clear();
+        }
     }
 }

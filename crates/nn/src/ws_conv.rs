@@ -16,7 +16,6 @@ use crate::weight_standardization::{standardize, standardize_composite, WeightMo
 use crate::{Error, Result};
 use candle_core::{Module, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
-use std::sync::{Arc, Mutex};
 
 /// The `D`-dimensional convolution primitive behind a [`Conv`] layer.
 pub trait ConvOp {
@@ -52,8 +51,6 @@ pub struct Conv<const D: usize> {
     name: String,
     diagnostics: Diagnostics,
     folding: FoldSwitch,
-    /// The kernel kept for a folding epoch (see [`crate::folding`]).
-    folded: Arc<Mutex<Option<(u64, Tensor)>>>,
 }
 
 /// A 2D [`Conv`].
@@ -100,7 +97,6 @@ where
             name: name.to_string(),
             diagnostics: Diagnostics::default(),
             folding: FoldSwitch::default(),
-            folded: Arc::default(),
         };
         if mode.is_ws() {
             // Surfaces a fan-in of 1 (an error in every WS variant) now, not at forward.
@@ -163,25 +159,17 @@ where
             weight: self.kernel()?.detach(),
             bias: self.bias.as_ref().map(Tensor::detach),
             mode: WeightMode::Plain,
-            folded: Arc::default(),
             ..self.clone()
         })
     }
 
-    /// In a folding epoch, the WS kernel computed once for it.
+    /// Under a folding guard, the WS kernel computed once for it.
     fn folded_kernel(&self) -> Result<Option<Tensor>> {
-        let Some(epoch) = self.folding.epoch().filter(|_| self.mode.is_ws()) else {
+        if !self.mode.is_ws() {
             return Ok(None);
-        };
-        let mut kept = self.folded.lock().unwrap_or_else(|p| p.into_inner());
-        match &*kept {
-            Some((e, k)) if *e == epoch => Ok(Some(k.clone())),
-            _ => {
-                let k = self.kernel()?.detach();
-                *kept = Some((epoch, k.clone()));
-                Ok(Some(k))
-            }
         }
+        self.folding
+            .kernel(&self.weight, || Ok(self.kernel()?.detach()))
     }
 
     fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
