@@ -209,12 +209,15 @@ pub fn decode_jpeg_into(
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     let bad = |e: &dyn std::fmt::Display| Error::data(source, format!("JPEG decoding: {e}"));
     dec.decode_headers().map_err(|e| bad(&e))?;
-    let dims = dec.dimensions();
-    if dims != Some((width, height)) {
-        return Err(Error::data(
-            source,
-            format!("a JPEG frame of {dims:?} pixels where the cache says {width}x{height}"),
-        ));
+    match dec.dimensions() {
+        Some(dims) if dims == (width, height) => {}
+        Some((w, h)) => {
+            return Err(Error::data(
+                source,
+                format!("a JPEG frame of {w}x{h} pixels where the cache says {width}x{height}"),
+            ))
+        }
+        None => return Err(bad(&"no frame size in the JPEG header")),
     }
     let start = out.len();
     out.resize(start + width * height * 3, 0);
@@ -614,22 +617,22 @@ impl ClipCache {
         }
         let ds = self.video(v)?;
         let (t, _, _) = self.dims_of(v, &ds)?;
-        if i >= t {
-            return Err(Error::data(
-                &self.path,
-                format!("video {v}: frame {i} requested, it has {t}"),
-            ));
-        }
-        self.read_jpeg(&ds, v, i)
-    }
-
-    /// Frame `i`'s JPEG bytes from dataset `ds` (HDF5's lock is held only
-    /// for this read).
-    fn read_jpeg(&self, ds: &hdf5::Dataset, v: usize, i: usize) -> Result<Vec<u8>> {
+        self.check_frames(v, t, &[i])?;
         let file: ndarray::Array1<VarLenArray<u8>> = ds
             .read_slice_1d(i..i + 1)
             .map_err(|e| Error::data(&self.path, format!("video {v} frame {i}: {e}")))?;
         Ok(file[0].as_slice().to_vec())
+    }
+
+    /// An error naming the first of `indices` past video `v`'s `t` frames.
+    fn check_frames(&self, v: usize, t: usize, indices: &[usize]) -> Result<()> {
+        match indices.iter().find(|&&i| i >= t) {
+            Some(i) => Err(Error::data(
+                &self.path,
+                format!("video {v}: frame {i} requested, it has {t}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The frames of video `v` at `indices` (any order, repeats allowed).
@@ -638,19 +641,16 @@ impl ClipCache {
     pub fn frames(&self, v: usize, indices: &[usize]) -> Result<Frames> {
         let ds = self.video(v)?;
         let (t, height, width) = self.dims_of(v, &ds)?;
-        if let Some(&i) = indices.iter().find(|&&i| i >= t) {
-            return Err(Error::data(
-                &self.path,
-                format!("video {v}: frame {i} requested, it has {t}"),
-            ));
-        }
+        self.check_frames(v, t, indices)?;
         let read_err = |e: hdf5::Error| Error::data(&self.path, format!("video {v}: {e}"));
         let mut data = Vec::with_capacity(indices.len() * height * width * 3);
         match self.format {
             FrameFormat::Raw => {
                 for &i in indices {
                     let frame: ndarray::Array4<u8> =
-                        ds.read_slice((i..i + 1, .., .., ..)).map_err(read_err)?;
+                        ds.read_slice((i..i + 1, .., .., ..)).map_err(|e| {
+                            Error::data(&self.path, format!("video {v} frame {i}: {e}"))
+                        })?;
                     data.extend(frame.iter());
                 }
             }

@@ -529,10 +529,28 @@ fn jpeg_cache_frames_are_the_decoded_frames_jpeg_round_tripped() {
             let file = encode_jpeg(all.frame(i), w, h, DEFAULT_JPEG_QUALITY, &r.path).unwrap();
             let want = decode_jpeg(&file, w, h, &r.path).unwrap();
             assert!(got.frame(i) == want.as_slice(), "video {v} frame {i}");
+            // The file kept for frame i is that frame.
+            let kept = decode_jpeg(&cache.jpeg_file(v, i).unwrap(), w, h, &r.path).unwrap();
+            assert!(kept == got.frame(i), "video {v} frame {i}: jpeg_file");
             for (a, b) in got.frame(i).iter().zip(all.frame(i)) {
                 sum += a.abs_diff(*b) as u64;
                 n += 1;
             }
+        }
+        // Any order, with repeats: each frame where it was asked for.
+        let order = [t - 1, 0, 2, 2];
+        let some = cache.frames(v, &order).unwrap();
+        for (k, &i) in order.iter().enumerate() {
+            assert!(
+                some.frame(k) == got.frame(i),
+                "video {v}: slot {k} (frame {i})"
+            );
+        }
+        for err in [
+            cache.frames(v, &[0, t]).err().unwrap().to_string(),
+            cache.jpeg_file(v, t).err().unwrap().to_string(),
+        ] {
+            assert!(err.contains(&format!("frame {t} requested")), "{err}");
         }
     }
     // The test pattern's sharp edges and saturated colours at 48x32, with
