@@ -190,9 +190,9 @@ fn state_dict(mut obj: Object) -> std::result::Result<Vec<(Object, Object)>, &'s
     Ok(entries)
 }
 
-/// The tensors of a state dict's `entries`, their data in `storages`, each
-/// storage's bytes read once, by name (`TensorInfo::path`, without a
-/// leading `/`).
+/// The tensors of a state dict's `entries`, their data in `storages` by
+/// name (`TensorInfo::path`, without a leading `/`). The readers hold each
+/// storage the entries use once (views share one), and no other.
 fn tensors_of(
     path: &Path,
     entries: Vec<(Object, Object)>,
@@ -303,16 +303,15 @@ fn read_pth(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     };
     let entries = state_dict(obj).map_err(|e| err(path, e))?;
     let dir = PathBuf::from(pkl.trim_end_matches(".pkl"));
-    // The storages, `<archive>/data/<key>`.
-    let prefix = format!("{}/", dir.display());
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(|n| n.ok())
-        .filter(|n| n.starts_with(&prefix))
-        .map(|n| n.into_owned())
-        .collect();
+    // The storages the state dict uses, `<archive>/data/<key>` (a training
+    // checkpoint's optimizer buffers stay unread).
+    let mut used = HashMap::new();
+    entries
+        .iter()
+        .for_each(|(_, v)| storage_sizes(v, &mut used));
     let mut storages = HashMap::new();
-    for name in names {
+    for key in used.into_keys() {
+        let name = format!("{}/{key}", dir.display());
         let mut data = Vec::new();
         zip.by_name(&name)
             .and_then(|mut e| e.read_to_end(&mut data).map_err(Into::into))
@@ -395,6 +394,10 @@ fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let mut sizes = HashMap::new();
     storage_sizes(&obj, &mut sizes);
     let entries = state_dict(obj).map_err(|e| err(path, e))?;
+    let mut used = HashMap::new();
+    entries
+        .iter()
+        .for_each(|(_, v)| storage_sizes(v, &mut used));
     let mut storages = HashMap::new();
     for key in keys {
         let mut count = [0u8; 8];
@@ -402,7 +405,20 @@ fn read_legacy(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         let size = *sizes
             .get(&key)
             .ok_or_else(|| err(path, format!("storage `{key}` of an unknown type")))?;
-        let mut data = vec![0u8; u64::from_le_bytes(count) as usize * size];
+        let bytes = u64::from_le_bytes(count) * size as u64;
+        if !used.contains_key(&key) {
+            // Not the state dict's (an optimizer buffer): skipped, not kept.
+            let skipped = std::io::copy(&mut (&mut r).take(bytes), &mut std::io::sink())
+                .map_err(|e| err(path, format!("storage `{key}`: {e}")))?;
+            if skipped != bytes {
+                return Err(err(
+                    path,
+                    format!("storage `{key}`: the file ends inside it"),
+                ));
+            }
+            continue;
+        }
+        let mut data = vec![0u8; bytes as usize];
         r.read_exact(&mut data)
             .map_err(|e| err(path, format!("storage `{key}`: {e}")))?;
         storages.insert(key, data);
