@@ -16,7 +16,7 @@ use candle_nn::{VarBuilder, VarMap};
 use std::time::Instant;
 use wsbcn_nn::{LayerFactory, NormConfig};
 use wsbcn_seg::deeplab::DeepLabV3;
-use wsbcn_train::bench::{bench_device, bench_steps};
+use wsbcn_train::bench::{bench_device, bench_steps, median};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = bench_device()?;
@@ -63,11 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A new epoch each round: the folding itself is timed too.
         t[2].push(time(&ws, true)?.0);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let m: Vec<f64> = t.iter_mut().map(median).collect();
+    let m: Vec<f64> = t.iter_mut().map(|v| median(v)).collect();
     println!(
         "\nDeepLabV3-R50 OS16, evaluation of {BATCHES} batches of 2x3x257x257 on {dev:?}, median of {rounds} interleaved rounds:\n"
     );

@@ -71,12 +71,23 @@ fn comparison_row(name: &str, ours: Option<(f64, f64)>, torch: Option<(f64, f64)
     )
 }
 
-/// The timed steps of a benchmark: `WSBCN_BENCH_STEPS`, else `default`.
-pub fn bench_steps(default: usize) -> usize {
-    std::env::var("WSBCN_BENCH_STEPS")
+/// The number in environment variable `name`, else `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// The timed steps of a benchmark: `WSBCN_BENCH_STEPS`, else `default`.
+pub fn bench_steps(default: usize) -> usize {
+    env_usize("WSBCN_BENCH_STEPS", default)
+}
+
+/// The median of `v` (the upper one of an even count); NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The device a training benchmark runs on: `--device cpu|cuda|cuda:N` on

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+use wsbcn_train::bench::{env_usize, median};
 use wsbcn_video::{
     build_cache, decode_frames, CacheOptions, ClipCache, FrameFormat, Frames, Resize, Sampler,
     VideoSource,
@@ -33,13 +34,6 @@ use wsbcn_video::{
 
 const SIDE: usize = 224;
 const WORKERS: [usize; 3] = [1, 2, 4];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The center 224x224 of every frame.
 fn crop(f: &Frames) -> Vec<u8> {
@@ -80,11 +74,6 @@ fn rate<R>(
         }
     });
     requests.len() as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -216,17 +205,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| reader | 1 worker | 2 workers | 4 workers |\n|---|---:|---:|---:|");
     let med: Vec<Vec<f64>> = rates
         .iter()
-        .map(|m| {
-            m.iter()
-                .map(|r| {
-                    if r.is_empty() {
-                        f64::NAN
-                    } else {
-                        median(r.clone())
-                    }
-                })
-                .collect()
-        })
+        .map(|m| m.iter().map(|r| median(&mut r.clone())).collect())
         .collect();
     for (name, m) in names.iter().zip(&med) {
         if m.iter().all(|r| r.is_nan()) {

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
 use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_train::bench::{env_usize, median};
 use wsbcn_video::{build_cache, decode_all, ClipCache, Resize, Sampler, VideoSource};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
@@ -31,8 +32,7 @@ fn median_secs(rounds: usize, mut f: impl FnMut()) -> f64 {
             s.elapsed().as_secs_f64()
         })
         .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(&mut t)
 }
 
 fn pyav_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f64> {
@@ -51,10 +51,7 @@ fn pyav_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f6
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rounds: usize = std::env::var("WSBCN_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let rounds = env_usize("WSBCN_BENCH_ROUNDS", 3);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-clips");
     let cfg = FashionSsv2Config {
         train: 120,
