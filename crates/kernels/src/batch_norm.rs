@@ -1,6 +1,6 @@
 //! Per-channel normalization (BatchNorm and estimated BN) as one CPU op,
 //! forward and backward each a pass over the activation, and the channel
-//! statistics in two passes.
+//! statistics in one more.
 //!
 //! Written by hand for the reason of [`crate::group_norm`]: candle
 //! builds BN from about ten element-wise ops forward and twenty backward,
@@ -29,13 +29,14 @@
 
 use crate::affine_norm::{write_affine_grads, AffineNorm, AffineNormOp};
 use crate::profile::{Direction, Kind, Span};
-use crate::slice::{contiguous, lane_sum, lane_sum2};
+use crate::slice::{contiguous, lane_sum, lane_sum2, lane_sum_sq, with_avx2};
 use candle_core::{CpuStorage, Tensor, WithDType};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Per-channel mean of `x: (N, C, L)` and the mean squared deviation about
-/// `center` (the mean itself when `None`: the biased variance), in f64.
+/// `center` (the mean itself when `None`: the biased variance), in f64 and
+/// in one pass over `x` (shifted sums, see `moments`).
 pub fn channel_moments(
     x: &Tensor,
     center: Option<&[f64]>,
@@ -66,25 +67,21 @@ pub fn channel_moments(
     })
 }
 
-/// Sums `row(n, c)` over `n` per channel, rows taken in parallel and added
-/// in order.
-fn per_channel<T: Sync>(
-    x: &[T],
-    n: usize,
-    c: usize,
-    l: usize,
-    row: impl Fn(usize, &[T]) -> f64 + Sync,
-) -> Vec<f64> {
-    let rows: Vec<f64> = x
-        .par_chunks(l)
-        .enumerate()
-        .map(|(i, r)| row(i % c, r))
-        .collect();
-    (0..c)
-        .map(|ch| (0..n).map(|s| rows[s * c + ch]).sum())
-        .collect()
-}
-
+/// The moments of [`channel_moments`] in one pass over `x`, by shifted
+/// sums: per channel, with a shift `k` (the given center, or else the
+/// channel's first value), `S1 = sum (x - k)` and `S2 = sum (x - k)^2` over
+/// its `M` values, in f64, and then
+///
+/// ```text
+/// mean = k + S1/M,   about the center: S2/M,   var = S2/M - (S1/M)^2
+/// ```
+///
+/// The textbook one-pass form, `var = E[x^2] - E[x]^2`, loses all of its
+/// digits when the mean is large against the spread (`1e8 + N(0, 1)` in
+/// f64). Shifted by a value of the channel, the cancellation is only
+/// `(mean - k)^2 / var`, a few units for any `k` drawn from the data.
+/// Rows are summed in parallel and added per channel in order, so the
+/// result does not depend on the thread count.
 fn moments<T: WithDType>(
     x: &[T],
     n: usize,
@@ -93,18 +90,34 @@ fn moments<T: WithDType>(
     center: Option<&[f64]>,
 ) -> (Vec<f64>, Vec<f64>) {
     let m = (n * l) as f64;
-    let mean: Vec<f64> = per_channel(x, n, c, l, |_, r| lane_sum(r, |v| v.to_f64()))
-        .into_iter()
-        .map(|s| s / m)
+    let shift: Vec<f64> = match center {
+        Some(k) => k.to_vec(),
+        None => (0..c)
+            .map(|ch| x.get(ch * l).map_or(0.0, |v| v.to_f64()))
+            .collect(),
+    };
+    let rows: Vec<(f64, f64)> = x
+        .par_chunks(l.max(1))
+        .enumerate()
+        .map(|(i, r)| {
+            let k = shift[i % c];
+            with_avx2(|| lane_sum_sq(r, |v| v.to_f64() - k))
+        })
         .collect();
-    let about = center.unwrap_or(&mean);
-    let second = per_channel(x, n, c, l, |ch, r| {
-        lane_sum(r, |v| (v.to_f64() - about[ch]).powi(2))
-    })
-    .into_iter()
-    .map(|s| s / m)
-    .collect();
-    (mean, second)
+    (0..c)
+        .map(|ch| {
+            let (s1, s2) = (0..n)
+                .map(|s| rows[s * c + ch])
+                .fold((0.0, 0.0), |(a, b), (r1, r2)| (a + r1, b + r2));
+            let (d, sq) = (s1 / m, s2 / m);
+            let second = if center.is_some() {
+                sq
+            } else {
+                (sq - d * d).max(0.0)
+            };
+            (shift[ch] + d, second)
+        })
+        .unzip()
 }
 
 /// Sums per-channel values over processes in place (a data-parallel job's
@@ -245,5 +258,83 @@ impl AffineNorm for ChannelAffineOp {
             });
         write_affine_grads(tail, &dw, &db);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_moments;
+    use candle_core::{Device, Tensor};
+
+    /// Mean and biased variance per channel of `offset + y`, in two passes
+    /// over `y` alone (the second about the mean): the reference.
+    fn two_pass(offset: f64, y: &[f64], n: usize, c: usize, l: usize) -> (Vec<f64>, Vec<f64>) {
+        let m = (n * l) as f64;
+        (0..c)
+            .map(|ch| {
+                let values =
+                    || (0..n).flat_map(move |s| (0..l).map(move |j| y[(s * c + ch) * l + j]));
+                let mean = values().sum::<f64>() / m;
+                let var = values().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+                (offset + mean, var)
+            })
+            .unzip()
+    }
+
+    /// A mean of 1e8 over a spread of about 1 (and 1e-3 in the second
+    /// channel): `E[x^2] - E[x]^2` in f64 keeps no digit of the variance,
+    /// the shifted one pass all but a few.
+    #[test]
+    fn one_pass_moments_survive_a_mean_far_larger_than_the_spread() -> candle_core::Result<()> {
+        let (n, c, l) = (3, 2, 37);
+        // Small parts exactly representable next to 1e8 (multiples of 2^-15).
+        let y: Vec<f64> = (0..n * c * l)
+            .map(|i| {
+                let ch = (i / l) % c;
+                let u = ((i * 7919) % 101) as f64 - 50.0;
+                3.0 * ch as f64
+                    + u * if ch == 0 {
+                        2f64.powi(-5)
+                    } else {
+                        2f64.powi(-15)
+                    }
+            })
+            .collect();
+        let x: Vec<f64> = y.iter().map(|v| 1e8 + v).collect();
+        let t = Tensor::from_vec(x.clone(), (n, c, l), &Device::Cpu)?;
+        let (mean, var) = channel_moments(&t, None)?;
+        let (want_mean, want_var) = two_pass(1e8, &y, n, c, l);
+        for ch in 0..c {
+            assert!(
+                (mean[ch] - want_mean[ch]).abs() <= 1e-15 * want_mean[ch],
+                "{mean:?} {want_mean:?}"
+            );
+            let rel = (var[ch] - want_var[ch]).abs() / want_var[ch];
+            assert!(
+                rel < 1e-9,
+                "channel {ch}: {} against {} ({rel:e})",
+                var[ch],
+                want_var[ch]
+            );
+        }
+        // About a given center: the mean squared deviation from it.
+        let center = [0.25, 2.5];
+        let shifted = [1e8 + center[0], 1e8 + center[1]];
+        let (mean_c, about) = channel_moments(&t, Some(&shifted))?;
+        let m = (n * l) as f64;
+        for ch in 0..c {
+            let want: f64 = (0..n)
+                .flat_map(|s| (0..l).map(move |j| (s * c + ch) * l + j))
+                .map(|i| (y[i] - center[ch]).powi(2))
+                .sum::<f64>()
+                / m;
+            assert!(
+                (about[ch] - want).abs() / want < 1e-9,
+                "{} against {want}",
+                about[ch]
+            );
+            assert!((mean_c[ch] - want_mean[ch]).abs() <= 1e-15 * want_mean[ch]);
+        }
+        Ok(())
     }
 }

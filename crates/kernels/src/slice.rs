@@ -54,6 +54,28 @@ pub(crate) fn lane_sum<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> f64 {
     acc.iter().sum::<f64>() + rest
 }
 
+/// `(sum_i d_i, sum_i d_i^2)` with `d_i = f(xs[i])`: both sums in one pass,
+/// each in eight running sums as [`lane_sum`].
+#[inline(always)]
+pub(crate) fn lane_sum_sq<T: Copy>(xs: &[T], f: impl Fn(T) -> f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; 8], [0f64; 8]);
+    let mut lanes = xs.chunks_exact(8);
+    for c in &mut lanes {
+        for ((a, q), &x) in s1.iter_mut().zip(s2.iter_mut()).zip(c) {
+            let d = f(x);
+            *a += d;
+            *q += d * d;
+        }
+    }
+    let (mut r1, mut r2) = (0f64, 0f64);
+    for &x in lanes.remainder() {
+        let d = f(x);
+        r1 += d;
+        r2 += d * d;
+    }
+    (s1.iter().sum::<f64>() + r1, s2.iter().sum::<f64>() + r2)
+}
+
 /// `sum_i f(xs[i], ys[i])` over two equally long slices, as [`lane_sum`].
 #[inline(always)]
 pub(crate) fn lane_sum2<T: Copy, U: Copy>(xs: &[T], ys: &[U], f: impl Fn(T, U) -> f64) -> f64 {
