@@ -5,10 +5,17 @@
 //! mean, i.e. 0 after normalization; label with 255), random crop, random
 //! horizontal flip, then `(v / 255 - mean) / std` per channel. Evaluation:
 //! the whole image, normalized. Samples are `(3, H, W)` f32 and `(H, W)` u8.
+//!
+//! The bilinear resize is `fast_image_resize`'s convolution (SIMD; its
+//! filter support widens when shrinking, as Pillow's `BILINEAR`): the
+//! `image` crate's `resize` took two thirds of a VOC-size sample's time
+//! (`cargo bench -p wsbcn-seg --bench pipeline`). Only the crop window is
+//! normalized.
 
 use crate::palette::LabelMap;
 use crate::voc::IGNORE;
-use image::imageops::{self, FilterType};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -76,15 +83,37 @@ pub fn resize_label(label: &LabelMap, width: usize, height: usize) -> LabelMap {
     }
 }
 
+/// `(v / 255 - mean[c]) / std[c]`.
+fn normalized(v: u8, c: usize, cfg: &AugmentConfig) -> f32 {
+    (v as f32 / 255.0 - cfg.mean[c]) / cfg.std[c]
+}
+
 fn normalize(image: &RgbImage, cfg: &AugmentConfig) -> Vec<f32> {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let mut out = vec![0f32; 3 * w * h];
     for (i, p) in image.pixels().enumerate() {
         for c in 0..3 {
-            out[c * w * h + i] = (p[c] as f32 / 255.0 - cfg.mean[c]) / cfg.std[c];
+            out[c * w * h + i] = normalized(p[c], c, cfg);
         }
     }
     out
+}
+
+/// `image` resized to `width x height` with a bilinear filter (see the
+/// module docs); RGB bytes, row-major.
+pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
+    if image.width() == 0 || image.height() == 0 {
+        return vec![0; 3 * width as usize * height as usize];
+    }
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    // A non-empty RGB image is a U8x3 source, the pixel type of `dst`: the
+    // resize's only errors (mismatched or unsupported pixel types) cannot
+    // occur.
+    Resizer::new()
+        .resize(image, &mut dst, &opts)
+        .expect("a U8x3 resize of an RGB image");
+    dst.into_vec()
 }
 
 /// The whole image, normalized (evaluation).
@@ -112,7 +141,7 @@ pub fn train_sample(
     };
     let nw = ((image.width() as f64 * s).round() as u32).max(1);
     let nh = ((image.height() as f64 * s).round() as u32).max(1);
-    let image = imageops::resize(image, nw, nh, FilterType::Triangle);
+    let pixels = resize_bilinear(image, nw, nh);
     let label = resize_label(label, nw as usize, nh as usize);
     let crop = cfg.crop;
     let (w, h) = (nw as usize, nh as usize);
@@ -127,7 +156,6 @@ pub fn train_sample(
         0
     };
     let flip = cfg.flip && rng.random_bool(0.5);
-    let norm = normalize(&image, cfg);
     let mut out = SegSample {
         h: crop,
         w: crop,
@@ -140,7 +168,7 @@ pub fn train_sample(
             let (src, dst) = ((y + y0) * w + x + x0, y * crop + dx);
             out.label[dst] = label.data[src];
             for c in 0..3 {
-                out.image[c * crop * crop + dst] = norm[c * w * h + src];
+                out.image[c * crop * crop + dst] = normalized(pixels[3 * src + c], c, cfg);
             }
         }
     }

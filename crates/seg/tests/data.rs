@@ -6,7 +6,7 @@ use image::{Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
-use wsbcn_seg::augment::{resize_label, train_sample, AugmentConfig};
+use wsbcn_seg::augment::{resize_bilinear, resize_label, train_sample, AugmentConfig};
 use wsbcn_seg::deeplab::Head;
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
@@ -200,6 +200,37 @@ fn training_augmentation_crops_pads_and_is_seeded() {
     let up = resize_label(&label, 32, 32);
     assert_eq!(up.data[0..2], [3, 3]);
     assert_eq!(up.data[32 * 14], 255);
+}
+
+/// The training resize is bilinear with pixel centres aligned (`(x + 0.5)
+/// in / out - 0.5`) and, when shrinking, a filter widened by the factor (as
+/// Pillow's): it keeps a constant, and a symmetric filter reproduces a
+/// linear ramp wherever it does not reach the border.
+#[test]
+fn bilinear_resize_keeps_constants_and_interpolates_a_ramp() {
+    let flat = image::RgbImage::from_pixel(7, 5, image::Rgb([10, 120, 250]));
+    let r = resize_bilinear(&flat, 19, 11);
+    assert_eq!(r.len(), 3 * 19 * 11);
+    assert!(r.chunks(3).all(|p| p == [10, 120, 250]));
+    let ramp = image::RgbImage::from_fn(8, 2, |x, _| image::Rgb([(20 + 20 * x) as u8; 3]));
+    let up = resize_bilinear(&ramp, 16, 4);
+    for x in 1..15 {
+        let want = 20.0 + 20.0 * ((x as f64 + 0.5) / 2.0 - 0.5);
+        assert!(
+            (up[3 * x] as f64 - want).abs() <= 1.0,
+            "up x={x}: {} against {want}",
+            up[3 * x]
+        );
+    }
+    let down = resize_bilinear(&ramp, 4, 1);
+    for x in 1..3 {
+        let want = 20.0 + 20.0 * (2.0 * x as f64 + 0.5);
+        assert!(
+            (down[3 * x] as f64 - want).abs() <= 1.0,
+            "down x={x}: {} against {want}",
+            down[3 * x]
+        );
+    }
 }
 
 /// A small GN DeepLabV3 (ResNet-18 at quarter width, 21 classes) that
