@@ -17,6 +17,6 @@ fn main() {
         &VARIANTS,
         &[common::TORCH_SCRIPT, "r2plus1d_18"],
         "clips/s",
-        |spec, steps, dev| common::child(Arch::R2plus1d, spec, steps, dev),
+        |spec, steps, dev| common::child(Arch::R2plus1d, 18, [2, 8, 112], spec, steps, dev),
     );
 }

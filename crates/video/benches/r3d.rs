@@ -19,6 +19,6 @@ fn main() {
         &VARIANTS,
         &[common::TORCH_SCRIPT, "r3d_18"],
         "clips/s",
-        |spec, steps, dev| common::child(Arch::R3d, spec, steps, dev),
+        |spec, steps, dev| common::child(Arch::R3d, 18, [2, 8, 112], spec, steps, dev),
     );
 }

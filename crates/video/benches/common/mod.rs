@@ -11,11 +11,20 @@ use wsbcn_video::video_model::{Arch, VideoModel, VideoModelConfig};
 /// The PyTorch side (`torch_video.py MODEL ...`).
 pub const TORCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_video.py");
 
-/// Times `steps` SGD steps of `arch` (depth 18, 400 classes) with norm
-/// variant `spec` on random clips of 2x3x8x112x112.
-pub fn child(arch: Arch, spec: &str, steps: usize, dev: &Device) -> wsbcn_video::Result<()> {
+/// Times `steps` SGD steps of `arch` at `depth` (400 classes) with norm
+/// variant `spec` on `n` random clips of 3 x `frames` x `size` x `size`
+/// (`clips = [n, frames, size]`), labelled 3, 117, 231, ...
+pub fn child(
+    arch: Arch,
+    depth: usize,
+    [n, frames, size]: [usize; 3],
+    spec: &str,
+    steps: usize,
+    dev: &Device,
+) -> wsbcn_video::Result<()> {
     let cfg = VideoModelConfig {
         arch,
+        depth,
         ..VideoModelConfig::default()
     };
     let vm = VarMap::new();
@@ -24,9 +33,10 @@ pub fn child(arch: Arch, spec: &str, steps: usize, dev: &Device) -> wsbcn_video:
         ..NormConfig::default()
     })?;
     let model = VideoModel::new(&cfg, &f, VarBuilder::from_varmap(&vm, DType::F32, dev))?;
-    let x = Tensor::randn(0f32, 1.0, (2, 3, 8, 112, 112), dev)?;
-    let y = Tensor::new(&[3u32, 117], dev)?;
-    Ok(time_sgd_steps(steps, 2, &vm, 0.01, || {
+    let x = Tensor::randn(0f32, 1.0, (n, 3, frames, size, size), dev)?;
+    let labels: Vec<u32> = (0..n as u32).map(|i| (3 + 114 * i) % 400).collect();
+    let y = Tensor::new(labels.as_slice(), dev)?;
+    Ok(time_sgd_steps(steps, n, &vm, 0.01, || {
         cross_entropy(&model.forward_t(&x, true)?, &y, 0.0)
     })?)
 }
