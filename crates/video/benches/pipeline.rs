@@ -1,0 +1,143 @@
+//! Input pipeline throughput of video training at 224 pixels: a TSN clip
+//! of 8 segments from each 256x256 video, then the training augmentation
+//! of `clip_transform` (multi-scale crop, resize to 224, flip, normalize).
+//! Three ways, one thread each, in one run:
+//!
+//! - decoding the whole video with this crate's FFmpeg decoder;
+//! - reading the 8 frames from the HDF5 clip cache (JPEG frames, the
+//!   default format);
+//! - PyAV decoding the same file and torchvision's v2 transforms doing the
+//!   same augmentation (`torch_clips.py`).
+//!
+//! `cargo bench -p wsbcn-video --bench pipeline` writes 48 Fashion-SSv2
+//! videos (256x256, 16-24 frames, VP9 webm) from Debian's Fashion-MNIST
+//! files into `target/bench-clips-256`, caches them and prints a markdown
+//! table. `WSBCN_TORCH_PYTHON=/path/to/python` (with torch, torchvision
+//! and `av`) adds PyTorch's row; `WSBCN_BENCH_ROUNDS` sets the timed passes
+//! over all videos (default 5, after one warm-up pass).
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use wsbcn_data::fashion_mnist::DEBIAN_DIR;
+use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_train::bench::{env_usize, median};
+use wsbcn_video::clip_transform::{train_clip, ClipAugment};
+use wsbcn_video::{build_cache, decode_all, ClipCache, Frames, Resize, Sampler, VideoSource};
+
+const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
+
+/// Frames `idx` of `all`.
+fn pick(all: &Frames, idx: &[usize]) -> Frames {
+    Frames {
+        count: idx.len(),
+        data: idx.iter().flat_map(|&i| all.frame(i)).copied().collect(),
+        ..*all
+    }
+}
+
+fn torch_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_clips.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(rounds.to_string())
+        .args(files)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "PyAV and torchvision: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Median seconds of `rounds` calls of `pass` after a warm-up call.
+fn median_secs(
+    rounds: usize,
+    mut pass: impl FnMut() -> wsbcn_video::Result<()>,
+) -> wsbcn_video::Result<f64> {
+    pass()?;
+    let mut t = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let s = Instant::now();
+        pass()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut t))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rounds = env_usize("WSBCN_BENCH_ROUNDS", 5);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-clips-256");
+    let cfg = FashionSsv2Config {
+        size: 256,
+        scale: (3.5, 5.0),
+        train: 48,
+        val: 0,
+        ..FashionSsv2Config::default()
+    };
+    if !dir.join("train.json").exists() {
+        generate_ssv2(Path::new(DEBIAN_DIR), &dir, &cfg)?;
+    }
+    let list = VideoSource::ssv2_dir(&dir, "train").read()?;
+    let files: Vec<PathBuf> = list.records.iter().map(|r| r.path.clone()).collect();
+    let cache_path = dir.join("train_clips.h5");
+    if !cache_path.exists() {
+        build_cache(
+            &list,
+            &cache_path,
+            &wsbcn_video::CacheOptions::new(256),
+            |_, _| std::ops::ControlFlow::Continue(()),
+        )?;
+    }
+    let cache = ClipCache::open(&cache_path)?;
+    let aug = ClipAugment {
+        crop: 224,
+        ..ClipAugment::default()
+    };
+    let n = files.len() as f64;
+    let mut rng = StdRng::seed_from_u64(0);
+
+    let decode = median_secs(rounds, || {
+        for f in &files {
+            let all = decode_all(f, Resize::Original)?;
+            let idx = SAMPLER.indices(all.count, Some(&mut rng))?;
+            let clip = train_clip(&pick(&all, &idx), 0, &aug, &mut rng);
+            std::hint::black_box(clip.data.len());
+        }
+        Ok(())
+    })?;
+    let cached = median_secs(rounds, || {
+        for v in 0..cache.len() {
+            let (t, _, _) = cache.dims(v)?;
+            let idx = SAMPLER.indices(t, Some(&mut rng))?;
+            let clip = train_clip(&cache.frames(v, &idx)?, 0, &aug, &mut rng);
+            std::hint::black_box(clip.data.len());
+        }
+        Ok(())
+    })?;
+    let torch = std::env::var("WSBCN_TORCH_PYTHON")
+        .ok()
+        .and_then(|py| torch_clips_per_s(&py, &files, rounds));
+
+    println!(
+        "\n{} Fashion-SSv2 videos (256x256, {}-{} frames, VP9 webm), TSN clips of 8 frames augmented for training (multi-scale crop, resize to 224, flip, normalize), 1 thread, median of {rounds} passes:\n",
+        files.len(),
+        cfg.frames.0,
+        cfg.frames.1
+    );
+    println!("| pipeline | clips/s per core | vs PyTorch |\n|---|---:|---:|");
+    let vs = |rate: f64| torch.map_or("-".to_string(), |t| format!("{:.2}x", rate / t));
+    let row = |name: &str, rate: f64| println!("| {name} | {rate:.1} | {} |", vs(rate));
+    row("wsbcn, decoding (FFmpeg via ffmpeg-next)", n / decode);
+    row("wsbcn, HDF5 clip cache (JPEG frames)", n / cached);
+    if let Some(rate) = torch {
+        println!("| PyTorch (PyAV decoding, torchvision's v2 transforms) | {rate:.1} | 1.00x |");
+    }
+    Ok(())
+}
