@@ -23,7 +23,7 @@
 //! dw[c] = sum_(n, l) dy x_hat,   db[c] = sum_(n, l) dy
 //! ```
 //!
-//! Sums run per `(n, c)` row in eight f64 lanes (`lane_sum`), then over
+//! Sums run per `(n, c)` row in eight f64 lanes (`lane_sum`, `lane_sum_sq`), then over
 //! the rows of a channel in order, so the result does not depend on the
 //! thread count.
 
@@ -44,6 +44,12 @@ pub fn channel_moments(
     let _span = Span::new(Direction::Forward, Kind::Norm);
     let x = x.contiguous()?;
     let (n, c, l) = x.dims3()?;
+    if n * l == 0 {
+        candle_core::bail!("channel moments: no values per channel in {:?}", x.shape());
+    }
+    if let Some(k) = center.filter(|k| k.len() != c) {
+        candle_core::bail!("channel moments: {} centers for {c} channels", k.len());
+    }
     let (storage, layout) = x.storage_and_layout();
     let candle_core::Storage::Cpu(s) = &*storage else {
         candle_core::bail!("channel moments: a CPU tensor is needed");
@@ -79,7 +85,8 @@ pub fn channel_moments(
 /// The textbook one-pass form, `var = E[x^2] - E[x]^2`, loses all of its
 /// digits when the mean is large against the spread (`1e8 + N(0, 1)` in
 /// f64). Shifted by a value of the channel, the cancellation is only
-/// `(mean - k)^2 / var`, a few units for any `k` drawn from the data.
+/// `(mean - k)^2 / var`: at most `M - 1` (when `k` is the one outlier),
+/// usually a few units.
 /// Rows are summed in parallel and added per channel in order, so the
 /// result does not depend on the thread count.
 fn moments<T: WithDType>(
@@ -92,12 +99,10 @@ fn moments<T: WithDType>(
     let m = (n * l) as f64;
     let shift: Vec<f64> = match center {
         Some(k) => k.to_vec(),
-        None => (0..c)
-            .map(|ch| x.get(ch * l).map_or(0.0, |v| v.to_f64()))
-            .collect(),
+        None => (0..c).map(|ch| x[ch * l].to_f64()).collect(),
     };
     let rows: Vec<(f64, f64)> = x
-        .par_chunks(l.max(1))
+        .par_chunks(l)
         .enumerate()
         .map(|(i, r)| {
             let k = shift[i % c];

@@ -23,7 +23,7 @@
 //! data-parallel job ([`wsbcn_dist::world`]), `m` and `v` are taken over
 //! every rank's batch: each rank's count and per-channel sum are summed
 //! across ranks for `m`, then each rank's squared deviations about `m` for
-//! `v` (two passes, as the one-process statistics), so ranks may hold
+//! `v` (two passes over the activation where one process takes one), so ranks may hold
 //! different numbers of samples. The backward pass sums the per-channel
 //! `sum dy` and `sum dy x_hat` across ranks before the input gradient uses
 //! them. The running variance gets the unbiased global variance. In one

@@ -101,7 +101,7 @@ fn normalize(image: &RgbImage, cfg: &AugmentConfig) -> Vec<f32> {
 
 /// `image` resized to `width x height` with a bilinear filter (see the
 /// module docs); RGB bytes, row-major.
-pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
+pub fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> Vec<u8> {
     if image.width() == 0 || image.height() == 0 {
         return vec![0; 3 * width as usize * height as usize];
     }
@@ -141,7 +141,7 @@ pub fn train_sample(
     };
     let nw = ((image.width() as f64 * s).round() as u32).max(1);
     let nh = ((image.height() as f64 * s).round() as u32).max(1);
-    let pixels = resize_bilinear(image, nw, nh);
+    let pixels = resize_rgb(image, nw, nh);
     let label = resize_label(label, nw as usize, nh as usize);
     let crop = cfg.crop;
     let (w, h) = (nw as usize, nh as usize);

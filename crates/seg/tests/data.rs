@@ -6,7 +6,7 @@ use image::{Rgb, RgbImage};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
-use wsbcn_seg::augment::{resize_bilinear, resize_label, train_sample, AugmentConfig};
+use wsbcn_seg::augment::{resize_label, resize_rgb, train_sample, AugmentConfig};
 use wsbcn_seg::deeplab::Head;
 use wsbcn_seg::palette::{read_label, voc_palette, write_label, LabelMap};
 use wsbcn_seg::task::SegConfig;
@@ -209,11 +209,11 @@ fn training_augmentation_crops_pads_and_is_seeded() {
 #[test]
 fn bilinear_resize_keeps_constants_and_interpolates_a_ramp() {
     let flat = image::RgbImage::from_pixel(7, 5, image::Rgb([10, 120, 250]));
-    let r = resize_bilinear(&flat, 19, 11);
+    let r = resize_rgb(&flat, 19, 11);
     assert_eq!(r.len(), 3 * 19 * 11);
     assert!(r.chunks(3).all(|p| p == [10, 120, 250]));
     let ramp = image::RgbImage::from_fn(8, 2, |x, _| image::Rgb([(20 + 20 * x) as u8; 3]));
-    let up = resize_bilinear(&ramp, 16, 4);
+    let up = resize_rgb(&ramp, 16, 4);
     for x in 1..15 {
         let want = 20.0 + 20.0 * ((x as f64 + 0.5) / 2.0 - 0.5);
         assert!(
@@ -222,7 +222,7 @@ fn bilinear_resize_keeps_constants_and_interpolates_a_ramp() {
             up[3 * x]
         );
     }
-    let down = resize_bilinear(&ramp, 4, 1);
+    let down = resize_rgb(&ramp, 4, 1);
     for x in 1..3 {
         let want = 20.0 + 20.0 * (2.0 * x as f64 + 0.5);
         assert!(

@@ -6,8 +6,9 @@
 //! - decoding the whole video with this crate's FFmpeg decoder;
 //! - reading the 8 frames from the HDF5 clip cache (JPEG frames, the
 //!   default format);
-//! - PyAV decoding the same file and torchvision's v2 transforms doing the
-//!   same augmentation (`torch_clips.py`).
+//! - in PyTorch, each of the two (`torch_clips.py`): PyAV decoding the same
+//!   file, or h5py reading the same cache and torchvision decoding its
+//!   JPEGs; then torchvision's v2 transforms doing the same augmentation.
 //!
 //! `cargo bench -p wsbcn-video --bench pipeline` writes 48 Fashion-SSv2
 //! videos (256x256, 16-24 frames, VP9 webm) from Debian's Fashion-MNIST
@@ -38,12 +39,14 @@ fn pick(all: &Frames, idx: &[usize]) -> Frames {
     }
 }
 
-fn torch_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f64> {
+/// PyTorch's clips per second, reading `inputs` (video files, or
+/// `--cache` and the cache file).
+fn torch_clips_per_s(python: &str, inputs: &[PathBuf], rounds: usize) -> Option<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_clips.py");
     let out = Command::new(python)
         .arg(script)
         .arg(rounds.to_string())
-        .args(files)
+        .args(inputs)
         .output()
         .ok()?;
     if !out.status.success() {
@@ -108,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let all = decode_all(f, Resize::Original)?;
             let idx = SAMPLER.indices(all.count, Some(&mut rng))?;
             let clip = train_clip(&pick(&all, &idx), 0, &aug, &mut rng);
-            std::hint::black_box(clip.data.len());
+            std::hint::black_box(&clip);
         }
         Ok(())
     })?;
@@ -117,13 +120,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (t, _, _) = cache.dims(v)?;
             let idx = SAMPLER.indices(t, Some(&mut rng))?;
             let clip = train_clip(&cache.frames(v, &idx)?, 0, &aug, &mut rng);
-            std::hint::black_box(clip.data.len());
+            std::hint::black_box(&clip);
         }
         Ok(())
     })?;
-    let torch = std::env::var("WSBCN_TORCH_PYTHON")
-        .ok()
-        .and_then(|py| torch_clips_per_s(&py, &files, rounds));
+    let python = std::env::var("WSBCN_TORCH_PYTHON").ok();
+    let torch = python
+        .as_deref()
+        .and_then(|py| torch_clips_per_s(py, &files, rounds));
+    let cache_args = [PathBuf::from("--cache"), cache_path.clone()];
+    let torch_cached = python
+        .as_deref()
+        .and_then(|py| torch_clips_per_s(py, &cache_args, rounds));
 
     println!(
         "\n{} Fashion-SSv2 videos (256x256, {}-{} frames, VP9 webm), TSN clips of 8 frames augmented for training (multi-scale crop, resize to 224, flip, normalize), 1 thread, median of {rounds} passes:\n",
@@ -131,13 +139,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.frames.0,
         cfg.frames.1
     );
-    println!("| pipeline | clips/s per core | vs PyTorch |\n|---|---:|---:|");
-    let vs = |rate: f64| torch.map_or("-".to_string(), |t| format!("{:.2}x", rate / t));
-    let row = |name: &str, rate: f64| println!("| {name} | {rate:.1} | {} |", vs(rate));
-    row("wsbcn, decoding (FFmpeg via ffmpeg-next)", n / decode);
-    row("wsbcn, HDF5 clip cache (JPEG frames)", n / cached);
+    println!("| pipeline | clips/s per core | vs PyTorch on the same input |\n|---|---:|---:|");
+    let row = |name: &str, rate: f64, base: Option<f64>| {
+        let vs = base.map_or("-".to_string(), |t| format!("{:.2}x", rate / t));
+        println!("| {name} | {rate:.1} | {vs} |");
+    };
+    row(
+        "wsbcn, decoding the video (FFmpeg via ffmpeg-next)",
+        n / decode,
+        torch,
+    );
     if let Some(rate) = torch {
-        println!("| PyTorch (PyAV decoding, torchvision's v2 transforms) | {rate:.1} | 1.00x |");
+        row("PyTorch, decoding the video (PyAV)", rate, Some(rate));
+    }
+    row(
+        "wsbcn, the HDF5 clip cache (JPEG frames)",
+        n / cached,
+        torch_cached,
+    );
+    if let Some(rate) = torch_cached {
+        row(
+            "PyTorch, the same cache (h5py, torchvision's decode_jpeg)",
+            rate,
+            Some(rate),
+        );
     }
     Ok(())
 }

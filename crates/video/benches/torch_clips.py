@@ -1,6 +1,9 @@
-"""PyTorch side of `cargo bench -p wsbcn-video --bench pipeline`: each video
-decoded with PyAV (one thread, every frame to RGB), 8 TSN segment frames
-at random offsets, then the training augmentation of wsbcn's
+"""PyTorch side of `cargo bench -p wsbcn-video --bench pipeline`: 8 TSN
+segment frames at random offsets of each video, from the video file
+decoded with PyAV (one thread, every frame to RGB), or read from wsbcn's
+HDF5 clip cache with h5py as JPEG files and decoded with
+`torchvision.io.decode_jpeg` (as mmaction2 reads JPEG frames), then the
+training augmentation of wsbcn's
 `clip_transform::train_clip` with torchvision's v2 functional transforms:
 a crop of the short side times two scales drawn from (1, 0.875, 0.75,
 0.66) at most one step apart, at a random position, resized to 224x224
@@ -10,15 +13,18 @@ std. Prints clips per second (median of ROUNDS passes after a warm-up
 pass).
 
     python torch_clips.py ROUNDS FILE...
+    python torch_clips.py ROUNDS --cache CLIPS_H5
 """
 import random
 import sys
 import time
 
 import av
+import h5py
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from torchvision.io import decode_jpeg
 
 SCALES = (1.0, 0.875, 0.75, 0.66)
 CROP = 224
@@ -26,15 +32,31 @@ MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 
 
-def clip(path, rng):
+def segments(n, rng):
+    avg = n / 8
+    return [min(int(i * avg + rng.random() * avg), n - 1) for i in range(8)]
+
+
+def decoded(path, rng):
+    """(8, 3, H, W) uint8 frames of the video file."""
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = 1
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    n = len(frames)
-    avg = n / 8
-    idx = [min(int(i * avg + rng.random() * avg), n - 1) for i in range(8)]
-    video = torch.from_numpy(np.stack([frames[i] for i in idx])).permute(0, 3, 1, 2)
+    idx = segments(len(frames), rng)
+    return torch.from_numpy(np.stack([frames[i] for i in idx])).permute(0, 3, 1, 2)
+
+
+def cached(video, rng):
+    """(8, 3, H, W) uint8 frames of a cache entry (an h5py dataset of JPEG files)."""
+    idx = segments(video.shape[0], rng)
+    wanted = sorted(set(idx))
+    files = dict(zip(wanted, video[wanted]))
+    return torch.stack([decode_jpeg(torch.from_numpy(files[i]))
+                        for i in idx])
+
+
+def augment(video, rng):
     h, w = video.shape[2], video.shape[3]
     short = min(h, w)
     i = rng.randrange(len(SCALES))
@@ -51,17 +73,23 @@ def clip(path, rng):
 def main():
     torch.set_num_threads(1)
     rounds = int(sys.argv[1])
-    files = sys.argv[2:]
     rng = random.Random(0)
+    if sys.argv[2] == "--cache":
+        cache = h5py.File(sys.argv[3], "r")
+        names = sorted(cache["videos"].keys())
+        items = [cache["videos"][n] for n in names]
+        clips = lambda: [augment(cached(v, rng), rng) for v in items]  # noqa: E731
+    else:
+        items = sys.argv[2:]
+        clips = lambda: [augment(decoded(f, rng), rng) for f in items]  # noqa: E731
     times = []
     for r in range(rounds + 1):
         start = time.perf_counter()
-        for f in files:
-            clip(f, rng)
+        clips()
         if r > 0:
             times.append(time.perf_counter() - start)
     times.sort()
-    print(len(files) / times[len(times) // 2])
+    print(len(items) / times[len(times) // 2])
 
 
 if __name__ == "__main__":
