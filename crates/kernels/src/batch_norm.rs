@@ -340,6 +340,12 @@ mod tests {
             );
             assert!((mean_c[ch] - want_mean[ch]).abs() <= 1e-15 * want_mean[ch]);
         }
+        // No values per channel, or a center per channel missing: errors.
+        let empty = Tensor::zeros((2, 3, 0), candle_core::DType::F64, &Device::Cpu)?;
+        let err = channel_moments(&empty, None).unwrap_err().to_string();
+        assert!(err.contains("no values per channel"), "{err}");
+        let err = channel_moments(&t, Some(&[0.0])).unwrap_err().to_string();
+        assert!(err.contains("1 centers for 2 channels"), "{err}");
         Ok(())
     }
 }
