@@ -10,15 +10,16 @@
 //! PyAV's row; `WSBCN_BENCH_ROUNDS` sets the timed passes over all videos
 //! (default 3, after one warm-up pass).
 
+mod bench_videos;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_data::fashion_mnist::DEBIAN_DIR;
-use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_ssv2::FashionSsv2Config;
 use wsbcn_train::bench::{env_usize, median};
-use wsbcn_video::{build_cache, decode_all, ClipCache, Resize, Sampler, VideoSource};
+use wsbcn_video::{decode_all, Resize, Sampler};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
 
@@ -58,20 +59,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         val: 0,
         ..FashionSsv2Config::default()
     };
-    if !dir.join("train.json").exists() {
-        generate_ssv2(Path::new(DEBIAN_DIR), &dir, &cfg)?;
-    }
-    let list = VideoSource::ssv2_dir(&dir, "train").read()?;
-    let files: Vec<PathBuf> = list.records.iter().map(|r| r.path.clone()).collect();
-    let cache_path = dir.join("train_clips.h5");
     let opts = wsbcn_video::CacheOptions {
         format: wsbcn_video::FrameFormat::Raw,
         ..wsbcn_video::CacheOptions::new(64)
     };
-    build_cache(&list, &cache_path, &opts, |_, _| {
-        std::ops::ControlFlow::Continue(())
-    })?;
-    let cache = ClipCache::open(&cache_path)?;
+    let (files, cache) = bench_videos::videos_and_cache(&dir, &cfg, &opts)?;
     let n = files.len() as f64;
 
     let mut rng = StdRng::seed_from_u64(0);

@@ -17,16 +17,17 @@
 //! and `av`) adds PyTorch's row; `WSBCN_BENCH_ROUNDS` sets the timed passes
 //! over all videos (default 5, after one warm-up pass).
 
+mod bench_videos;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use wsbcn_data::fashion_mnist::DEBIAN_DIR;
-use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
+use wsbcn_data::fashion_ssv2::FashionSsv2Config;
 use wsbcn_train::bench::{env_usize, median};
 use wsbcn_video::clip_transform::{train_clip, ClipAugment};
-use wsbcn_video::{build_cache, decode_all, ClipCache, Frames, Resize, Sampler, VideoSource};
+use wsbcn_video::{decode_all, Frames, Resize, Sampler};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
 
@@ -84,21 +85,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         val: 0,
         ..FashionSsv2Config::default()
     };
-    if !dir.join("train.json").exists() {
-        generate_ssv2(Path::new(DEBIAN_DIR), &dir, &cfg)?;
-    }
-    let list = VideoSource::ssv2_dir(&dir, "train").read()?;
-    let files: Vec<PathBuf> = list.records.iter().map(|r| r.path.clone()).collect();
+    let (files, cache) =
+        bench_videos::videos_and_cache(&dir, &cfg, &wsbcn_video::CacheOptions::new(256))?;
     let cache_path = dir.join("train_clips.h5");
-    if !cache_path.exists() {
-        build_cache(
-            &list,
-            &cache_path,
-            &wsbcn_video::CacheOptions::new(256),
-            |_, _| std::ops::ControlFlow::Continue(()),
-        )?;
-    }
-    let cache = ClipCache::open(&cache_path)?;
     let aug = ClipAugment {
         crop: 224,
         ..ClipAugment::default()
