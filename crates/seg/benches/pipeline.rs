@@ -16,14 +16,12 @@ use image::codecs::jpeg::JpegEncoder;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
 use wsbcn_data::fashion_voc::{generate, ClassSet, FashionVocConfig};
 use wsbcn_seg::augment::{train_sample, AugmentConfig};
 use wsbcn_seg::palette::{read_label, write_label, LabelMap};
 use wsbcn_seg::voc::VocSplit;
-use wsbcn_train::bench::{env_usize, median};
+use wsbcn_train::bench::{env_usize, median_secs, python_rate};
 
 const IMAGES: usize = 48;
 const CLASSES: usize = 11;
@@ -70,21 +68,6 @@ fn voc_size_data(dir: &Path) -> Result<std::path::PathBuf, Box<dyn std::error::E
     Ok(dir.join("VOCdevkit"))
 }
 
-fn torch_samples_per_s(python: &str, root: &Path, rounds: usize) -> Option<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_pipeline.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(root.join("VOC2012"))
-        .arg(rounds.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("torchvision: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = env_usize("WSBCN_BENCH_ROUNDS", 5);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-voc");
@@ -92,23 +75,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let split = VocSplit::open(&root, "train", CLASSES)?;
     let cfg = AugmentConfig::default();
     let mut rng = StdRng::seed_from_u64(0);
-    let mut pass = || -> Result<f64, Box<dyn std::error::Error>> {
-        let start = Instant::now();
+    let secs = median_secs(rounds, || -> wsbcn_seg::Result<()> {
         for i in 0..split.len() {
             let item = split.read(i)?;
-            let s = train_sample(&item.image, &item.label, &cfg, &mut rng);
-            std::hint::black_box(&s);
+            std::hint::black_box(&train_sample(&item.image, &item.label, &cfg, &mut rng));
         }
-        Ok(start.elapsed().as_secs_f64())
-    };
-    pass()?;
-    let mut times = (0..rounds)
-        .map(|_| pass())
-        .collect::<Result<Vec<f64>, _>>()?;
-    let ours = split.len() as f64 / median(&mut times);
-    let torch = std::env::var("WSBCN_TORCH_PYTHON")
-        .ok()
-        .and_then(|py| torch_samples_per_s(&py, &root, rounds));
+        Ok(())
+    })?;
+    let ours = split.len() as f64 / secs;
+    let torch = std::env::var("WSBCN_TORCH_PYTHON").ok().and_then(|py| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_pipeline.py");
+        python_rate(
+            &py,
+            &script,
+            &[root.join("VOC2012").into(), rounds.to_string().into()],
+        )
+    });
 
     println!(
         "\n{} Fashion-VOC JPEGs of 500x375 with PNG labels, read and augmented for training (scale 0.5-2, crop 513, flip, normalize), 1 thread, median of {rounds} passes:\n",

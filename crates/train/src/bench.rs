@@ -90,6 +90,46 @@ pub fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// Median seconds of `rounds` calls of `pass` after one warm-up call (the
+/// loading benchmarks' passes over their inputs).
+pub fn median_secs<E>(
+    rounds: usize,
+    mut pass: impl FnMut() -> std::result::Result<(), E>,
+) -> std::result::Result<f64, E> {
+    pass()?;
+    let mut t = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let s = std::time::Instant::now();
+        pass()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(median(&mut t))
+}
+
+/// The rate a benchmark's Python side prints alone on its standard output
+/// (`python SCRIPT ARGS...`); `None`, with its standard error shown, when
+/// it fails.
+pub fn python_rate(
+    python: &str,
+    script: &std::path::Path,
+    args: &[std::ffi::OsString],
+) -> Option<f64> {
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "{}: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 /// The device a training benchmark runs on: `--device cpu|cuda|cuda:N` on
 /// its command line (`cargo bench -p wsbcn-seg -- --device cuda`), else
 /// `WSBCN_BENCH_DEVICE` (how the parent tells its children), else `cpu`.

@@ -14,41 +14,19 @@ mod bench_videos;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 use wsbcn_data::fashion_ssv2::FashionSsv2Config;
-use wsbcn_train::bench::{env_usize, median};
+use wsbcn_train::bench::{env_usize, median_secs, python_rate};
 use wsbcn_video::{decode_all, Resize, Sampler};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
 
-/// Median of `rounds` timings (seconds) of `f` after one warm-up call.
-fn median_secs(rounds: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    median(&mut t)
-}
-
 fn pyav_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyav_clips.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(rounds.to_string())
-        .args(files)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("PyAV: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let mut args: Vec<OsString> = vec![rounds.to_string().into()];
+    args.extend(files.iter().map(|p| p.clone().into_os_string()));
+    python_rate(python, &script, &args)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,22 +45,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = files.len() as f64;
 
     let mut rng = StdRng::seed_from_u64(0);
-    let decode = median_secs(rounds, || {
+    let decode = median_secs(rounds, || -> wsbcn_video::Result<()> {
         for f in &files {
-            let all = decode_all(f, Resize::Original).expect("decodable bench video");
-            let idx = SAMPLER
-                .indices(all.count, Some(&mut rng))
-                .expect("sampling");
+            let all = decode_all(f, Resize::Original)?;
+            let idx = SAMPLER.indices(all.count, Some(&mut rng))?;
             std::hint::black_box(idx.iter().map(|&i| all.frame(i)[0]).sum::<u8>());
         }
-    });
-    let cached = median_secs(rounds, || {
+        Ok(())
+    })?;
+    let cached = median_secs(rounds, || -> wsbcn_video::Result<()> {
         for v in 0..cache.len() {
-            let (t, _, _) = cache.dims(v).expect("cached video");
-            let idx = SAMPLER.indices(t, Some(&mut rng)).expect("sampling");
-            std::hint::black_box(cache.frames(v, &idx).expect("cached frames").data.len());
+            let (t, _, _) = cache.dims(v)?;
+            let idx = SAMPLER.indices(t, Some(&mut rng))?;
+            std::hint::black_box(cache.frames(v, &idx)?.data.len());
         }
-    });
+        Ok(())
+    })?;
     let pyav = std::env::var("WSBCN_TORCH_PYTHON")
         .ok()
         .and_then(|py| pyav_clips_per_s(&py, &files, rounds));

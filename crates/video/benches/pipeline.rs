@@ -21,11 +21,10 @@ mod bench_videos;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 use wsbcn_data::fashion_ssv2::FashionSsv2Config;
-use wsbcn_train::bench::{env_usize, median};
+use wsbcn_train::bench::{env_usize, median_secs, python_rate};
 use wsbcn_video::clip_transform::{train_clip, ClipAugment};
 use wsbcn_video::{decode_all, Frames, Resize, Sampler};
 
@@ -44,35 +43,9 @@ fn pick(all: &Frames, idx: &[usize]) -> Frames {
 /// `--cache` and the cache file).
 fn torch_clips_per_s(python: &str, inputs: &[PathBuf], rounds: usize) -> Option<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_clips.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(rounds.to_string())
-        .args(inputs)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "PyAV and torchvision: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-/// Median seconds of `rounds` calls of `pass` after a warm-up call.
-fn median_secs(
-    rounds: usize,
-    mut pass: impl FnMut() -> wsbcn_video::Result<()>,
-) -> wsbcn_video::Result<f64> {
-    pass()?;
-    let mut t = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let s = Instant::now();
-        pass()?;
-        t.push(s.elapsed().as_secs_f64());
-    }
-    Ok(median(&mut t))
+    let mut args: Vec<OsString> = vec![rounds.to_string().into()];
+    args.extend(inputs.iter().map(|p| p.clone().into_os_string()));
+    python_rate(python, &script, &args)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -95,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = files.len() as f64;
     let mut rng = StdRng::seed_from_u64(0);
 
-    let decode = median_secs(rounds, || {
+    let decode = median_secs(rounds, || -> wsbcn_video::Result<()> {
         for f in &files {
             let all = decode_all(f, Resize::Original)?;
             let idx = SAMPLER.indices(all.count, Some(&mut rng))?;
@@ -104,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })?;
-    let cached = median_secs(rounds, || {
+    let cached = median_secs(rounds, || -> wsbcn_video::Result<()> {
         for v in 0..cache.len() {
             let (t, _, _) = cache.dims(v)?;
             let idx = SAMPLER.indices(t, Some(&mut rng))?;
