@@ -14,20 +14,12 @@ mod bench_videos;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wsbcn_data::fashion_ssv2::FashionSsv2Config;
-use wsbcn_train::bench::{env_usize, median_secs, python_rate};
+use wsbcn_train::bench::{env_usize, median_secs};
 use wsbcn_video::{decode_all, Resize, Sampler};
 
 const SAMPLER: Sampler = Sampler::Segments { num_segments: 8 };
-
-fn pyav_clips_per_s(python: &str, files: &[PathBuf], rounds: usize) -> Option<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyav_clips.py");
-    let mut args: Vec<OsString> = vec![rounds.to_string().into()];
-    args.extend(files.iter().map(|p| p.clone().into_os_string()));
-    python_rate(python, &script, &args)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = env_usize("WSBCN_BENCH_ROUNDS", 3);
@@ -63,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let pyav = std::env::var("WSBCN_TORCH_PYTHON")
         .ok()
-        .and_then(|py| pyav_clips_per_s(&py, &files, rounds));
+        .and_then(|py| bench_videos::python_clips_per_s("pyav_clips.py", &py, &files, rounds));
 
     println!(
         "\n{} Fashion-SSv2 videos (64x64, {}-{} frames, VP9 webm), TSN clips of 8 frames, 1 thread, median of {rounds} passes:\n",

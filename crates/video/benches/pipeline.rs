@@ -21,10 +21,9 @@ mod bench_videos;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use wsbcn_data::fashion_ssv2::FashionSsv2Config;
-use wsbcn_train::bench::{env_usize, median_secs, python_rate};
+use wsbcn_train::bench::{env_usize, median_secs};
 use wsbcn_video::clip_transform::{train_clip, ClipAugment};
 use wsbcn_video::{decode_all, Frames, Resize, Sampler};
 
@@ -37,15 +36,6 @@ fn pick(all: &Frames, idx: &[usize]) -> Frames {
         data: idx.iter().flat_map(|&i| all.frame(i)).copied().collect(),
         ..*all
     }
-}
-
-/// PyTorch's clips per second, reading `inputs` (video files, or
-/// `--cache` and the cache file).
-fn torch_clips_per_s(python: &str, inputs: &[PathBuf], rounds: usize) -> Option<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_clips.py");
-    let mut args: Vec<OsString> = vec![rounds.to_string().into()];
-    args.extend(inputs.iter().map(|p| p.clone().into_os_string()));
-    python_rate(python, &script, &args)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -89,11 +79,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let python = std::env::var("WSBCN_TORCH_PYTHON").ok();
     let torch = python
         .as_deref()
-        .and_then(|py| torch_clips_per_s(py, &files, rounds));
+        .and_then(|py| bench_videos::python_clips_per_s("torch_clips.py", py, &files, rounds));
     let cache_args = [PathBuf::from("--cache"), cache_path.clone()];
     let torch_cached = python
         .as_deref()
-        .and_then(|py| torch_clips_per_s(py, &cache_args, rounds));
+        .and_then(|py| bench_videos::python_clips_per_s("torch_clips.py", py, &cache_args, rounds));
 
     println!(
         "\n{} Fashion-SSv2 videos (256x256, {}-{} frames, VP9 webm), TSN clips of 8 frames augmented for training (multi-scale crop, resize to 224, flip, normalize), 1 thread, median of {rounds} passes:\n",

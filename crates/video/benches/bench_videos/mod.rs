@@ -1,6 +1,8 @@
 //! What the loading benchmarks share: their Fashion-SSv2 videos and clip
-//! cache, written once under `target/` and reused.
+//! cache, written once under `target/` and reused, and the call of their
+//! Python side.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use wsbcn_data::fashion_mnist::DEBIAN_DIR;
 use wsbcn_data::fashion_ssv2::{generate_ssv2, FashionSsv2Config};
@@ -27,4 +29,20 @@ pub fn videos_and_cache(
         })?;
     }
     Ok((files, ClipCache::open(&cache_path)?))
+}
+
+/// Clips per second of the Python side `benches/SCRIPT` run on `inputs`
+/// for `rounds` passes (`python SCRIPT ROUNDS INPUTS...`).
+pub fn python_clips_per_s(
+    script: &str,
+    python: &str,
+    inputs: &[PathBuf],
+    rounds: usize,
+) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(script);
+    let mut args: Vec<OsString> = vec![rounds.to_string().into()];
+    args.extend(inputs.iter().map(|p| p.clone().into_os_string()));
+    wsbcn_train::bench::python_rate(python, &script, &args)
 }
