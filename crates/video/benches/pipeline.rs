@@ -5,7 +5,8 @@
 //!
 //! - decoding the whole video with this crate's FFmpeg decoder;
 //! - reading the 8 frames from the HDF5 clip cache (JPEG frames, the
-//!   default format);
+//!   default format), as the training loader does (`ClipSet`): only the
+//!   columns the crop reads are decoded;
 //! - in PyTorch, each of the two (`torch_clips.py`): PyAV decoding the same
 //!   file, or h5py reading the same cache and torchvision decoding its
 //!   JPEGs; then torchvision's v2 transforms doing the same augmentation.
@@ -24,6 +25,7 @@ use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use wsbcn_data::fashion_ssv2::FashionSsv2Config;
 use wsbcn_train::bench::{env_usize, median_secs};
+use wsbcn_video::clip_data::ClipSet;
 use wsbcn_video::clip_transform::{train_clip, ClipAugment};
 use wsbcn_video::{decode_all, Frames, Resize, Sampler};
 
@@ -67,12 +69,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })?;
+    // What a loader worker does: read the frames' files, then decode only
+    // the columns of the drawn crop.
+    let set = ClipSet::from_cache(cache, SAMPLER, aug.clone(), false)?;
     let cached = median_secs(rounds, || -> wsbcn_video::Result<()> {
-        for v in 0..cache.len() {
-            let (t, _, _) = cache.dims(v)?;
-            let idx = SAMPLER.indices(t, Some(&mut rng))?;
-            let clip = train_clip(&cache.frames(v, &idx)?, 0, &aug, &mut rng);
-            std::hint::black_box(&clip);
+        for v in 0..set.len() {
+            std::hint::black_box(set.train_sample(v, &mut rng)?);
         }
         Ok(())
     })?;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! /                 attributes: classes (JSON list), short_side,
-//!                   format ("jpeg" or "raw"; absent: raw), jpeg_quality (jpeg)
+//!                   format ("jpeg" or "raw"; absent: raw), jpeg_quality (jpeg),
+//!                   jpeg_encoder ("mozjpeg"; absent before 2026-12-01)
 //! /labels           (V,) u32          class index of each video
 //! /sources          (V,) string       the source video file of each entry
 //! /videos/<v:06>    jpeg: (T,) variable-length u8, each frame's JPEG file,
@@ -13,14 +14,18 @@
 //!                         deflate level 1
 //! ```
 //!
-//! JPEG is the default ([`FrameFormat`], quality 85, chroma 4:2:0): on real
-//! footage it stores 224-pixel frames in about a ninth of the raw frames'
-//! space and about as much as ffmpeg's JPEG rawframes of mmaction2 take
-//! (crates/video/README.md has the measurements).
-//! Raw frames remain for tiny data (the 64-pixel embedded sets, whose
-//! comparisons read exactly the decoded pixels). Reading a JPEG frame
-//! holds HDF5's global lock only while its bytes are read; the decoding
-//! runs outside it, in the loader's worker, so reads scale with workers.
+//! JPEG is the default ([`FrameFormat`], quality 75, chroma 4:2:0,
+//! MozJPEG's trellis quantization: [`crate::jpeg`]): on real footage it
+//! stores 224-pixel frames in 2.6 times the source videos' size, a
+//! fifteenth of the raw frames' space and less than ffmpeg's JPEG
+//! rawframes of mmaction2 take (crates/video/README.md has the
+//! measurements). Raw frames remain for tiny data (the 64-pixel embedded
+//! sets, whose comparisons read exactly the decoded pixels). Reading a
+//! clip ([`ClipCache::read`]) holds the cache handle, and HDF5's global
+//! lock, only while its frames' bytes are read; the decoding
+//! ([`StoredFrames::decode_columns`]) runs outside, in the loader's worker,
+//! so reads scale with workers, and decodes only the columns the training
+//! crop reads.
 //!
 //! From Python (h5py and Pillow), frame `i` of video `v`:
 //!
@@ -41,11 +46,12 @@
 //! error.
 
 use crate::decode::{decode_all, Frames, Resize};
+use crate::jpeg::{decode_jpeg_columns, encode_jpeg};
 use crate::video_list::VideoList;
 use crate::{Error, Result};
 use hdf5::types::{VarLenArray, VarLenUnicode};
 use rayon::prelude::*;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::path::{Path, PathBuf};
 
 /// How a cache stores its frames.
@@ -58,7 +64,7 @@ pub enum FrameFormat {
 }
 
 /// The default JPEG quality of a cache.
-pub const DEFAULT_JPEG_QUALITY: u8 = 85;
+pub const DEFAULT_JPEG_QUALITY: u8 = 75;
 
 impl Default for FrameFormat {
     fn default() -> Self {
@@ -162,74 +168,9 @@ fn decode(path: &Path, opts: &CacheOptions) -> Result<Decoded> {
     })
 }
 
-/// One RGB frame as a JPEG file of quality `q`, chroma subsampled 4:2:0
-/// (as ffmpeg writes JPEG frames, and as video is coded).
-pub fn encode_jpeg(
-    rgb: &[u8],
-    width: usize,
-    height: usize,
-    q: u8,
-    source: &Path,
-) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let side = |v: usize| {
-        u16::try_from(v).map_err(|_| {
-            Error::data(
-                source,
-                format!("a frame side of {v} pixels is too large for JPEG"),
-            )
-        })
-    };
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, q);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-    enc.encode(
-        rgb,
-        side(width)?,
-        side(height)?,
-        jpeg_encoder::ColorType::Rgb,
-    )
-    .map_err(|e| Error::data(source, format!("JPEG encoding: {e}")))?;
-    Ok(out)
-}
-
-/// The RGB bytes of a JPEG file of `width` x `height` pixels, appended to
-/// `out`. zune-jpeg (image's JPEG decoder) is called directly, to decode
-/// into `out` without the intermediate image and copy that `image` makes.
-pub fn decode_jpeg_into(
-    bytes: &[u8],
-    width: usize,
-    height: usize,
-    source: &Path,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    use zune_jpeg::zune_core::{
-        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
-    };
-    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let bad = |e: &dyn std::fmt::Display| Error::data(source, format!("JPEG decoding: {e}"));
-    dec.decode_headers().map_err(|e| bad(&e))?;
-    match dec.dimensions() {
-        Some(dims) if dims == (width, height) => {}
-        Some((w, h)) => {
-            return Err(Error::data(
-                source,
-                format!("a JPEG frame of {w}x{h} pixels where the cache says {width}x{height}"),
-            ))
-        }
-        None => return Err(bad(&"no frame size in the JPEG header")),
-    }
-    let start = out.len();
-    out.resize(start + width * height * 3, 0);
-    dec.decode_into(&mut out[start..]).map_err(|e| bad(&e))
-}
-
-/// The RGB bytes of a JPEG file of `width` x `height` pixels.
-pub fn decode_jpeg(bytes: &[u8], width: usize, height: usize, source: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(width * height * 3);
-    decode_jpeg_into(bytes, width, height, source, &mut out)?;
-    Ok(out)
-}
+/// The encoder a build records (`jpeg_encoder`), and checks before
+/// continuing one.
+const JPEG_ENCODER: &str = "mozjpeg";
 
 /// The settings a build records, and checks before continuing one.
 fn settings(opts: &CacheOptions) -> (String, u32) {
@@ -256,6 +197,12 @@ fn reopen(
         return Ok(None);
     };
     let read = || -> hdf5::Result<(u64, u32, VarLenUnicode, u32, u64, VarLenUnicode)> {
+        // A build begun by another encoder (or before this attribute) is
+        // started again rather than continued with frames of two encoders.
+        let encoder: VarLenUnicode = file.attr("jpeg_encoder")?.read_scalar()?;
+        if encoder.as_str() != JPEG_ENCODER {
+            return Err("another JPEG encoder".into());
+        }
         Ok((
             file.attr("list_fingerprint")?.read_scalar()?,
             file.attr("short_side")?.read_scalar()?,
@@ -334,6 +281,7 @@ pub fn build_cache(
             for (k, v) in [
                 ("classes", classes.as_str()),
                 ("format", &format),
+                ("jpeg_encoder", JPEG_ENCODER),
                 ("skipped", "[]"),
             ] {
                 put_attr(&file, k, &unicode(v, out)?).map_err(err)?;
@@ -635,17 +583,24 @@ impl ClipCache {
         }
     }
 
-    /// The frames of video `v` at `indices` (any order, repeats allowed).
-    /// A JPEG cache reads the files of all of them in one HDF5 call, then
-    /// decodes them outside HDF5's lock (see the module docs).
+    /// The frames of video `v` at `indices` (any order, repeats allowed),
+    /// whole: [`ClipCache::read`], then [`StoredFrames::decode`].
     pub fn frames(&self, v: usize, indices: &[usize]) -> Result<Frames> {
+        self.read(v, indices)?.decode()
+    }
+
+    /// The stored frames of video `v` at `indices` (any order, repeats
+    /// allowed), not yet decoded. A JPEG cache reads the files of all of
+    /// them in one HDF5 call; decoding them ([`StoredFrames::decode`]) needs
+    /// neither HDF5 nor this handle, so a loader's workers share a handle
+    /// only for this call (see the module docs).
+    pub fn read(&self, v: usize, indices: &[usize]) -> Result<StoredFrames> {
         let ds = self.video(v)?;
         let (t, height, width) = self.dims_of(v, &ds)?;
         self.check_frames(v, t, indices)?;
-        let read_err = |e: hdf5::Error| Error::data(&self.path, format!("video {v}: {e}"));
-        let mut data = Vec::with_capacity(indices.len() * height * width * 3);
         match self.format {
             FrameFormat::Raw => {
+                let mut data = Vec::with_capacity(indices.len() * height * width * 3);
                 for &i in indices {
                     let frame: ndarray::Array4<u8> =
                         ds.read_slice((i..i + 1, .., .., ..)).map_err(|e| {
@@ -653,6 +608,12 @@ impl ClipCache {
                         })?;
                     data.extend(frame.iter());
                 }
+                Ok(StoredFrames::Raw(Frames {
+                    width,
+                    height,
+                    count: indices.len(),
+                    data,
+                }))
             }
             FrameFormat::Jpeg(_) => {
                 let mut wanted = indices.to_vec();
@@ -662,22 +623,105 @@ impl ClipCache {
                     .map_err(|e| Error::data(&self.path, e))?;
                 let files: ndarray::Array1<VarLenArray<u8>> = ds
                     .read_slice_1d(hdf5::Selection::Points(points))
-                    .map_err(read_err)?;
-                for &i in indices {
-                    // `wanted` holds every index, sorted.
-                    let k = wanted.partition_point(|&w| w < i);
-                    decode_jpeg_into(files[k].as_slice(), width, height, &self.path, &mut data)
-                        .map_err(|e| {
-                            Error::data(&self.path, format!("video {v} frame {i}: {e}"))
-                        })?;
-                }
+                    .map_err(|e| Error::data(&self.path, format!("video {v}: {e}")))?;
+                Ok(StoredFrames::Jpeg {
+                    files: files.into_iter().collect(),
+                    order: indices
+                        .iter()
+                        // `wanted` holds every index, sorted.
+                        .map(|&i| (i, wanted.partition_point(|&w| w < i)))
+                        .collect(),
+                    width,
+                    height,
+                    video: v,
+                    path: self.path.clone(),
+                })
             }
         }
-        Ok(Frames {
-            width,
-            height,
-            count: indices.len(),
-            data,
-        })
+    }
+}
+
+/// Frames read from a cache ([`ClipCache::read`]), to be decoded.
+#[derive(Debug)]
+pub enum StoredFrames {
+    /// Whole frames: a raw cache's, or a video file's decoded.
+    Raw(Frames),
+    /// A JPEG cache's files.
+    Jpeg {
+        /// Each distinct frame's JPEG file.
+        files: Vec<VarLenArray<u8>>,
+        /// For each frame asked for, its index in the video and in `files`.
+        order: Vec<(usize, usize)>,
+        /// Frame width in pixels.
+        width: usize,
+        /// Frame height in pixels.
+        height: usize,
+        /// The video's index in the cache (for errors).
+        video: usize,
+        /// The cache file (for errors).
+        path: PathBuf,
+    },
+}
+
+impl StoredFrames {
+    /// The frames' `(width, height)` in pixels.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            StoredFrames::Raw(f) => (f.width, f.height),
+            StoredFrames::Jpeg { width, height, .. } => (*width, *height),
+        }
+    }
+
+    /// The columns `columns` of the frames (a JPEG cache decodes only the
+    /// blocks around them, [`crate::jpeg`]), or whole frames from a raw
+    /// cache or a video file; with the column the result starts at:
+    /// `columns.start` for JPEG, 0 for whole frames.
+    pub fn decode_columns(self, columns: Range<usize>) -> Result<(Frames, usize)> {
+        let (width, _) = self.size();
+        if columns.start >= columns.end || columns.end > width {
+            return Err(Error::Config(format!(
+                "columns {columns:?} of frames {width} pixels wide"
+            )));
+        }
+        match self {
+            StoredFrames::Raw(f) => Ok((f, 0)),
+            StoredFrames::Jpeg {
+                files,
+                order,
+                width,
+                height,
+                video,
+                path,
+            } => {
+                let count = order.len();
+                let mut data = Vec::with_capacity(count * height * columns.len() * 3);
+                for (i, k) in order {
+                    let file = files[k].as_slice();
+                    decode_jpeg_columns(file, width, height, columns.clone(), &path, &mut data)
+                        .map_err(|e| match e {
+                            Error::Data { path, msg } => Error::Data {
+                                path,
+                                msg: format!("video {video} frame {i}: {msg}"),
+                            },
+                            other => other,
+                        })?;
+                }
+                Ok((
+                    Frames {
+                        width: columns.len(),
+                        height,
+                        count,
+                        data,
+                    },
+                    columns.start,
+                ))
+            }
+        }
+    }
+
+    /// The whole frames.
+    pub fn decode(self) -> Result<Frames> {
+        let (width, _) = self.size();
+        Ok(self.decode_columns(0..width)?.0)
     }
 }

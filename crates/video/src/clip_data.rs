@@ -7,8 +7,8 @@
 //! training run never dies on one bad file; without it the error stops the
 //! run.
 
-use crate::clip_cache::ClipCache;
-use crate::clip_transform::{test_clips, train_clip, ClipAugment, ClipSample};
+use crate::clip_cache::{ClipCache, StoredFrames};
+use crate::clip_transform::{test_clips, ClipAugment, ClipSample};
 use crate::decode::{decode_all, Frames, Resize};
 use crate::sampling::Sampler;
 use crate::video_list::VideoList;
@@ -132,15 +132,27 @@ impl ClipSet {
         }
     }
 
-    /// The frames of video `v` chosen by `pick(frame_count)`.
+    /// The frames of video `v` chosen by `pick(frame_count)`, whole.
     fn frames(&self, v: usize, pick: impl FnOnce(usize) -> Result<Vec<usize>>) -> Result<Frames> {
+        self.stored(v, pick)?.decode()
+    }
+
+    /// The frames of video `v` chosen by `pick(frame_count)`, as the cache
+    /// stores them (to be decoded), or decoded from the file. The cache
+    /// handle is held only while the stored bytes are read, so that the
+    /// loader's workers decode in parallel.
+    fn stored(
+        &self,
+        v: usize,
+        pick: impl FnOnce(usize) -> Result<Vec<usize>>,
+    ) -> Result<StoredFrames> {
         match &self.store {
             Store::Cache(c) => {
                 let cache = c
                     .lock()
                     .map_err(|_| Error::Config("clip cache lock poisoned".into()))?;
                 let (t, _, _) = cache.dims(v)?;
-                cache.frames(v, &pick(t)?)
+                cache.read(v, &pick(t)?)
             }
             Store::Files(list, short) => {
                 let all = decode_all(&list.records[v].path, Resize::ShortSide(*short))?;
@@ -150,11 +162,11 @@ impl ClipSet {
                 for &i in &idx {
                     data.extend_from_slice(all.frame(i));
                 }
-                Ok(Frames {
+                Ok(StoredFrames::Raw(Frames {
                     count: idx.len(),
                     data,
                     ..all
-                })
+                }))
             }
         }
     }
@@ -188,8 +200,14 @@ impl ClipSet {
     /// is skipped), with random temporal offsets.
     pub fn train_sample(&self, v: usize, rng: &mut StdRng) -> Result<ClipSample> {
         self.with_skips(v, |i| {
-            let frames = self.frames(i, |t| self.sampler.indices(t, Some(&mut *rng)))?;
-            Ok(train_clip(&frames, self.labels[i], &self.augment, rng))
+            let stored = self.stored(i, |t| self.sampler.indices(t, Some(&mut *rng)))?;
+            // The crop is drawn from the frames' size, and only its columns
+            // are decoded (with a later video's draws when this one fails
+            // to decode and is skipped).
+            let (width, height) = stored.size();
+            let view = self.augment.train_view(width, height, rng);
+            let (frames, left) = stored.decode_columns(view.columns())?;
+            view.clip(&frames, left, self.labels[i], &self.augment)
         })
     }
 

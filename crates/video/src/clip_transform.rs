@@ -18,6 +18,7 @@ use crate::{Error, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// The augmentation section of a video config.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,23 +102,44 @@ pub struct ClipSample {
 /// A source rectangle `(x0, y0, w, h)` in frame pixels.
 type Region = (f64, f64, f64, f64);
 
-/// Samples `region` of every frame bilinearly onto `side x side`
-/// (half-pixel centres, as `align_corners = False`), mirrored when `flip`,
-/// and normalizes.
-fn render(frames: &Frames, region: Region, side: usize, flip: bool, aug: &ClipAugment) -> Vec<f32> {
+/// The bilinear taps `(i0, i1, weight of i1)` of output pixels `o` along
+/// one axis: `extent` source pixels from `start` onto `side` outputs
+/// (half-pixel centres, as `align_corners = False`), clamped to `len`.
+fn axis(o: usize, start: f64, extent: f64, side: usize, len: usize) -> (usize, usize, f32) {
+    let s = (start + (o as f64 + 0.5) * extent / side as f64 - 0.5).clamp(0.0, (len - 1) as f64);
+    let i0 = s.floor() as usize;
+    (i0, (i0 + 1).min(len - 1), (s - i0 as f64) as f32)
+}
+
+/// Samples `region` of every frame bilinearly onto `side x side`, mirrored
+/// when `flip`, and normalizes. `frames` holds the columns `left..left +
+/// frames.width` of frames `source_width` wide, which must include every
+/// column the region's taps read ([`TrainView::columns`]).
+fn render(
+    frames: &Frames,
+    left: usize,
+    source_width: usize,
+    region: Region,
+    side: usize,
+    flip: bool,
+    aug: &ClipAugment,
+) -> Vec<f32> {
     let (x0, y0, rw, rh) = region;
     let (fw, fh) = (frames.width, frames.height);
     let t = frames.count;
-    let axis = |o: usize, start: f64, extent: f64, len: usize| {
-        let s =
-            (start + (o as f64 + 0.5) * extent / side as f64 - 0.5).clamp(0.0, (len - 1) as f64);
-        let i0 = s.floor() as usize;
-        (i0, (i0 + 1).min(len - 1), (s - i0 as f64) as f32)
-    };
     let xs: Vec<_> = (0..side)
-        .map(|o| axis(if flip { side - 1 - o } else { o }, x0, rw, fw))
+        .map(|o| {
+            let (i0, i1, w) = axis(
+                if flip { side - 1 - o } else { o },
+                x0,
+                rw,
+                side,
+                source_width,
+            );
+            (i0 - left, i1 - left, w)
+        })
         .collect();
-    let ys: Vec<_> = (0..side).map(|o| axis(o, y0, rh, fh)).collect();
+    let ys: Vec<_> = (0..side).map(|o| axis(o, y0, rh, side, fh)).collect();
     let mut out = vec![0f32; 3 * t * side * side];
     for f in 0..t {
         let px = frames.frame(f);
@@ -136,31 +158,115 @@ fn render(frames: &Frames, region: Region, side: usize, flip: bool, aug: &ClipAu
     out
 }
 
-/// A training clip from decoded `frames` (see the module docs).
+/// The crop and flip of a training clip, drawn from the frames' size
+/// alone, so that a JPEG cache can decode only the columns the clip reads
+/// ([`TrainView::columns`]) before rendering it ([`TrainView::clip`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainView {
+    region: Region,
+    flip: bool,
+    width: usize,
+    height: usize,
+    /// The clip's side (the augmentation's `crop`).
+    side: usize,
+}
+
+impl ClipAugment {
+    /// Draws a training clip's crop and flip for `width x height` frames
+    /// (see the module docs).
+    pub fn train_view(&self, width: usize, height: usize, rng: &mut StdRng) -> TrainView {
+        let short = width.min(height) as f64;
+        let n = self.scales.len();
+        let i = rng.random_range(0..n);
+        let j = rng.random_range(i.saturating_sub(1)..(i + 2).min(n));
+        let (cw, ch) = (short * self.scales[i], short * self.scales[j]);
+        let x0 = rng.random_range(0.0..=(width as f64 - cw).max(0.0));
+        let y0 = rng.random_range(0.0..=(height as f64 - ch).max(0.0));
+        let flip = self.flip && rng.random_bool(0.5);
+        TrainView {
+            region: (x0, y0, cw, ch),
+            flip,
+            width,
+            height,
+            side: self.crop,
+        }
+    }
+}
+
+impl TrainView {
+    /// The frame columns the clip's bilinear taps read. The taps grow with
+    /// the output column (`axis` is monotone; a flip only reorders them), so
+    /// the first and last outputs bound them.
+    pub fn columns(&self) -> Range<usize> {
+        let (x0, _, rw, _) = self.region;
+        let first = axis(0, x0, rw, self.side, self.width).0;
+        let last = axis(self.side.saturating_sub(1), x0, rw, self.side, self.width).1;
+        first..last + 1
+    }
+
+    /// The clip from `frames`, the columns `left..left + frames.width` of
+    /// the frames this view was drawn for, normalized as `aug` says (whose
+    /// `crop` the view was drawn with); an error unless they hold
+    /// [`TrainView::columns`].
+    pub fn clip(
+        &self,
+        frames: &Frames,
+        left: usize,
+        label: usize,
+        aug: &ClipAugment,
+    ) -> Result<ClipSample> {
+        let need = self.columns();
+        if frames.height != self.height
+            || left > need.start
+            || left + frames.width < need.end
+            || left + frames.width > self.width
+        {
+            return Err(Error::Config(format!(
+                "a training view reads columns {need:?} of {}x{} frames; given columns {}..{} \
+                 of {} rows",
+                self.width,
+                self.height,
+                left,
+                left + frames.width,
+                frames.height
+            )));
+        }
+        Ok(self.sample(frames, left, label, aug))
+    }
+
+    /// [`TrainView::clip`] without the check of the columns.
+    fn sample(&self, frames: &Frames, left: usize, label: usize, aug: &ClipAugment) -> ClipSample {
+        ClipSample {
+            t: frames.count,
+            side: self.side,
+            data: render(
+                frames,
+                left,
+                self.width,
+                self.region,
+                self.side,
+                self.flip,
+                aug,
+            ),
+            label: if self.flip {
+                aug.flipped_label(label)
+            } else {
+                label
+            },
+        }
+    }
+}
+
+/// A training clip from whole decoded `frames` (see the module docs).
 pub fn train_clip(
     frames: &Frames,
     label: usize,
     aug: &ClipAugment,
     rng: &mut StdRng,
 ) -> ClipSample {
-    let short = frames.width.min(frames.height) as f64;
-    let n = aug.scales.len();
-    let i = rng.random_range(0..n);
-    let j = rng.random_range(i.saturating_sub(1)..(i + 2).min(n));
-    let (cw, ch) = (short * aug.scales[i], short * aug.scales[j]);
-    let x0 = rng.random_range(0.0..=(frames.width as f64 - cw).max(0.0));
-    let y0 = rng.random_range(0.0..=(frames.height as f64 - ch).max(0.0));
-    let flip = aug.flip && rng.random_bool(0.5);
-    ClipSample {
-        t: frames.count,
-        side: aug.crop,
-        data: render(frames, (x0, y0, cw, ch), aug.crop, flip, aug),
-        label: if flip {
-            aug.flipped_label(label)
-        } else {
-            label
-        },
-    }
+    // Whole frames hold every column a view of them reads.
+    aug.train_view(frames.width, frames.height, rng)
+        .sample(frames, 0, label, aug)
 }
 
 /// Test clips: a centre crop (`crops = 1`) or three crops along the long
@@ -188,7 +294,15 @@ pub fn test_clips(
         .map(|(x0, y0)| ClipSample {
             t: frames.count,
             side: aug.crop,
-            data: render(frames, (x0, y0, side, side), aug.crop, false, aug),
+            data: render(
+                frames,
+                0,
+                frames.width,
+                (x0, y0, side, side),
+                aug.crop,
+                false,
+                aug,
+            ),
             label,
         })
         .collect())

@@ -27,6 +27,7 @@ pub mod clip_data;
 pub mod clip_transform;
 mod conv_norm;
 pub mod decode;
+pub mod jpeg;
 pub mod kinetics;
 pub mod model_config;
 pub mod sampling;

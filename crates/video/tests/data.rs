@@ -7,6 +7,8 @@ use rand::{rngs::StdRng, SeedableRng};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wsbcn_video::clip_data::ClipSet;
+use wsbcn_video::clip_transform::{train_clip, ClipAugment};
 use wsbcn_video::kinetics::read_kinetics;
 use wsbcn_video::ssv2::{read_labels, read_ssv2};
 use wsbcn_video::{
@@ -504,7 +506,7 @@ fn cache_videos(d: &Path) -> VideoList {
 
 #[test]
 fn jpeg_cache_frames_are_the_decoded_frames_jpeg_round_tripped() {
-    use wsbcn_video::clip_cache::{decode_jpeg, encode_jpeg};
+    use wsbcn_video::jpeg::{decode_jpeg, encode_jpeg};
     use wsbcn_video::DEFAULT_JPEG_QUALITY;
     let d = fresh_dir("jpeg-cache");
     let list = cache_videos(&d);
@@ -554,10 +556,44 @@ fn jpeg_cache_frames_are_the_decoded_frames_jpeg_round_tripped() {
         }
     }
     // The test pattern's sharp edges and saturated colours at 48x32, with
-    // chroma at half resolution, are JPEG's worst case: 8.7 here, where
-    // real footage at 224 pixels and quality 85 gives 1.9 (README).
+    // chroma at half resolution, are JPEG's worst case: 10.6 here at the
+    // default quality (75), where real footage at 224 pixels gives 2.4
+    // (README).
     let mae = sum as f64 / n as f64;
-    assert!(mae > 0.0 && mae < 10.0, "mean absolute error {mae}");
+    assert!(mae > 0.0 && mae < 12.0, "mean absolute error {mae}");
+
+    // A loader decodes only the columns of each training crop: its clips
+    // equal those cut from the whole frames, with the same draws.
+    let aug = ClipAugment {
+        crop: 16,
+        scales: vec![1.0, 0.875, 0.75, 0.66],
+        ..ClipAugment::default()
+    };
+    let sampler = Sampler::Segments { num_segments: 3 };
+    let set =
+        ClipSet::from_cache(ClipCache::open(&jpeg).unwrap(), sampler, aug.clone(), false).unwrap();
+    let mut narrow = 0;
+    for seed in 0..24u64 {
+        let v = seed as usize % list.records.len();
+        let got = set
+            .train_sample(v, &mut StdRng::seed_from_u64(seed))
+            .unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let idx = sampler
+            .indices(cache.dims(v).unwrap().0, Some(&mut rng))
+            .unwrap();
+        let frames = cache.frames(v, &idx).unwrap();
+        let view = aug.train_view(frames.width, frames.height, &mut rng.clone());
+        // Whether libjpeg skips blocks: the decoded region (4 pixels past
+        // the columns, from a 16-pixel block boundary) is not the whole row.
+        let cols = view.columns();
+        narrow += usize::from(cols.start.saturating_sub(4) >= 16 || cols.end + 4 < frames.width);
+        assert!(
+            got == train_clip(&frames, cache.label(v), &aug, &mut rng),
+            "seed {seed}"
+        );
+    }
+    assert!(narrow > 8, "{narrow} of 24 crops decoded part of the rows");
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
     assert!(
         size(&jpeg) < size(&raw),
@@ -619,4 +655,122 @@ fn an_interrupted_cache_build_continues_where_it_stopped() {
         );
     }
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A `w x h` frame of smooth colour gradients with noise on top, as real
+/// footage has both.
+fn textured_frame(w: usize, h: usize, seed: u64) -> Vec<u8> {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let smooth = (x * (c + 1) + 2 * y) % 200;
+                out.push((smooth + rng.random_range(0..40)) as u8);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn decoding_a_window_of_columns_gives_the_whole_frame_s_pixels() {
+    use wsbcn_video::jpeg::{decode_jpeg, decode_jpeg_columns, encode_jpeg};
+    let src = Path::new("frame.jpg");
+    // Sides that are not multiples of the 16-pixel MCU.
+    let (w, h) = (203, 45);
+    let file = encode_jpeg(&textured_frame(w, h, 1), w, h, 80, src).unwrap();
+    let whole = decode_jpeg(&file, w, h, src).unwrap();
+    // Every start (MCU-aligned or not) with narrow and wide windows, and
+    // windows at both edges.
+    let mut windows: Vec<(usize, usize)> = (0..w)
+        .flat_map(|a| [1, 2, 7, 16, 33, 150].map(|n| (a, (a + n).min(w))))
+        .collect();
+    windows.extend([(0, w), (w - 1, w), (w - 2, w)]);
+    for (a, b) in windows {
+        let mut got = vec![7u8; 5];
+        decode_jpeg_columns(&file, w, h, a..b, src, &mut got).unwrap();
+        assert_eq!(&got[..5], &[7; 5], "appends");
+        let want: Vec<u8> = (0..h)
+            .flat_map(|y| whole[(y * w + a) * 3..(y * w + b) * 3].iter().copied())
+            .collect();
+        assert!(got[5..] == want[..], "columns {a}..{b}");
+    }
+    let mut out = vec![];
+    for bad in [(0, 0), (10, 5), (0, w + 1)] {
+        let err = decode_jpeg_columns(&file, w, h, bad.0..bad.1, src, &mut out);
+        assert!(err.unwrap_err().to_string().contains("frame.jpg"));
+    }
+}
+
+#[test]
+fn damaged_jpeg_frames_are_errors_naming_the_file() {
+    use wsbcn_video::jpeg::{decode_jpeg, encode_jpeg};
+    let src = Path::new("clips.h5");
+    let (w, h) = (64, 48);
+    let file = encode_jpeg(&textured_frame(w, h, 2), w, h, 85, src).unwrap();
+    let cut = &file[..file.len() / 2];
+    let mut flipped = file.clone();
+    for b in flipped[file.len() / 3..file.len() / 3 + 40].iter_mut() {
+        *b = 0xff;
+    }
+    for (what, bytes, dims) in [
+        ("cut", cut, (w, h)),
+        ("overwritten", &flipped[..], (w, h)),
+        ("not a JPEG", &b"GIF89a, no"[..], (w, h)),
+        ("other size", &file[..], (w + 2, h)),
+    ] {
+        match decode_jpeg(bytes, dims.0, dims.1, src) {
+            Ok(_) => panic!("{what}: decoded"),
+            Err(e) => assert!(e.to_string().contains("clips.h5"), "{what}: {e}"),
+        }
+    }
+    // A failed decode leaves what the buffer held.
+    let mut out = vec![7u8; 5];
+    assert!(wsbcn_video::jpeg::decode_jpeg_columns(cut, w, h, 3..40, src, &mut out).is_err());
+    assert_eq!(out, [7; 5]);
+    let err = encode_jpeg(&[0u8; 10], w, h, 85, src)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("clips.h5"), "{err}");
+}
+
+/// The markers of a JPEG file, in order (entropy-coded data skipped).
+fn jpeg_markers(b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    let mut p = 2; // after SOI
+    while p + 1 < b.len() {
+        assert_eq!(b[p], 0xff, "a marker at byte {p}");
+        let m = b[p + 1];
+        out.push(m);
+        if m == 0xd9 {
+            break;
+        }
+        p += 2 + u16::from_be_bytes([b[p + 2], b[p + 3]]) as usize;
+        if m == 0xda {
+            // Entropy-coded data runs to the next marker that is neither a
+            // stuffed 0xff00 nor a restart marker.
+            while !(b[p] == 0xff && b[p + 1] != 0 && !(0xd0..=0xd7).contains(&b[p + 1])) {
+                p += 1;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn encoded_frames_are_baseline_jpeg_with_one_scan() {
+    use wsbcn_video::jpeg::encode_jpeg;
+    let (w, h) = (96, 64);
+    let file = encode_jpeg(&textured_frame(w, h, 3), w, h, 75, Path::new("x")).unwrap();
+    let markers = jpeg_markers(&file);
+    let count = |m: u8| markers.iter().filter(|&&x| x == m).count();
+    // SOF0 (baseline, sequential), no SOF2 (progressive); one SOS; EOI.
+    assert_eq!(
+        (count(0xc0), count(0xc2), count(0xda)),
+        (1, 0, 1),
+        "{markers:x?}"
+    );
+    assert_eq!(markers.last(), Some(&0xd9));
 }
