@@ -657,6 +657,28 @@ fn an_interrupted_cache_build_continues_where_it_stopped() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+#[test]
+fn an_unfinished_build_of_another_jpeg_encoder_is_started_again() {
+    let d = fresh_dir("resume-encoder");
+    let list = cache_videos(&d);
+    let opts = CacheOptions {
+        batch: 2,
+        ..CacheOptions::new(32)
+    };
+    let out = d.join("clips.h5");
+    let stop = build_cache(&list, &out, &opts, |_, _| ControlFlow::Break(())).unwrap();
+    assert!(!stop.complete && stop.written == 2);
+    {
+        // As a build of the encoder before MozJPEG would have left it.
+        let file = hdf5::File::open_rw(d.join(".clips.h5.tmp")).unwrap();
+        file.delete_attr("jpeg_encoder").unwrap();
+    }
+    let again = build_cache(&list, &out, &opts, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!(again.resumed_at, None);
+    assert!(again.complete && again.written == list.records.len());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// A `w x h` frame of smooth colour gradients with noise on top, as real
 /// footage has both.
 fn textured_frame(w: usize, h: usize, seed: u64) -> Vec<u8> {
