@@ -15,9 +15,9 @@
 //! everything is a function of the seed (each video has its own generator,
 //! so videos are rendered in parallel).
 //!
-//! Encoding goes through the `ffmpeg` command-line tool (raw RGB frames on
-//! its standard input): the FFmpeg libraries' encoder API would add a few
-//! hundred lines for the same files.
+//! Encoding goes through FFmpeg's libraries in this process
+//! ([`wsbcn_video::encode`]), with the settings the `ffmpeg` tool was given
+//! before (VP9 at `crf 30`, real time; H.264 `veryfast`, `crf 20`).
 
 use crate::fashion_mnist::{FashionMnist, Split, CLASSES};
 use crate::garment_canvas::{background, random_color, Garment, Placement};
@@ -26,9 +26,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::f32::consts::PI;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use wsbcn_video::encode::{encode_video, Codec};
 use wsbcn_video::ssv2::strip_template;
 
 /// The classes, as SSv2 templates (`[something]` is the garment).
@@ -185,71 +184,6 @@ fn render(data: &FashionMnist, cfg: &FashionSsv2Config, salt: u64, i: usize) -> 
     }
 }
 
-/// The container and codec of the written files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    /// WebM with VP9 (Something-Something v2).
-    Vp9Webm,
-    /// MP4 with H.264 (Kinetics).
-    H264Mp4,
-}
-
-/// Encodes `rgb` (`frames x size x size x 3`) into `path` with the `ffmpeg`
-/// tool.
-pub fn encode(path: &Path, rgb: &[u8], size: u32, fps: u32, codec: Codec) -> Result<()> {
-    let codec_args: &[&str] = match codec {
-        Codec::Vp9Webm => &[
-            "-c:v",
-            "libvpx-vp9",
-            "-crf",
-            "30",
-            "-b:v",
-            "0",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-row-mt",
-            "1",
-        ],
-        Codec::H264Mp4 => &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
-    };
-    let dims = format!("{size}x{size}");
-    let rate = fps.to_string();
-    let mut child = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
-        .args(["-s", &dims, "-r", &rate, "-i", "-"])
-        .args(codec_args)
-        .args(["-pix_fmt", "yuv420p", "-threads", "1"])
-        // No random container ids or encoder version strings: same seed, same bytes.
-        .args(["-fflags", "+bitexact", "-flags:v", "+bitexact"])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::data(path, format!("cannot run the ffmpeg tool to encode: {e}")))?;
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(rgb))
-        .transpose();
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::data(path, format!("ffmpeg: {e}")))?;
-    if !out.status.success() || written.is_err() {
-        let _ = std::fs::remove_file(path);
-        return Err(Error::data(
-            path,
-            format!(
-                "ffmpeg could not encode: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// The two splits: name, Fashion-MNIST split, count, seed salt.
 fn splits(cfg: &FashionSsv2Config) -> [(&'static str, Split, usize, u64); 2] {
     [
@@ -287,10 +221,10 @@ pub fn generate_ssv2(mnist_dir: &Path, out: &Path, cfg: &FashionSsv2Config) -> R
             .map(|i| {
                 let clip = render(&data, cfg, salt, i);
                 let id = (first_id + i).to_string();
-                encode(
+                encode_video(
                     &videos.join(format!("{id}.webm")),
                     &clip.rgb,
-                    cfg.size,
+                    (cfg.size, cfg.size),
                     cfg.fps,
                     Codec::Vp9Webm,
                 )?;
@@ -343,10 +277,10 @@ pub fn generate_kinetics(mnist_dir: &Path, out: &Path, cfg: &FashionSsv2Config) 
                 let label = kinetics_label(TEMPLATES[clip.class]);
                 let dir = out.join(split).join(&label);
                 create_dir(&dir)?;
-                encode(
+                encode_video(
                     &dir.join(format!("{id}_{start:06}_{end:06}.mp4")),
                     &clip.rgb,
-                    cfg.size,
+                    (cfg.size, cfg.size),
                     cfg.fps,
                     Codec::H264Mp4,
                 )?;

@@ -88,7 +88,8 @@ impl Frames {
     }
 }
 
-fn init() {
+/// Registers FFmpeg's formats once and keeps its log to fatal errors.
+pub(crate) fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         // Registration cannot fail on FFmpeg >= 5; the log level keeps

@@ -12,7 +12,8 @@
 //! * [`ssv2`], [`kinetics`], [`video_list`]: the Something-Something v2,
 //!   Kinetics-400 and plain list-file annotation layouts.
 //! * [`video_source`]: a split in any of those layouts, as a config value.
-//! * [`decode`]: FFmpeg decoding to RGB frames, with seeking.
+//! * [`decode`]: FFmpeg decoding to RGB frames, with seeking; [`encode`]:
+//!   RGB frames to WebM or MP4, for the embedded data sets.
 //! * [`clip_cache`]: the decoded-clip cache in HDF5.
 //! * [`clip_transform`], [`clip_data`]: augmentation and the clip data set.
 //! * [`task`]: the training task, config and metrics.
@@ -27,6 +28,7 @@ pub mod clip_data;
 pub mod clip_transform;
 mod conv_norm;
 pub mod decode;
+pub mod encode;
 pub mod jpeg;
 pub mod kinetics;
 pub mod model_config;

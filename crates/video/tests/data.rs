@@ -796,3 +796,90 @@ fn encoded_frames_are_baseline_jpeg_with_one_scan() {
     );
     assert_eq!(markers.last(), Some(&0xd9));
 }
+
+/// The decoded pictures of a video as the codec stores them (YUV 4:2:0,
+/// no colour conversion), by the ffmpeg tool.
+fn ffmpeg_yuv(path: &Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", path.to_str().unwrap()])
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn encoded_videos_decode_to_the_pictures_of_the_ffmpeg_tool_with_the_same_settings() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use wsbcn_video::encode::{encode_video, Codec};
+    let d = fresh_dir("encode");
+    let (w, h) = (48usize, 32usize);
+    let rgb: Vec<u8> = (0..10).flat_map(|i| textured_frame(w, h, i)).collect();
+    let tool_settings: [(Codec, &str, &[&str]); 2] = [
+        (
+            Codec::Vp9Webm,
+            "webm",
+            &[
+                "-c:v",
+                "libvpx-vp9",
+                "-crf",
+                "30",
+                "-b:v",
+                "0",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-row-mt",
+                "1",
+            ],
+        ),
+        (
+            Codec::H264Mp4,
+            "mp4",
+            &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
+        ),
+    ];
+    for (codec, ext, args) in tool_settings {
+        let ours = d.join(format!("ours.{ext}"));
+        encode_video(&ours, &rgb, (w as u32, h as u32), 12, codec).unwrap();
+        let again = d.join(format!("again.{ext}"));
+        encode_video(&again, &rgb, (w as u32, h as u32), 12, codec).unwrap();
+        assert_eq!(
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&again).unwrap(),
+            "{ext}: the same frames must give the same file"
+        );
+        let tool = d.join(format!("tool.{ext}"));
+        let mut child = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", "48x32", "-r", "12", "-i", "-"])
+            .args(args)
+            .args(["-pix_fmt", "yuv420p", "-threads", "1"])
+            .args(["-fflags", "+bitexact", "-flags:v", "+bitexact"])
+            .arg(&tool)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("the ffmpeg tool is needed for this test");
+        child.stdin.take().unwrap().write_all(&rgb).unwrap();
+        assert!(child.wait().unwrap().success());
+        let (a, b) = (ffmpeg_yuv(&ours), ffmpeg_yuv(&tool));
+        assert_eq!(a.len(), 10 * w * h * 3 / 2, "{ext}: frames");
+        assert!(a == b, "{ext}: the pictures differ from the tool's");
+    }
+    // A byte count that is not whole frames is an error naming the file,
+    // and leaves no file.
+    let bad = d.join("bad.webm");
+    let msg = error_naming(
+        encode_video(&bad, &rgb[1..], (w as u32, h as u32), 12, Codec::Vp9Webm),
+        &bad,
+    );
+    assert!(msg.contains("RGB frames"), "{msg}");
+    assert!(!bad.exists());
+}
