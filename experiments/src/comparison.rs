@@ -5,7 +5,8 @@
 //! name = "quick"
 //! out = "runs/quick"          # default: runs/<name>
 //! batch_sizes = [2]           # per variant unless it names its own
-//! seeds = [0]
+//! seeds = [0, 1, 2, 3, 4, 5]  # each cell takes the first seeds_per_cell
+//! seeds_per_cell = 3          # optional (default: all the seeds)
 //!
 //! [budget]                    # optional: every cell sees the same samples
 //! samples = 3000              # steps = samples / batch
@@ -29,8 +30,13 @@
 //! label = "BN, batch 16"      # legends and tables
 //! norm = "bn"                 # the layer factory's spec
 //! batch_sizes = [16]
+//! seeds_per_cell = 6          # optional: this variant's cells take more
 //! set = []                    # overrides for this variant's cells
 //! ```
+//!
+//! Seeds are spent where the spread is: a variant whose cells vary more
+//! over seeds (BN at batch 1) can run more of them, all from the one list,
+//! so another seed set is one override (`--set 'seeds=[...]'`).
 //!
 //! A cell's run lives in `<out>/<task>/<variant>/b<batch>/s<seed>/`; the
 //! comparison's identity (its name, the cell's task, variant, label, batch
@@ -123,6 +129,10 @@ pub struct Variant {
     /// Batch sizes of this variant (default: the comparison's).
     #[serde(default)]
     pub batch_sizes: Option<Vec<usize>>,
+    /// Seeds of each of this variant's cells, the first of
+    /// [`Comparison::seeds`] (default: the comparison's `seeds_per_cell`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds_per_cell: Option<usize>,
     /// Overrides for this variant's cells (after the task's).
     #[serde(default)]
     pub set: Vec<String>,
@@ -215,9 +225,13 @@ pub struct Comparison {
     pub ranks: Option<usize>,
     /// Default batch sizes (per rank).
     pub batch_sizes: Vec<usize>,
-    /// Seeds.
+    /// Seeds: every cell takes the first `seeds_per_cell` of them.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
+    /// Seeds per cell, unless a variant sets its own (default: all of
+    /// `seeds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds_per_cell: Option<usize>,
     /// Equal-sample budgets, if any.
     #[serde(default)]
     pub budget: Option<Budget>,
@@ -262,6 +276,26 @@ impl Validate for Comparison {
         unique(self.variants.iter().map(|v| v.name.as_str()), "variants")?;
         if self.seeds.is_empty() {
             return Err(("seeds".into(), "need at least one seed".into()));
+        }
+        let distinct: std::collections::BTreeSet<u64> = self.seeds.iter().copied().collect();
+        if distinct.len() != self.seeds.len() {
+            return Err(("seeds".into(), "a seed appears twice".into()));
+        }
+        let per_cell = std::iter::once(("seeds_per_cell".to_string(), self.seeds_per_cell)).chain(
+            self.variants.iter().map(|v| {
+                (
+                    format!("variants.{}.seeds_per_cell", v.name),
+                    v.seeds_per_cell,
+                )
+            }),
+        );
+        for (key, n) in per_cell {
+            if let Some(n) = n.filter(|n| !(1..=self.seeds.len()).contains(n)) {
+                return Err((
+                    key,
+                    format!("{n} seeds per cell, from a list of {}", self.seeds.len()),
+                ));
+            }
         }
         for v in &self.variants {
             let sizes = v.batch_sizes.as_ref().unwrap_or(&self.batch_sizes);
@@ -327,13 +361,23 @@ impl Comparison {
             .unwrap_or_else(|| Path::new("runs").join(&self.name))
     }
 
+    /// The seeds of `variant`'s cells: the first `seeds_per_cell` of
+    /// [`Comparison::seeds`], the variant's count or else the comparison's.
+    pub fn seeds_of(&self, variant: &Variant) -> &[u64] {
+        let n = variant
+            .seeds_per_cell
+            .or(self.seeds_per_cell)
+            .unwrap_or(self.seeds.len());
+        &self.seeds[..n.min(self.seeds.len())]
+    }
+
     /// Every cell, task by task, variant by variant, batch by batch, seed by seed.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = vec![];
         for task in 0..self.tasks.len() {
             for (variant, v) in self.variants.iter().enumerate() {
                 for &batch in v.batch_sizes.as_ref().unwrap_or(&self.batch_sizes) {
-                    for &seed in &self.seeds {
+                    for &seed in self.seeds_of(v) {
                         cells.push(Cell {
                             task,
                             variant,

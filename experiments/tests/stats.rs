@@ -349,3 +349,54 @@ fn a_comparison_device_reaches_every_cell_and_otherwise_each_task_keeps_its_own(
     let own = devices(&own);
     assert!(own.contains(&DeviceSpec::Cuda(2)) && own.contains(&DeviceSpec::Cpu));
 }
+
+#[test]
+fn a_variant_can_take_more_seeds_from_the_one_list_and_bad_counts_name_their_key() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quick.toml");
+    let mut cmp: Comparison = load_config(&file, &[]).unwrap();
+    cmp.seeds = vec![7, 3, 9, 11];
+    cmp.seeds_per_cell = Some(2);
+    cmp.variants[1].seeds_per_cell = Some(4);
+    let seeds_in = |cmp: &Comparison, v: usize| -> Vec<(usize, usize, u64)> {
+        cmp.cells()
+            .into_iter()
+            .filter(|c| c.variant == v)
+            .map(|c| (c.task, c.batch, c.seed))
+            .collect()
+    };
+    let seeds = |v: usize| seeds_in(&cmp, v);
+    let batch = |v: usize| {
+        cmp.variants[v]
+            .batch_sizes
+            .clone()
+            .unwrap_or(cmp.batch_sizes.clone())[0]
+    };
+    for task in 0..cmp.tasks.len() {
+        let (b0, b1) = (batch(0), batch(1));
+        let of = |v, b| -> Vec<u64> {
+            seeds(v)
+                .into_iter()
+                .filter(|s| s.0 == task && s.1 == b)
+                .map(|s| s.2)
+                .collect()
+        };
+        assert_eq!(of(0, b0), vec![7, 3]);
+        assert_eq!(of(1, b1), vec![7, 3, 9, 11]);
+    }
+    // Unset: every seed of the list, as before the option existed.
+    cmp.seeds_per_cell = None;
+    assert_eq!(seeds_in(&cmp, 2).len(), 4 * cmp.tasks.len());
+    let key = |cmp: &Comparison| wsbcn_train::Validate::validate(cmp).unwrap_err().0;
+    let mut bad = cmp.clone();
+    bad.variants[2].seeds_per_cell = Some(5);
+    assert_eq!(
+        key(&bad),
+        format!("variants.{}.seeds_per_cell", bad.variants[2].name)
+    );
+    let mut bad = cmp.clone();
+    bad.seeds_per_cell = Some(0);
+    assert_eq!(key(&bad), "seeds_per_cell");
+    let mut bad = cmp.clone();
+    bad.seeds = vec![1, 2, 1];
+    assert_eq!(key(&bad), "seeds");
+}
