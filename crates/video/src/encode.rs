@@ -36,6 +36,14 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// The muxer's name.
+    fn container(self) -> &'static str {
+        match self {
+            Codec::Vp9Webm => "webm",
+            Codec::H264Mp4 => "mp4",
+        }
+    }
+
     /// The encoder's name and its private options.
     fn encoder(self) -> (&'static str, &'static [(&'static str, &'static str)]) {
         match self {
@@ -54,8 +62,8 @@ impl Codec {
 }
 
 /// Encodes `rgb` (`frames x height x width x 3` bytes, at least one frame)
-/// at `fps` frames per second into `path`, whose extension picks the
-/// container (`.webm`, `.mp4`). A failed write leaves no file behind.
+/// at `fps` frames per second into `path`, in the codec's container
+/// whatever the file's extension. A failed write leaves no file behind.
 pub fn encode_video(
     path: &Path,
     rgb: &[u8],
@@ -86,7 +94,8 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
     let (name, options) = codec.encoder();
     let found = ffmpeg::encoder::find_by_name(name)
         .ok_or_else(|| Error::data(path, format!("this FFmpeg has no {name} encoder")))?;
-    let mut output = ffmpeg::format::output(path).map_err(|e| err("cannot create", e))?;
+    let mut output =
+        ffmpeg::format::output_as(path, codec.container()).map_err(|e| err("cannot create", e))?;
     // SAFETY: a flag of the format context `output` owns, set before the
     // header is written (what `-fflags +bitexact` does).
     unsafe {
@@ -112,12 +121,29 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
         flags |= ffmpeg::codec::Flags::GLOBAL_HEADER;
     }
     video.set_flags(flags);
-    let mut dict = ffmpeg::Dictionary::new();
     for (key, value) in options.iter().chain(&[("threads", "1")]) {
-        dict.set(key, value);
+        // Set one by one so that an option the encoder lacks is an error,
+        // as it is for the tool (`open_with` would drop it silently).
+        let (k, v) = (c_string(path, key)?, c_string(path, value)?);
+        // SAFETY: the context and its private options were allocated with
+        // the codec (`new_with_codec`); the strings outlive the call.
+        let ret = unsafe {
+            ffmpeg::ffi::av_opt_set(
+                video.as_mut_ptr().cast(),
+                k.as_ptr(),
+                v.as_ptr(),
+                ffmpeg::ffi::AV_OPT_SEARCH_CHILDREN,
+            )
+        };
+        if ret < 0 {
+            return Err(err(
+                &format!("the {name} encoder refuses `{key} = {value}`"),
+                ffmpeg::Error::from(ret),
+            ));
+        }
     }
     let mut encoder = video
-        .open_with(dict)
+        .open()
         .map_err(|e| err(&format!("cannot open the {name} encoder"), e))?;
     {
         let mut stream = output
@@ -125,6 +151,10 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
             .map_err(|e| err("cannot add a video stream", e))?;
         stream.set_parameters(&encoder);
         stream.set_time_base(time_base);
+        // The tool records the frame rate on the stream too: WebM writes it
+        // as the track's default frame duration.
+        stream.set_rate(time_base.invert());
+        stream.set_avg_frame_rate(time_base.invert());
     }
     output
         .write_header()
@@ -138,7 +168,13 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
                  output: &mut ffmpeg::format::context::Output|
      -> Result<()> {
         let mut packet = ffmpeg::Packet::empty();
-        while encoder.receive_packet(&mut packet).is_ok() {
+        loop {
+            match encoder.receive_packet(&mut packet) {
+                Ok(()) => {}
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => break,
+                Err(ffmpeg::Error::Eof) => break,
+                Err(e) => return Err(err("cannot encode", e)),
+            }
             packet.set_stream(0);
             // One frame long, as the tool marks it: without a duration an
             // MP4's last frame lasts zero time and players drop it.
@@ -173,4 +209,8 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
     output
         .write_trailer()
         .map_err(|e| err("cannot finish the file", e))
+}
+
+fn c_string(path: &Path, s: &str) -> Result<std::ffi::CString> {
+    std::ffi::CString::new(s).map_err(|_| Error::data(path, format!("`{s}` holds a NUL byte")))
 }
