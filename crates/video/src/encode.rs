@@ -163,6 +163,9 @@ fn write(path: &Path, rgb: &[u8], (w, h): (u32, u32), fps: u32, codec: Codec) ->
     let mut scaler = Scaler::get(Pixel::RGB24, w, h, Pixel::YUV420P, w, h, Flags::BICUBIC)
         .map_err(|e| err("cannot convert frames", e))?;
     let mut source = VideoFrame::new(Pixel::RGB24, w, h);
+    // The rows' padding, which the frames never fill, starts zeroed: its
+    // bytes are otherwise whatever the allocator left.
+    source.data_mut(0).fill(0);
     let row = w as usize * 3;
     let drain = |encoder: &mut ffmpeg::encoder::Video,
                  output: &mut ffmpeg::format::context::Output|
