@@ -356,6 +356,9 @@ fn a_variant_can_take_more_seeds_from_the_one_list_and_bad_counts_name_their_key
     let mut cmp: Comparison = load_config(&file, &[]).unwrap();
     cmp.seeds = vec![7, 3, 9, 11];
     cmp.seeds_per_cell = Some(2);
+    for v in &mut cmp.variants {
+        v.seeds_per_cell = None;
+    }
     cmp.variants[1].seeds_per_cell = Some(4);
     let seeds_in = |cmp: &Comparison, v: usize| -> Vec<(usize, usize, u64)> {
         cmp.cells()
