@@ -346,3 +346,25 @@ fn a_comparison_for_several_ranks_refuses_another_number() {
         "{err}"
     );
 }
+
+#[test]
+fn the_report_counts_only_the_seeds_the_comparison_takes() {
+    // A run of a seed the comparison does not take (left by a longer seed
+    // list) sits in the output folder: the report must not count it.
+    let whole = grid();
+    let dir = whole.parent().unwrap();
+    let file = toy_comparison(dir, "extra_seed");
+    let out_dir = dir.join("extra_seed");
+    copy_dir(whole, &out_dir);
+    let cell = out_dir.join("segmentation/gn-ws/b1");
+    copy_dir(&cell.join("s0"), &cell.join("s7"));
+    let cmp = load(&file);
+    let out = run_comparison(&cmp, &file, 1, 1).unwrap();
+    assert_eq!((out.ran.len(), out.failed.len()), (0, 0), "{out:?}");
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| segmentation | GN+WS | 1 |"))
+        .unwrap_or_else(|| panic!("no GN+WS batch-1 row in\n{report}"));
+    assert!(row.contains("(n = 1, no interval)"), "{row}");
+}

@@ -4,7 +4,7 @@
 //! stops with an error), `jobs` cells at a time, then write the figures and
 //! the report into the output folder.
 
-use crate::cell_run::{finished_as_configured, run_cell};
+use crate::cell_run::{finished_as_configured, log_path, run_cell};
 use crate::comparison::Comparison;
 use crate::records::Runs;
 use crate::{figures, report, Error, Result};
@@ -116,7 +116,22 @@ pub fn run_comparison(
         return Ok(out);
     }
     let dir = cmp.out_dir();
-    let runs = match Runs::read(std::slice::from_ref(&dir)) {
+    // The configured cells' logs only: the folder may also hold runs of
+    // seeds the comparison no longer takes (a lowered `seeds_per_cell`,
+    // another seed list), which would change a cell's n.
+    let logs: Vec<PathBuf> = cells
+        .iter()
+        .map(|c| log_path(&cmp.cell_dir(c)))
+        .filter(|p| p.is_file())
+        .collect();
+    let read = match logs.is_empty() {
+        true => Err(Error::Runs(format!(
+            "no run logs of this comparison's cells under {}",
+            dir.display()
+        ))),
+        false => Runs::read(&logs),
+    };
+    let runs = match read {
         Ok(runs) => runs,
         Err(e) if !out.failed.is_empty() => {
             let cells: Vec<String> = out

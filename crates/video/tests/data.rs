@@ -234,23 +234,34 @@ fn ffprobe_frames(path: &Path) -> usize {
     .unwrap()
 }
 
-/// Every frame as RGB bytes, decoded by the ffmpeg tool.
-fn ffmpeg_rgb(path: &Path) -> Vec<u8> {
+/// Every frame as raw bytes, decoded by the ffmpeg tool with `output`
+/// (the output options before `-`).
+fn ffmpeg_raw(path: &Path, output: &[&str]) -> Vec<u8> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i", path.to_str().unwrap()])
-        .args([
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-sws_flags",
-            "bilinear",
-            "-",
-        ])
+        .args(output)
+        .arg("-")
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
+}
+
+/// Every frame as RGB bytes, decoded by the ffmpeg tool.
+fn ffmpeg_rgb(path: &Path) -> Vec<u8> {
+    let rgb = [
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-sws_flags",
+        "bilinear",
+    ];
+    ffmpeg_raw(path, &rgb)
 }
 
 const FORMATS: [(&str, &[&str]); 3] = [
@@ -801,25 +812,15 @@ fn encoded_frames_are_baseline_jpeg_with_one_scan() {
 /// no colour conversion, every frame once whatever its timestamp), by the
 /// ffmpeg tool.
 fn ffmpeg_yuv(path: &Path) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", path.to_str().unwrap()])
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "yuv420p",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let yuv = [
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    ffmpeg_raw(path, &yuv)
 }
 
 #[test]
