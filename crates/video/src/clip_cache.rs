@@ -10,8 +10,9 @@
 //! /sources          (V,) string       the source video file of each entry
 //! /videos/<v:06>    jpeg: (T,) variable-length u8, each frame's JPEG file,
 //!                         attributes height, width;
-//!                   raw:  (T, H, W, 3) u8 RGB frames, one chunk per frame,
-//!                         deflate level 1
+//!                   raw:  (T, H, W, 3) u8 RGB frames, contiguous and
+//!                         uncompressed (caches before 2026-12-01's tenth
+//!                         session: one deflate chunk per frame; both read)
 //! ```
 //!
 //! JPEG is the default ([`FrameFormat`], quality 75, chroma 4:2:0,
@@ -59,7 +60,11 @@ use std::path::{Path, PathBuf};
 pub enum FrameFormat {
     /// Each frame a JPEG file of this quality (1-100).
     Jpeg(u8),
-    /// Raw RGB bytes, deflate level 1: exact, and large.
+    /// Raw RGB bytes, uncompressed: exact, large, and read with a copy.
+    /// (Deflate level 1 took 2.8 times less space on the comparisons'
+    /// Fashion-SSv2, but its decompression was a sixth of a training
+    /// step's CPU time for their batch-1 video cells, under HDF5's global
+    /// lock.)
     Raw,
 }
 
@@ -346,8 +351,6 @@ pub fn build_cache(
                         .map_err(|e| Error::data(&record.path, e))?;
                     videos
                         .new_dataset_builder()
-                        .chunk((1, video.height, video.width, 3))
-                        .deflate(1)
                         .with_data(&view)
                         .create(ds_name.as_str())
                         .map_err(err)?
