@@ -615,20 +615,27 @@ fn jpeg_cache_frames_are_the_decoded_frames_jpeg_round_tripped() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-#[test]
-fn an_interrupted_cache_build_continues_where_it_stopped() {
-    let d = fresh_dir("resume-cache");
-    let list = cache_videos(&d);
+/// `cache_videos` in `d`, and a build of their cache `d/clips.h5` in
+/// batches of 2 stopped after the first: no cache yet, a resumable
+/// temporary. Returns the list, the options and the cache's path.
+fn stopped_build(d: &Path) -> (VideoList, CacheOptions, PathBuf) {
+    let list = cache_videos(d);
     let opts = CacheOptions {
         batch: 2,
         ..CacheOptions::new(32)
     };
-    let whole = d.join("whole.h5");
-    build_cache(&list, &whole, &opts, |_, _| ControlFlow::Continue(())).unwrap();
-    // Stopped after the first batch: no cache yet, a resumable temporary.
     let out = d.join("clips.h5");
     let stop = build_cache(&list, &out, &opts, |_, _| ControlFlow::Break(())).unwrap();
     assert!(!stop.complete && stop.written == 2 && !out.exists());
+    (list, opts, out)
+}
+
+#[test]
+fn an_interrupted_cache_build_continues_where_it_stopped() {
+    let d = fresh_dir("resume-cache");
+    let (list, opts, out) = stopped_build(&d);
+    let whole = d.join("whole.h5");
+    build_cache(&list, &whole, &opts, |_, _| ControlFlow::Continue(())).unwrap();
     // Another quality is refused, naming the unfinished file.
     let other = CacheOptions {
         format: FrameFormat::Jpeg(50),
@@ -671,14 +678,7 @@ fn an_interrupted_cache_build_continues_where_it_stopped() {
 #[test]
 fn an_unfinished_build_of_another_jpeg_encoder_is_started_again() {
     let d = fresh_dir("resume-encoder");
-    let list = cache_videos(&d);
-    let opts = CacheOptions {
-        batch: 2,
-        ..CacheOptions::new(32)
-    };
-    let out = d.join("clips.h5");
-    let stop = build_cache(&list, &out, &opts, |_, _| ControlFlow::Break(())).unwrap();
-    assert!(!stop.complete && stop.written == 2);
+    let (list, opts, out) = stopped_build(&d);
     {
         // As a build of the encoder before MozJPEG would have left it.
         let file = hdf5::File::open_rw(d.join(".clips.h5.tmp")).unwrap();
