@@ -178,8 +178,9 @@ fn list_file_reads_paths_and_labels_and_rejects_bad_lines() {
     assert!(msg.contains("line 2"), "{msg}");
 }
 
-/// Runs a command-line tool, panicking with its output on failure.
-fn run(cmd: &str, args: &[&str]) -> String {
+/// Runs a command-line tool, panicking with its output on failure; its
+/// standard output.
+fn run_bytes(cmd: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(cmd)
         .args(args)
         .output()
@@ -189,7 +190,12 @@ fn run(cmd: &str, args: &[&str]) -> String {
         "{cmd} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
+}
+
+/// [`run_bytes`] as text.
+fn run(cmd: &str, args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_bytes(cmd, args)).into_owned()
 }
 
 /// A generated test-pattern video with `frames` frames at 12 fps.
@@ -237,18 +243,10 @@ fn ffprobe_frames(path: &Path) -> usize {
 /// Every frame as raw bytes, decoded by the ffmpeg tool with `output`
 /// (the output options before `-`).
 fn ffmpeg_raw(path: &Path, output: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", path.to_str().unwrap()])
-        .args(output)
-        .arg("-")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let mut args = vec!["-v", "error", "-i", path.to_str().unwrap()];
+    args.extend_from_slice(output);
+    args.push("-");
+    run_bytes("ffmpeg", &args)
 }
 
 /// Every frame as RGB bytes, decoded by the ffmpeg tool.
