@@ -165,6 +165,25 @@ fn cases() -> Vec<Case> {
             &[4, 7, 5],
             1,
         ),
+        // Two that oneDNN runs in channels-last layouts (`onednn.rs`,
+        // `Plan::build`): R3D-10's 8-channel convolution on 4x16x16 (the
+        // weight gradient) and an ASPP branch at rate 6 on a 4x4 map.
+        case(
+            &[1, 8, 4, 16, 16],
+            &[8, 8, 3, 3, 3],
+            &[1, 1, 1],
+            &[1, 1, 1],
+            &[1, 1, 1],
+            1,
+        ),
+        case(
+            &[2, 64, 4, 4],
+            &[32, 64, 3, 3],
+            &[1, 1],
+            &[6, 6],
+            &[6, 6],
+            1,
+        ),
     ]
 }
 
