@@ -31,6 +31,7 @@
 //! norm = "bn"                 # the layer factory's spec
 //! batch_sizes = [16]
 //! seeds_per_cell = 6          # optional: this variant's cells take more
+//! task_seeds_per_cell = { video = 8 }  # optional: per task, over the above
 //! set = []                    # overrides for this variant's cells
 //! ```
 //!
@@ -44,6 +45,7 @@
 //! so figures and reports are rebuilt from the logs alone.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wsbcn_train::{DeviceSpec, Validate};
 
@@ -133,6 +135,10 @@ pub struct Variant {
     /// [`Comparison::seeds`] (default: the comparison's `seeds_per_cell`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seeds_per_cell: Option<usize>,
+    /// Seeds of this variant's cells on the named tasks, over
+    /// `seeds_per_cell` (a variant's spread can differ by task).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub task_seeds_per_cell: BTreeMap<String, usize>,
     /// Overrides for this variant's cells (after the task's).
     #[serde(default)]
     pub set: Vec<String>,
@@ -281,12 +287,30 @@ impl Validate for Comparison {
         if distinct.len() != self.seeds.len() {
             return Err(("seeds".into(), "a seed appears twice".into()));
         }
+        for v in &self.variants {
+            if let Some(t) = v
+                .task_seeds_per_cell
+                .keys()
+                .find(|t| !self.tasks.iter().any(|task| &task.name == *t))
+            {
+                return Err((
+                    format!("variants.{}.task_seeds_per_cell", v.name),
+                    format!("`{t}` is not a task of this comparison"),
+                ));
+            }
+        }
         let per_cell = std::iter::once(("seeds_per_cell".to_string(), self.seeds_per_cell)).chain(
-            self.variants.iter().map(|v| {
-                (
+            self.variants.iter().flat_map(|v| {
+                std::iter::once((
                     format!("variants.{}.seeds_per_cell", v.name),
                     v.seeds_per_cell,
-                )
+                ))
+                .chain(v.task_seeds_per_cell.iter().map(|(t, n)| {
+                    (
+                        format!("variants.{}.task_seeds_per_cell.{t}", v.name),
+                        Some(*n),
+                    )
+                }))
             }),
         );
         for (key, n) in per_cell {
@@ -361,11 +385,15 @@ impl Comparison {
             .unwrap_or_else(|| Path::new("runs").join(&self.name))
     }
 
-    /// The seeds of `variant`'s cells: the first `seeds_per_cell` of
-    /// [`Comparison::seeds`], the variant's count or else the comparison's.
-    pub fn seeds_of(&self, variant: &Variant) -> &[u64] {
+    /// The seeds of `variant`'s cells on `task`: the first `seeds_per_cell`
+    /// of [`Comparison::seeds`], the variant's count for the task, else the
+    /// variant's, else the comparison's.
+    pub fn seeds_of(&self, task: &TaskSpec, variant: &Variant) -> &[u64] {
         let n = variant
-            .seeds_per_cell
+            .task_seeds_per_cell
+            .get(&task.name)
+            .copied()
+            .or(variant.seeds_per_cell)
             .or(self.seeds_per_cell)
             .unwrap_or(self.seeds.len());
         &self.seeds[..n.min(self.seeds.len())]
@@ -374,10 +402,10 @@ impl Comparison {
     /// Every cell, task by task, variant by variant, batch by batch, seed by seed.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = vec![];
-        for task in 0..self.tasks.len() {
+        for (task, t) in self.tasks.iter().enumerate() {
             for (variant, v) in self.variants.iter().enumerate() {
                 for &batch in v.batch_sizes.as_ref().unwrap_or(&self.batch_sizes) {
-                    for &seed in self.seeds_of(v) {
+                    for &seed in self.seeds_of(t, v) {
                         cells.push(Cell {
                             task,
                             variant,

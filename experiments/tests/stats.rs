@@ -358,6 +358,7 @@ fn a_variant_can_take_more_seeds_from_the_one_list_and_bad_counts_name_their_key
     cmp.seeds_per_cell = Some(2);
     for v in &mut cmp.variants {
         v.seeds_per_cell = None;
+        v.task_seeds_per_cell.clear();
     }
     cmp.variants[1].seeds_per_cell = Some(4);
     let seeds_in = |cmp: &Comparison, v: usize| -> Vec<(usize, usize, u64)> {
@@ -402,4 +403,38 @@ fn a_variant_can_take_more_seeds_from_the_one_list_and_bad_counts_name_their_key
     let mut bad = cmp.clone();
     bad.seeds = vec![1, 2, 1];
     assert_eq!(key(&bad), "seeds");
+    // A variant's count for one task takes precedence on that task only.
+    let mut per_task = cmp.clone();
+    per_task.seeds_per_cell = Some(2);
+    let last = per_task.tasks.len() - 1;
+    let name = per_task.tasks[last].name.clone();
+    per_task.variants[1]
+        .task_seeds_per_cell
+        .insert(name.clone(), 3);
+    for task in 0..per_task.tasks.len() {
+        let of: Vec<u64> = per_task
+            .cells()
+            .into_iter()
+            .filter(|c| c.variant == 1 && c.task == task)
+            .map(|c| c.seed)
+            .collect();
+        let want: &[u64] = if task == last {
+            &[7, 3, 9]
+        } else {
+            &[7, 3, 9, 11]
+        };
+        assert_eq!(of, want, "task {task}");
+    }
+    let v = per_task.variants[1].name.clone();
+    let mut bad = per_task.clone();
+    bad.variants[1].task_seeds_per_cell.insert(name.clone(), 5);
+    assert_eq!(
+        key(&bad),
+        format!("variants.{v}.task_seeds_per_cell.{name}")
+    );
+    let mut bad = per_task.clone();
+    bad.variants[1]
+        .task_seeds_per_cell
+        .insert("no-such-task".into(), 1);
+    assert_eq!(key(&bad), format!("variants.{v}.task_seeds_per_cell"));
 }
