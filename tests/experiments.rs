@@ -367,4 +367,11 @@ fn the_report_counts_only_the_seeds_the_comparison_takes() {
         .find(|l| l.starts_with("| segmentation | GN+WS | 1 |"))
         .unwrap_or_else(|| panic!("no GN+WS batch-1 row in\n{report}"));
     assert!(row.contains("(n = 1, no interval)"), "{row}");
+    // The report ends with the comparison it was made for, not the one in
+    // the copied runs' logs.
+    let resolved = wsbcn_train::to_toml(&cmp).unwrap();
+    assert!(
+        report.contains(&resolved) && resolved.contains("extra_seed"),
+        "{report}"
+    );
 }

@@ -146,7 +146,8 @@ pub fn run_comparison(
         }
         Err(e) => return Err(e),
     };
-    out.written = write_all(&runs, &dir)?;
+    let resolved = wsbcn_train::to_toml(cmp)?;
+    out.written = write_all(&runs, &dir, Some(&resolved))?;
     Ok(out)
 }
 
@@ -154,9 +155,10 @@ fn lock(m: &Mutex<Outcome>) -> std::sync::MutexGuard<'_, Outcome> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes every figure and the report of `runs` into `dir`.
-pub fn write_all(runs: &Runs, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Writes every figure and the report of `runs` into `dir`, the report
+/// ending with the resolved `comparison` (see [`report::write_report`]).
+pub fn write_all(runs: &Runs, dir: &Path, comparison: Option<&str>) -> Result<Vec<PathBuf>> {
     let mut written = figures::write_figures(runs, dir)?;
-    written.extend(report::write_report(runs, dir)?);
+    written.extend(report::write_report(runs, dir, comparison)?);
     Ok(written)
 }

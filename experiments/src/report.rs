@@ -511,7 +511,7 @@ fn distinct(runs: &Runs, attr: &str) -> String {
     v.join(", ")
 }
 
-fn blocks(runs: &Runs) -> Vec<Block> {
+fn blocks(runs: &Runs, comparison: Option<&str>) -> Vec<Block> {
     let first = &runs.records[0];
     let name = first.log.attr("comparison").unwrap_or("comparison");
     let rows = rows(runs);
@@ -548,7 +548,7 @@ fn blocks(runs: &Runs) -> Vec<Block> {
     b.extend(verdicts(&rows).into_iter().map(Block::Para));
     b.push(Block::Heading("Figures".into()));
     b.extend(FIGURES.iter().map(|f| Block::Figure(f.to_string())));
-    if let Some(cfg) = first.log.attr("comparison_config") {
+    if let Some(cfg) = comparison.or(first.log.attr("comparison_config")) {
         b.push(Block::Heading("Comparison config (resolved)".into()));
         b.push(Block::Code(cfg.to_string()));
     }
@@ -653,9 +653,12 @@ fn html(blocks: &[Block], dir: &Path) -> Result<String> {
 }
 
 /// Writes `report.md` and `report.html` into `dir` (which must hold the
-/// figures); returns their paths.
-pub fn write_report(runs: &Runs, dir: &Path) -> Result<Vec<PathBuf>> {
-    let blocks = blocks(runs);
+/// figures); returns their paths. The report ends with `comparison`, the
+/// resolved comparison it was made for, or else the one recorded in the
+/// first run's log (which an edited and resumed comparison has changed
+/// since).
+pub fn write_report(runs: &Runs, dir: &Path, comparison: Option<&str>) -> Result<Vec<PathBuf>> {
+    let blocks = blocks(runs, comparison);
     let md = dir.join("report.md");
     let html_path = dir.join("report.html");
     let html = html(&blocks, dir)?;

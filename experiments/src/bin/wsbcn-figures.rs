@@ -31,7 +31,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = cli.out.clone().unwrap_or_else(|| cli.runs[0].clone());
-    match Runs::read(&cli.runs).and_then(|runs| write_all(&runs, &out)) {
+    match Runs::read(&cli.runs).and_then(|runs| write_all(&runs, &out, None)) {
         Ok(written) => {
             for path in written {
                 println!("wrote {}", path.display());
