@@ -19,6 +19,17 @@ evaluated on another validation set with ``wsbcn-seg eval``).
 
 With more than twice ``--size`` seeds the pairs are many; ``--sample N``
 draws N random pairs instead.
+
+``--design COMPARISON.toml --parametric N`` asks the same of a design
+whose cells take different numbers of seeds (``seeds_per_cell`` and its
+per-variant and per-task counts), more than the runs hold twice over. Each
+cell's finals are drawn from a normal distribution with the mean and
+standard deviation of all its runs in the folders (runs repeated bit for
+bit across folders count once), N pairs of runs of the design are
+simulated, and the rates are printed as above. Every cell counts as
+converged (the rule passes every cell of the shipped runs).
+
+    python3 notebooks/seed_splits.py runs/quick runs/quick-seeds-50-69 --design configs/quick.toml --parametric 4000
 """
 
 import argparse
@@ -91,6 +102,89 @@ def verdicts(cells, seeds, margin, plateau, interval):
     return out
 
 
+def design_sizes(path, cells):
+    """Seeds per cell of each (task, variant) under the comparison file at
+    ``path``, by the rules of ``experiments/src/comparison.rs``."""
+    import tomllib
+
+    with open(path, "rb") as f:
+        cmp = tomllib.load(f)
+    default = cmp.get("seeds_per_cell", len(cmp["seeds"]))
+    sizes = {}
+    for v in cmp["variants"]:
+        for task in {t for t, _ in cells}:
+            n = v.get("task_seeds_per_cell", {}).get(task, v.get("seeds_per_cell", default))
+            sizes[task, v["name"]] = n
+    return sizes
+
+
+def parametric(pooled, args):
+    """Agreement rates of simulated pairs of runs of ``args.design``."""
+    if not args.design:
+        raise SystemExit("--parametric needs --design COMPARISON.toml")
+    sizes = design_sizes(args.design, pooled)
+    rng = np.random.default_rng(0)
+    params = {}
+    for key, runs in sorted(pooled.items()):
+        x = np.array([v for _, v in runs])
+        params[key] = (x.mean(), x.std(ddof=1))
+        print(f"{key[0]} {key[1]}: {len(x)} runs, mean {x.mean():.4f}, sd {x.std(ddof=1):.4f}, "
+              f"{sizes[key]} seeds per run")
+    tasks = sorted({t for t, _ in pooled})
+    names = [f"{t} {c}" for t in tasks for c in CLAIMS]
+    margin = args.margin or None
+
+    def draw():
+        # verdicts() reads cells[task, variant][seed] = [final, gain].
+        return {
+            key: {i: [rng.normal(m, s), 0.0] for i in range(sizes[key])}
+            for key, (m, s) in params.items()
+        }
+
+    def outcome(cells):
+        out = []
+        for task in tasks:
+            fin = {v: [x[0] for x in c.values()] for (t, v), c in cells.items() if t == task}
+            out += claim_outcomes(fin, margin)
+        return out
+
+    agree, per = 0, np.zeros(len(names))
+    for _ in range(args.parametric):
+        va, vb = outcome(draw()), outcome(draw())
+        agree += va == vb
+        per += [x == y for x, y in zip(va, vb)]
+    print(f"{args.parametric} simulated pairs of runs of {args.design}")
+    for name, rate in zip(names, per / args.parametric):
+        print(f"  {name}: same verdict in {rate:.0%}")
+    print(f"  every claim: {agree / args.parametric:.0%}")
+
+
+def claim_outcomes(fin, margin):
+    """The four claim outcomes of one task from each variant's finals (every
+    cell converged)."""
+
+    def directional(a, b, sign):
+        d, _, p = welch(fin[a], fin[b])
+        if p >= 0.05:
+            return "not resolved"
+        return "reproduces" if d * sign > 0 else "does not reproduce"
+
+    def match(a, b):
+        d, h, p = welch(fin[a], fin[b])
+        if margin is None:
+            return directional(a, b, 1)
+        if d - h > -margin:
+            return "reproduces"
+        return "does not reproduce" if d + h < -margin else "not resolved"
+
+    return [
+        directional("bn", "bn-large", -1),
+        match("gn-ws", "bn-large"),
+        match("bcn-est-ws", "bn-large"),
+        directional("gn-ws", "gn", 1),
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="comparison folders with disjoint seeds")
@@ -100,14 +194,19 @@ def main():
     ap.add_argument("--plateau", type=float, default=0.01)
     ap.add_argument("--mean-rule", action="store_true", help="the old rule: the mean gain alone")
     ap.add_argument("--sample", type=int, help="draw this many random pairs (seeded) instead of all")
+    ap.add_argument("--design", help="a comparison file: its seeds per cell, for --parametric")
+    ap.add_argument("--parametric", type=int, help="simulate this many pairs of runs of --design")
     args = ap.parse_args()
-    cells = {}
+    cells, pooled = {}, {}
     for root in args.runs:
         for r in load_runs(root):
             metric = "miou" if "miou" in r["evals"] else "top1"
             e = r["evals"][metric].to_numpy()
             variant = r["attrs"]["cell.variant"]
             cells.setdefault((r["task"], variant), {})[r["seed"]] = [e[-1], e[-1] - e[-2]]
+            pooled.setdefault((r["task"], variant), set()).add((r["seed"], float(e[-1])))
+    if args.parametric:
+        return parametric(pooled, args)
     if args.finals:
         for line in open(args.finals):
             task, variant, seed, value = line.split()
