@@ -610,7 +610,7 @@ impl ClipCache {
                             Error::data(&self.path, format!("video {v} frame {i}: {e}"))
                         })?;
                     // A slice read is in standard order: one copy, not an
-                    // element-by-element iterator (a tenth of an evaluation).
+                    // element-by-element iterator (a fifth of an evaluation).
                     match frame.as_slice() {
                         Some(bytes) => data.extend_from_slice(bytes),
                         None => data.extend(frame.iter()),
