@@ -21,6 +21,7 @@
 //! | [`ws`] | [`ws::standardize_rows`]: Weight Standardization | ~1 ms of small ops per kernel |
 //! | [`profile`] | op wall times per kind, for a step profile | |
 //! | [`threads`] | [`on_own_pool`], [`share_cores`], [`quiet_thread_pools`] | |
+//! | [`memory`] | [`keep_freed_memory`]: glibc keeps freed activations for the next step | a page fault per 4 KiB of every large activation |
 //!
 //! Shapes: convolutions take `x (N, C, [T,] H, W)` and `w (O, C/g, [kt,]
 //! kh, kw)`; the norms take `x (N, C, L)` with `(C,)` affine parameters.
@@ -35,6 +36,7 @@ mod conv_geometry;
 pub mod error;
 pub mod group_norm;
 pub mod max_pool;
+pub mod memory;
 mod onednn;
 pub mod pixel_ce;
 pub mod profile;
@@ -51,6 +53,7 @@ pub use conv_geometry::Geometry;
 pub use error::{Error, Result};
 pub use group_norm::group_norm_affine;
 pub use max_pool::MaxPool;
+pub use memory::keep_freed_memory;
 pub use pixel_ce::PixelCrossEntropy;
 pub use relu::relu;
 pub use threads::{compute_pool, on_own_pool, quiet_thread_pools, share_cores};

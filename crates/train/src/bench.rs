@@ -259,6 +259,8 @@ pub fn bench_main<E: std::fmt::Display>(
     unit: &str,
     child: impl Fn(&str, usize, &Device) -> std::result::Result<(), E>,
 ) {
+    // As the training binaries do (`cli::main_with`).
+    wsbcn_kernels::keep_freed_memory();
     let steps = bench_steps(3);
     let device = match bench_device_spec().and_then(|d| Ok((d, d.device()?))) {
         Ok(d) => d,

@@ -125,6 +125,7 @@ pub fn main_with<E: Display + Send>(
     run: impl FnOnce() -> std::result::Result<(), E> + Send,
 ) -> ExitCode {
     wsbcn_kernels::quiet_thread_pools();
+    wsbcn_kernels::keep_freed_memory();
     let Some(session) = join_job(name) else {
         return ExitCode::FAILURE;
     };

@@ -46,6 +46,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     wsbcn_kernels::quiet_thread_pools();
+    wsbcn_kernels::keep_freed_memory();
     let mut cli = Cli::parse();
     if let Some(d) = cli.device {
         cli.set.push(format!("device=\"{d}\""));

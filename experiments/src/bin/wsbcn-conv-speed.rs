@@ -124,6 +124,7 @@ fn measure(spec: &str, backend: ConvBackend, steps: u64) -> Result<f64> {
 
 fn main() {
     wsbcn_kernels::quiet_thread_pools();
+    wsbcn_kernels::keep_freed_memory();
     let cli = Cli::parse();
     if let (Some(spec), Some(dir)) = (&cli.child, &cli.run_dir) {
         if let Err(e) = train(spec, cli.steps, dir) {
