@@ -184,7 +184,7 @@ fn video_checkpoints_give_pytorchs_logits() {
     load(&vm, "r2plus1d.pth", WeightMap::None, "");
     let d = max_diff(&model.forward_t(clip, false).unwrap(), &out["r2plus1d"]);
     assert!(d < 1e-4, "R(2+1)D: logits differ by {d}");
-    // TSM from a 2D ResNet checkpoint: kernels taken as 1xkxk.
+    // TSM from a 2D ResNet checkpoint: the same network on the frames.
     let cfg = bottleneck(Arch::Tsm, 8);
     let (vm, model) = build_model("bn", 32, |f, vb| VideoModel::new(&cfg, f, vb));
     load(&vm, "resnet50_2d.pth", WeightMap::TorchvisionResnet, "");

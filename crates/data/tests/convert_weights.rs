@@ -1,5 +1,5 @@
 //! `wsbcn-data convert-weights`: a PyTorch 2D ResNet checkpoint converted
-//! for a task config's TSM (the kernels as 1xkxk, values unchanged), and a
+//! for a task config's TSM (a 2D network: every tensor as it was), and a
 //! conversion that does not fit listing every problem and writing nothing.
 
 use candle_core::{Device, Tensor};
@@ -45,22 +45,25 @@ fn a_2d_resnet_converts_for_tsm_and_a_misfit_names_every_problem() {
         "{stdout}{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(stdout.contains("53 inflated over time"), "{stdout}");
+    assert!(
+        stdout.contains("as they were, 0 inflated over time, 0 reshaped"),
+        "{stdout}"
+    );
     let src = wsbcn_train::read_weights(
         &repo().join("crates/testkit/fixtures/pytorch_models/resnet50_2d.pth"),
     )
     .unwrap();
     let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
-    // Every weight but the counters, under the same name, 2D kernels as 1xkxk.
+    // Every weight but the counters, under the same name and shape.
     let weights = src
         .keys()
         .filter(|n| !n.ends_with("num_batches_tracked"))
         .count();
     assert_eq!(got.len(), weights);
     let w = &got["layer2.0.conv2.weight"];
-    assert_eq!(w.dims(), [8, 8, 1, 3, 3]);
+    assert_eq!(w.dims(), [8, 8, 3, 3]);
     let want: &Tensor = &src["layer2.0.conv2.weight"];
-    let d = wsbcn_testkit::max_abs_diff(&w.squeeze(2).unwrap(), want).unwrap();
+    let d = wsbcn_testkit::max_abs_diff(w, want).unwrap();
     assert_eq!(d, 0.0);
     // Into DeepLabV3's torchvision head without skips: the ImageNet `fc`
     // has no place and the head is missing; every one is named, and no

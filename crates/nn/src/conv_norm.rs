@@ -34,15 +34,6 @@ impl<const D: usize> ConvNorm<D> {
     pub fn norm(&self) -> &Norm {
         &self.norm
     }
-
-    /// The same unit with its norm taking statistics per frame
-    /// ([`Norm::per_frame`]).
-    pub fn per_frame(self) -> Self {
-        Self {
-            conv: self.conv,
-            norm: self.norm.per_frame(),
-        }
-    }
 }
 
 impl<const D: usize> ModuleT for ConvNorm<D>

@@ -28,7 +28,6 @@ pub struct Norm {
     layer: NormLayer,
     name: String,
     diagnostics: Diagnostics,
-    per_frame: bool,
 }
 
 impl Norm {
@@ -38,25 +37,7 @@ impl Norm {
             layer,
             name: name.to_string(),
             diagnostics,
-            per_frame: false,
         }
-    }
-
-    /// The same layer taking the statistics of a 5D input `(N, C, T, H, W)`
-    /// per frame, as a 2D network applied to `N x T` frames does (TSM): GN,
-    /// LN, IN and BCN's group part normalize each frame over `(C/G, H, W)`
-    /// instead of the clip over `(C/G, T, H, W)`. The input is viewed as
-    /// `(N T, C, H, W)` and the output turned back. BN and estimated BN pool
-    /// `N`, `T`, `H` and `W` either way and are left as they are; 4D input
-    /// is unchanged.
-    pub fn per_frame(mut self) -> Self {
-        self.per_frame = true;
-        self
-    }
-
-    /// Whether the layer normalizes 5D input per frame ([`Self::per_frame`]).
-    pub fn is_per_frame(&self) -> bool {
-        self.per_frame
     }
 
     /// The concrete layer.
@@ -80,22 +61,6 @@ impl Norm {
     }
 
     fn forward_checked(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let frames = self.per_frame
-            && x.rank() == 5
-            && matches!(self.layer, NormLayer::Group(_) | NormLayer::BatchChannel(_));
-        if frames {
-            let (n, c, t, h, w) = x.dims5()?;
-            let x = x.permute((0, 2, 1, 3, 4))?.reshape((n * t, c, h, w))?;
-            let y = self.forward_layer(&x, train)?;
-            return Ok(y
-                .reshape((n, t, c, h, w))?
-                .permute((0, 2, 1, 3, 4))?
-                .contiguous()?);
-        }
-        self.forward_layer(x, train)
-    }
-
-    fn forward_layer(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = match &self.layer {
             NormLayer::Identity => x.clone(),
             NormLayer::Batch(l) => l.forward_t(x, train)?,

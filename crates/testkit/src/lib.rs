@@ -214,11 +214,6 @@ impl Fixture {
         Self::load("train_reference.safetensors")
     }
 
-    /// `per_frame_reference.safetensors` (`make_per_frame_reference.py`).
-    pub fn per_frame() -> Self {
-        Self::load("per_frame_reference.safetensors")
-    }
-
     /// The tensor stored under `key`; panics naming the key if absent.
     pub fn get(&self, key: &str) -> &Tensor {
         self.0

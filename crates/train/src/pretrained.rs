@@ -21,7 +21,7 @@
 //! - the shapes agree, or a 2D kernel `(O, I, kh, kw)` meets a 3D one
 //!   `(O, I, T, kh, kw)` and is inflated as mmaction2's
 //!   `_inflate_conv_params` does, `w3[:, :, t] = w2 / T` for every `t`
-//!   (a `1 x k x k` kernel, as TSM's, is the 2D kernel itself), or the
+//!   (a `1 x k x k` kernel is the 2D kernel itself), or the
 //!   shapes differ only in axes of size 1 (the BCN authors' `(1, G, 1)`
 //!   group affines against `(G)`);
 //! - PyTorch's `num_batches_tracked` counters and the authors' estimated-BN

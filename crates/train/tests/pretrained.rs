@@ -151,7 +151,7 @@ fn model(vars: &[(&str, &[usize])]) -> VarMap {
 #[test]
 fn kernels_inflate_over_time_and_affines_squeeze() {
     // A 2D kernel (O, I, kh, kw) into (O, I, T, kh, kw): every frame w / T;
-    // into (O, I, 1, kh, kw) (TSM): w itself. The BCN authors' (1, G, 1)
+    // into (O, I, 1, kh, kw): w itself. The BCN authors' (1, G, 1)
     // affine into (G).
     let w2 = Tensor::arange(0f32, 2.0 * 3.0 * 3.0 * 3.0, &Device::Cpu)
         .unwrap()
@@ -179,8 +179,8 @@ fn kernels_inflate_over_time_and_affines_squeeze() {
         let frame = i3d.narrow(2, t, 1).unwrap().squeeze(2).unwrap();
         assert_eq!(values(&frame), fifth, "frame {t}");
     }
-    let (tsm, _) = &m.tensors["layer1.0.conv1.weight"];
-    assert_eq!(values(tsm), values(&w2));
+    let (one_frame, _) = &m.tensors["layer1.0.conv1.weight"];
+    assert_eq!(values(one_frame), values(&w2));
     assert_eq!(
         values(&m.tensors["layer1.0.bn1.weight"].0),
         [1.0, 2.0, 3.0, 4.0]

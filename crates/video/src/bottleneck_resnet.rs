@@ -1,8 +1,11 @@
 //! Bottleneck ResNets on clips: I3D-ResNet-50 and TSM-ResNet-50/101.
 //!
-//! Both are torchvision's `resnet50` / `resnet101` with every conv made
-//! 3D, under torchvision's parameter names (`conv1`, `bn1`,
-//! `layer{1-4}.{i}.conv{1,2,3}`, `.bn{1,2,3}`, `.downsample.{0,1}`, `fc`):
+//! Both are torchvision's `resnet50` / `resnet101` under torchvision's
+//! parameter names (`conv1`, `bn1`, `layer{1-4}.{i}.conv{1,2,3}`,
+//! `.bn{1,2,3}`, `.downsample.{0,1}`, `fc`). I3D makes every conv 3D and
+//! runs on the clips, `(N, C, T, H, W)`; TSM keeps the 2D network and runs
+//! it on the frames, `(N T, C, H, W)`, as the official code does. Below,
+//! TSM's kernels are written `1xkxk` for the `kxk` 2D kernel:
 //!
 //! ```text
 //! stem     conv1 (I3D 5x7x7, stride 2,2,2; TSM 1x7x7, stride 1,2,2) -> 64,
@@ -20,14 +23,15 @@
 //! I3D follows mmaction2's `i3d_r50` (Carreira & Zisserman's inflation of
 //! ResNet-50): blocks inflated to a 3x1x1 first conv in the pattern
 //! (1,1,1), (1,0,1,0), (1,0,1,0,1,0), (0,1,0), temporal strides 2 in the
-//! stem conv, the stem pool and after layer1. TSM keeps ResNet's 2D
-//! kernels (1xkxk: each frame on its own), normalizes each frame on its
-//! own (GN, LN, IN and BCN's group part take per-frame statistics,
-//! `wsbcn_nn::Norm::per_frame`, as its official 2D backbone), and shifts 1/`shift_div` of the
-//! channels one frame forward and as many back before each block's first
-//! conv (residual shift, [`temporal_shift`]); averaging the per-frame
-//! features before `fc` is TSM's average consensus. A width multiplier
-//! scales every channel count. Input `(N, 3, T, H, W)`, logits `(N, classes)`.
+//! stem conv, the stem pool and after layer1. TSM's convs see each frame
+//! on its own, and so do its norms: GN, LN, IN and BCN's group part take
+//! each frame's statistics, BN and BCN's batch part pool every frame of
+//! the batch, as the official 2D backbone does. TSM shifts 1/`shift_div`
+//! of the channels one frame forward and as many back before each block's
+//! first conv (residual shift, [`temporal_shift`]); averaging the
+//! per-frame features before `fc` is TSM's average consensus. A width
+//! multiplier scales every channel count. Input `(N, 3, T, H, W)` (TSM
+//! turns it into frames once), logits `(N, classes)`.
 
 use crate::conv_norm::conv_norm;
 use crate::model_config::{Arch, VideoModelConfig};
@@ -35,33 +39,147 @@ use crate::temporal_shift::temporal_shift;
 use crate::{Error, Result};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use wsbcn_nn::{global_avg_pool, max_pool, relu, ConvNorm, LayerFactory, Residual};
+use wsbcn_nn::{
+    global_avg_pool, max_pool, relu, ConvGeometry, ConvNorm, ConvOp, LayerFactory, Residual,
+};
 
 /// I3D-ResNet-50's inflated blocks per stage (1: a 3x1x1 first conv).
 const I3D_INFLATE: [&[u8]; 4] = [&[1, 1, 1], &[1, 0, 1, 0], &[1, 0, 1, 0, 1, 0], &[0, 1, 0]];
 
-/// A bottleneck block, with TSM's residual shift of its branch input.
-#[derive(Debug)]
-struct Bottleneck {
-    block: Residual<3>,
-    shift_div: Option<usize>,
+/// A kernel, stride or padding of `t` frames and `s` pixels: `[t, s, s]`
+/// in 3D, `[s, s]` in 2D (TSM's, whose kernels span one frame, with time
+/// stride 1 and padding 0: `t` is dropped).
+fn extent<const D: usize>(t: usize, s: usize) -> [usize; D] {
+    let mut a = [s; D];
+    if D == 3 {
+        a[0] = t;
+    }
+    a
 }
 
-impl Bottleneck {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(match self.shift_div {
-            Some(d) => self.block.forward_split(&temporal_shift(x, d)?, x, train)?,
-            None => self.block.forward_t(x, train)?,
-        })
+/// The stem and the bottleneck blocks, with `D` spatial axes: I3D's 3D
+/// network on clips or TSM's 2D network on frames.
+#[derive(Debug)]
+struct Body<const D: usize> {
+    stem: ConvNorm<D>,
+    blocks: Vec<Residual<D>>,
+}
+
+impl<const D: usize> Body<D>
+where
+    ConvGeometry<D>: ConvOp,
+{
+    fn new(
+        cfg: &VideoModelConfig,
+        counts: &[usize],
+        f: &LayerFactory,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let i3d = D == 3;
+        let c64 = cfg.channels(64);
+        let (t1, st1) = if i3d { (5, 2) } else { (1, 1) };
+        let stem = conv_norm(
+            f,
+            3,
+            c64,
+            extent(t1, 7),
+            extent(st1, 2),
+            vb.pp("conv1"),
+            vb.pp("bn1"),
+        )?;
+        let mut blocks = vec![];
+        let mut cin = c64;
+        for (stage, &count) in counts.iter().enumerate() {
+            let planes = cfg.channels(64 << stage);
+            let cout = 4 * planes;
+            for i in 0..count {
+                let vb = vb.pp(format!("layer{}.{i}", stage + 1));
+                let s = if stage > 0 && i == 0 { 2 } else { 1 };
+                let inflated = i3d && I3D_INFLATE[stage].get(i) == Some(&1);
+                let pair = |cin, cout, kernel, stride, i: usize| {
+                    let (c, n) = (format!("conv{i}"), format!("bn{i}"));
+                    conv_norm(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n))
+                };
+                let convs = vec![
+                    pair(
+                        cin,
+                        planes,
+                        extent(if inflated { 3 } else { 1 }, 1),
+                        [1; D],
+                        1,
+                    )?,
+                    pair(planes, planes, extent(1, 3), extent(1, s), 2)?,
+                    pair(planes, cout, [1; D], [1; D], 3)?,
+                ];
+                let downsample = if s != 1 || cin != cout {
+                    Some(conv_norm(
+                        f,
+                        cin,
+                        cout,
+                        [1; D],
+                        extent(1, s),
+                        vb.pp("downsample.0"),
+                        vb.pp("downsample.1"),
+                    )?)
+                } else {
+                    None
+                };
+                blocks.push(Residual::new(convs, downsample)?);
+                cin = cout;
+            }
+        }
+        Ok(Self { stem, blocks })
     }
+
+    /// The features after the stem (with its pool) and after each stage
+    /// ending at a block count of `stage_ends`, in the body's layout. TSM's
+    /// blocks (`shift: Some((frames, shift_div))`) shift their branch
+    /// input; I3D pools time by 2 after the first stage.
+    fn stages(
+        &self,
+        x: &Tensor,
+        stage_ends: &[usize],
+        shift: Option<(usize, usize)>,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let i3d = D == 3;
+        let y = relu(&self.stem.forward_t(x, train)?)?;
+        // mmaction2's pool1: 1x3x3, stride (pool1_stride_t, 2, 2), padding
+        // (0, 1, 1); it pools no frames together, I3D only strides them.
+        let st = if i3d { 2 } else { 1 };
+        let mut y = max_pool::<D>(&y, extent(1, 3), extent(st, 2), extent(0, 1))?;
+        let mut out = vec![y.clone()];
+        for (i, block) in self.blocks.iter().enumerate() {
+            y = match shift {
+                Some((frames, div)) => {
+                    block.forward_split(&temporal_shift(&y, frames, div)?, &y, train)?
+                }
+                None => block.forward_t(&y, train)?,
+            };
+            if i3d && i + 1 == stage_ends[0] && y.dim(2)? >= 2 {
+                y = max_pool::<D>(&y, extent(2, 1), extent(2, 1), [0; D])?;
+            }
+            if stage_ends.contains(&(i + 1)) {
+                out.push(y.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The network in its layout.
+#[derive(Debug)]
+enum Layout {
+    /// I3D: 3D convs on clips `(N, C, T, H, W)`.
+    Clips(Body<3>),
+    /// TSM: 2D convs on frames `(N T, C, H, W)`, shifted by `shift_div`.
+    Frames { body: Body<2>, shift_div: usize },
 }
 
 /// I3D-ResNet-50 or TSM-ResNet-50/101 (see the module docs).
 #[derive(Debug)]
 pub struct BottleneckResNet {
-    arch: Arch,
-    stem: ConvNorm<3>,
-    layers: Vec<Bottleneck>,
+    layout: Layout,
     /// The number of blocks up to the end of each stage (I3D pools time
     /// after the first).
     stage_ends: Vec<usize>,
@@ -80,7 +198,7 @@ impl BottleneckResNet {
                 )))
             }
         };
-        let blocks = match (cfg.depth, i3d) {
+        let counts = match (cfg.depth, i3d) {
             (50, _) => [3, 4, 6, 3],
             (101, false) => [3, 4, 23, 3],
             (d, _) => {
@@ -91,61 +209,18 @@ impl BottleneckResNet {
                 )))
             }
         };
-        let c64 = cfg.channels(64);
-        let (k1, s1) = if i3d {
-            ([5, 7, 7], [2, 2, 2])
+        let layout = if i3d {
+            Layout::Clips(Body::new(cfg, &counts, f, vb.clone())?)
         } else {
-            ([1, 7, 7], [1, 2, 2])
-        };
-        // TSM is a 2D network applied to N x T frames: its norms take each
-        // frame's statistics. I3D, a 3D network, takes the clip's.
-        let frames = |unit: ConvNorm<3>| if i3d { unit } else { unit.per_frame() };
-        let stem = frames(conv_norm(f, 3, c64, k1, s1, vb.pp("conv1"), vb.pp("bn1"))?);
-        let mut layers = vec![];
-        let mut cin = c64;
-        for (stage, &count) in blocks.iter().enumerate() {
-            let planes = cfg.channels(64 << stage);
-            let cout = 4 * planes;
-            for i in 0..count {
-                let vb = vb.pp(format!("layer{}.{i}", stage + 1));
-                let s = if stage > 0 && i == 0 { 2 } else { 1 };
-                let inflated = i3d && I3D_INFLATE[stage].get(i) == Some(&1);
-                let k1 = if inflated { [3, 1, 1] } else { [1, 1, 1] };
-                let pair = |cin, cout, kernel, stride, i: usize| {
-                    let (c, n) = (format!("conv{i}"), format!("bn{i}"));
-                    conv_norm(f, cin, cout, kernel, stride, vb.pp(c), vb.pp(n)).map(frames)
-                };
-                let convs = vec![
-                    pair(cin, planes, k1, [1, 1, 1], 1)?,
-                    pair(planes, planes, [1, 3, 3], [1, s, s], 2)?,
-                    pair(planes, cout, [1, 1, 1], [1, 1, 1], 3)?,
-                ];
-                let downsample = if s != 1 || cin != cout {
-                    Some(frames(conv_norm(
-                        f,
-                        cin,
-                        cout,
-                        [1, 1, 1],
-                        [1, s, s],
-                        vb.pp("downsample.0"),
-                        vb.pp("downsample.1"),
-                    )?))
-                } else {
-                    None
-                };
-                layers.push(Bottleneck {
-                    block: Residual::new(convs, downsample)?,
-                    shift_div: (!i3d).then_some(cfg.shift_div),
-                });
-                cin = cout;
+            Layout::Frames {
+                body: Body::new(cfg, &counts, f, vb.clone())?,
+                shift_div: cfg.shift_div,
             }
-        }
-        let fc = candle_nn::linear(cin, cfg.num_classes, vb.pp("fc"))?;
+        };
+        let fc = candle_nn::linear(4 * cfg.channels(512), cfg.num_classes, vb.pp("fc"))?;
         Ok(Self {
-            arch: cfg.arch,
-            stem,
-            layers,
-            stage_ends: blocks
+            layout,
+            stage_ends: counts
                 .iter()
                 .scan(0, |end, &n| {
                     *end += n;
@@ -156,36 +231,62 @@ impl BottleneckResNet {
         })
     }
 
-    /// The features after each stage for clips `x: (N, 3, T, H, W)`: the
-    /// stem with its pool, then layer1 (with I3D's time pool after it),
-    /// layer2, layer3 and layer4, each `(N, C, T', H', W')`.
-    pub fn stages(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let i3d = self.arch == Arch::I3d;
-        let y = relu(&self.stem.forward_t(x, train)?)?;
-        // mmaction2's pool1: 1x3x3, stride (pool1_stride_t, 2, 2), padding
-        // (0, 1, 1); it pools no frames together, I3D only strides them.
-        let st = if i3d { 2 } else { 1 };
-        let mut y = max_pool(&y, [1, 3, 3], [st, 2, 2], [0, 1, 1])?;
-        let mut out = vec![y.clone()];
-        for (i, block) in self.layers.iter().enumerate() {
-            y = block.forward_t(&y, train)?;
-            if i3d && i + 1 == self.stage_ends[0] && y.dim(2)? >= 2 {
-                y = max_pool(&y, [2, 1, 1], [2, 1, 1], [0, 0, 0])?;
-            }
-            if self.stage_ends.contains(&(i + 1)) {
-                out.push(y.clone());
-            }
-        }
-        Ok(out)
+    /// TSM's frames `(N T, C, H, W)` of clips `x: (N, C, T, H, W)`.
+    fn frames(x: &Tensor) -> Result<Tensor> {
+        let (n, c, t, h, w) = x.dims5()?;
+        Ok(x.permute((0, 2, 1, 3, 4))?.reshape((n * t, c, h, w))?)
     }
 
-    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let stages = self.stages(x, train)?;
-        let last = stages
-            .last()
-            .ok_or_else(|| Error::Config("no stages".into()))?;
-        let pooled = global_avg_pool(last)?.flatten_from(1)?;
-        Ok(self.fc.forward(&pooled)?)
+    /// The features after each stage for clips `x: (N, 3, T, H, W)`: the
+    /// stem with its pool, then layer1 (with I3D's time pool after it),
+    /// layer2, layer3 and layer4, each `(N, C, T', H', W')` (TSM's frames
+    /// turned back into clips).
+    pub fn stages(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        match &self.layout {
+            Layout::Clips(body) => body.stages(x, &self.stage_ends, None, train),
+            Layout::Frames { body, shift_div } => {
+                let (n, t) = (x.dim(0)?, x.dim(2)?);
+                let stages = body.stages(
+                    &Self::frames(x)?,
+                    &self.stage_ends,
+                    Some((t, *shift_div)),
+                    train,
+                )?;
+                stages
+                    .iter()
+                    .map(|y| {
+                        let (_, c, h, w) = y.dims4()?;
+                        Ok(y.reshape((n, t, c, h, w))?.permute((0, 2, 1, 3, 4))?)
+                    })
+                    .collect()
+            }
+        }
     }
+
+    /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`: `fc` of the
+    /// features averaged over `(T, H, W)`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, pooled) = match &self.layout {
+            Layout::Clips(body) => {
+                let stages = body.stages(x, &self.stage_ends, None, train)?;
+                (x.dim(0)?, global_avg_pool(last(&stages)?)?)
+            }
+            Layout::Frames { body, shift_div } => {
+                let (n, t) = (x.dim(0)?, x.dim(2)?);
+                let shift = Some((t, *shift_div));
+                let stages = body.stages(&Self::frames(x)?, &self.stage_ends, shift, train)?;
+                // Each frame's average, then the clip's: TSM's consensus.
+                let per_frame = global_avg_pool(last(&stages)?)?;
+                (n, per_frame.reshape((n, t, ()))?.mean(1)?)
+            }
+        };
+        Ok(self.fc.forward(&pooled.reshape((n, ()))?)?)
+    }
+}
+
+/// The last stage's features.
+fn last(stages: &[Tensor]) -> Result<&Tensor> {
+    stages
+        .last()
+        .ok_or_else(|| Error::Config("no stages".into()))
 }

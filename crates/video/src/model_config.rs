@@ -38,7 +38,7 @@ pub struct VideoModelConfig {
     /// Weights to start from (`[model.pretrained]`: a PyTorch checkpoint
     /// or safetensors file, its name map and the prefixes to skip; see
     /// `wsbcn_train::pretrained`): torchvision's video models as they are,
-    /// or an ImageNet ResNet for TSM (its kernels as 1xkxk) and I3D
+    /// or an ImageNet ResNet for TSM (as it is) and I3D
     /// (inflated over time).
     pub pretrained: Option<wsbcn_train::PretrainedConfig>,
 }

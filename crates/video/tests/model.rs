@@ -59,7 +59,7 @@ fn tiny(arch: Arch, depth: usize) -> VideoModelConfig {
 
 #[test]
 fn tsm_is_torchvision_resnet50_and_i3d_has_mmaction2s_parameter_count() {
-    // TSM-R50: torchvision's resnet50 names, its 2D kernels as 1xkxk.
+    // TSM-R50: torchvision's resnet50, names and shapes (2D kernels).
     let cfg = VideoModelConfig {
         arch: Arch::Tsm,
         depth: 50,
@@ -73,14 +73,7 @@ fn tsm_is_torchvision_resnet50_and_i3d_has_mmaction2s_parameter_count() {
         .unwrap()
         .iter()
         .filter(|(n, _)| !n.starts_with("fc."))
-        .map(|(n, v)| {
-            let mut d = v.dims().to_vec();
-            if d.len() == 5 {
-                assert_eq!(d[2], 1, "{n}: a TSM kernel spans one frame");
-                d.remove(2);
-            }
-            (n.clone(), d)
-        })
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
         .collect();
     let want: std::collections::BTreeMap<String, Vec<usize>> =
         pytorch_variables("torchvision_deeplabv3_resnet50.txt")
@@ -108,21 +101,24 @@ fn tsm_is_torchvision_resnet50_and_i3d_has_mmaction2s_parameter_count() {
 #[test]
 fn temporal_shift_moves_exact_slices_and_its_gradient_shifts_back() {
     use wsbcn_video::temporal_shift::temporal_shift;
-    // x[n, c, t] = 100 c + t + 1 over (1, 8, 3, 1, 1); shift_div 4: fold 2.
-    let vals: Vec<f32> = (0..8)
-        .flat_map(|c| (0..3).map(move |t| (100 * c + t + 1) as f32))
+    // Frames (N T, C, H, W) = (3, 8, 1, 1) of one clip of 3 frames,
+    // x[t, c] = 100 c + t + 1; shift_div 4: fold 2. `by_channel` lists
+    // each channel's values over time.
+    let by_channel = |t: &Tensor| -> Vec<Vec<f32>> {
+        t.reshape((3, 8))
+            .unwrap()
+            .t()
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let vals: Vec<f32> = (0..3)
+        .flat_map(|t| (0..8).map(move |c| (100 * c + t + 1) as f32))
         .collect();
-    let x = candle_core::Var::from_tensor(&Tensor::from_vec(vals, (1, 8, 3, 1, 1), &DEV).unwrap())
+    let x = candle_core::Var::from_tensor(&Tensor::from_vec(vals, (3, 8, 1, 1), &DEV).unwrap())
         .unwrap();
-    let y = temporal_shift(x.as_tensor(), 4).unwrap();
-    let got: Vec<Vec<f32>> = y
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .chunks(3)
-        .map(<[f32]>::to_vec)
-        .collect();
+    let y = temporal_shift(x.as_tensor(), 3, 4).unwrap();
+    let got = by_channel(&y);
     assert_eq!(got[0], [2.0, 3.0, 0.0], "channel 0 takes the next frame");
     assert_eq!(got[1], [102.0, 103.0, 0.0]);
     assert_eq!(
@@ -132,22 +128,29 @@ fn temporal_shift_moves_exact_slices_and_its_gradient_shifts_back() {
     );
     assert_eq!(got[3], [0.0, 301.0, 302.0]);
     assert_eq!(got[4], [401.0, 402.0, 403.0], "the rest stay");
-    // d/dx sum(y * w) is w shifted the opposite way.
+    // Two clips of 3 frames: the second clip's first frame takes nothing
+    // from the first clip's last.
+    let two = Tensor::cat(&[x.as_tensor(), x.as_tensor()], 0).unwrap();
+    let y2 = temporal_shift(&two, 3, 4).unwrap();
+    assert_eq!(by_channel(&y2.narrow(0, 3, 3).unwrap()), got);
+    assert!(
+        temporal_shift(&two, 4, 4).is_err(),
+        "6 frames are not clips of 4"
+    );
+    // d/dx sum(y * w) is w shifted the opposite way; w[t, c] = 3 c + t.
     let w = Tensor::arange(0f32, 24.0, &DEV)
         .unwrap()
-        .reshape((1, 8, 3, 1, 1))
+        .reshape((8, 3))
+        .unwrap()
+        .t()
+        .unwrap()
+        .reshape((3, 8, 1, 1))
         .unwrap();
     let grads = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
-    let g: Vec<f32> = grads
-        .get(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_eq!(&g[0..3], [0.0, 0.0, 1.0], "x[t] fed y[t-1] in channel 0");
-    assert_eq!(&g[6..9], [7.0, 8.0, 0.0], "x[t] fed y[t+1] in channel 2");
-    assert_eq!(&g[12..15], [12.0, 13.0, 14.0]);
+    let g = by_channel(grads.get(&x).unwrap());
+    assert_eq!(g[0], [0.0, 0.0, 1.0], "x[t] fed y[t-1] in channel 0");
+    assert_eq!(g[2], [7.0, 8.0, 0.0], "x[t] fed y[t+1] in channel 2");
+    assert_eq!(g[4], [12.0, 13.0, 14.0]);
 }
 
 #[test]
