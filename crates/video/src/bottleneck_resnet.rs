@@ -63,6 +63,8 @@ fn extent<const D: usize>(t: usize, s: usize) -> [usize; D] {
 struct Body<const D: usize> {
     stem: ConvNorm<D>,
     blocks: Vec<Residual<D>>,
+    /// The channels of the last block's output.
+    width: usize,
 }
 
 impl<const D: usize> Body<D>
@@ -128,7 +130,11 @@ where
                 cin = cout;
             }
         }
-        Ok(Self { stem, blocks })
+        Ok(Self {
+            stem,
+            blocks,
+            width: cin,
+        })
     }
 
     /// The features after the stem (with its pool) and after each stage
@@ -209,15 +215,17 @@ impl BottleneckResNet {
                 )))
             }
         };
-        let layout = if i3d {
-            Layout::Clips(Body::new(cfg, &counts, f, vb.clone())?)
+        let (layout, width) = if i3d {
+            let body = Body::new(cfg, &counts, f, vb.clone())?;
+            let width = body.width;
+            (Layout::Clips(body), width)
         } else {
-            Layout::Frames {
-                body: Body::new(cfg, &counts, f, vb.clone())?,
-                shift_div: cfg.shift_div,
-            }
+            let body = Body::new(cfg, &counts, f, vb.clone())?;
+            let width = body.width;
+            let shift_div = cfg.shift_div;
+            (Layout::Frames { body, shift_div }, width)
         };
-        let fc = candle_nn::linear(4 * cfg.channels(512), cfg.num_classes, vb.pp("fc"))?;
+        let fc = candle_nn::linear(width, cfg.num_classes, vb.pp("fc"))?;
         Ok(Self {
             layout,
             stage_ends: counts

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! one channel slice pulled from the next frame, one from the previous,
-//! zero-padded at the clip's ends, as the official `TemporalShift.shift`;
+//! zero-padded at the clip's ends, as the official `TemporalShift.shift`
+//! (a clip of one frame keeps only the unshifted channels);
 //! a pure data movement, so its gradient is the opposite shift. Built from
 //! `narrow` and `cat`, which candle differentiates (each `cat` copies its
 //! slices in blocks).
@@ -36,13 +37,18 @@ pub fn temporal_shift(x: &Tensor, frames: usize, shift_div: usize) -> Result<Ten
     }
     let (n, t) = (nt / frames, frames);
     let fold = c / shift_div;
-    if fold == 0 || t < 2 {
+    if fold == 0 {
         return Ok(x.clone());
     }
     let x = x.reshape((n, t, c, h, w))?;
+    let rest = x.narrow(2, 2 * fold, c - 2 * fold)?;
+    if t == 1 {
+        // Both shifted slices come from outside the clip.
+        let zeros = Tensor::zeros((n, 1, 2 * fold, h, w), x.dtype(), x.device())?;
+        return Ok(Tensor::cat(&[&zeros, &rest], 2)?.reshape((nt, c, h, w))?);
+    }
     let zeros = Tensor::zeros((n, 1, fold, h, w), x.dtype(), x.device())?;
     let from_next = Tensor::cat(&[&x.narrow(2, 0, fold)?.narrow(1, 1, t - 1)?, &zeros], 1)?;
     let from_prev = Tensor::cat(&[&zeros, &x.narrow(2, fold, fold)?.narrow(1, 0, t - 1)?], 1)?;
-    let rest = x.narrow(2, 2 * fold, c - 2 * fold)?;
     Ok(Tensor::cat(&[&from_next, &from_prev, &rest], 2)?.reshape((nt, c, h, w))?)
 }

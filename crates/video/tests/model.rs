@@ -137,6 +137,11 @@ fn temporal_shift_moves_exact_slices_and_its_gradient_shifts_back() {
         temporal_shift(&two, 4, 4).is_err(),
         "6 frames are not clips of 4"
     );
+    // Clips of one frame: the shifted channels come from outside the clip.
+    let single = by_channel(&temporal_shift(x.as_tensor(), 1, 4).unwrap());
+    assert_eq!(single[0], [0.0; 3]);
+    assert_eq!(single[3], [0.0; 3]);
+    assert_eq!(single[4], [401.0, 402.0, 403.0]);
     // d/dx sum(y * w) is w shifted the opposite way; w[t, c] = 3 c + t.
     let w = Tensor::arange(0f32, 24.0, &DEV)
         .unwrap()
@@ -350,7 +355,7 @@ fn i3d_stages_have_mmaction2s_shapes_and_its_stem_pool_keeps_frames_apart() {
 }
 
 /// Issue 19, point 1: TSM normalizes each frame on its own. Its stem (a
-/// 1x7x7 conv, GN, a 1x3x3 pool) then maps each input frame to its output
+/// 7x7 conv, GN, a 3x3 pool, all 2D on the frames) then maps each input frame to its output
 /// frame alone: changing input frame 2 leaves stem frame 0 as it was, which
 /// per-clip GN statistics would not.
 #[test]
