@@ -63,6 +63,9 @@ fn extent<const D: usize>(t: usize, s: usize) -> [usize; D] {
 struct Body<const D: usize> {
     stem: ConvNorm<D>,
     blocks: Vec<Residual<D>>,
+    /// The number of blocks up to the end of each stage (I3D pools time
+    /// after the first).
+    stage_ends: Vec<usize>,
     /// The channels of the last block's output.
     width: usize,
 }
@@ -130,21 +133,28 @@ where
                 cin = cout;
             }
         }
+        let stage_ends = counts
+            .iter()
+            .scan(0, |end, &n| {
+                *end += n;
+                Some(*end)
+            })
+            .collect();
         Ok(Self {
             stem,
             blocks,
+            stage_ends,
             width: cin,
         })
     }
 
-    /// The features after the stem (with its pool) and after each stage
-    /// ending at a block count of `stage_ends`, in the body's layout. TSM's
+    /// The features after the stem (with its pool) and after each stage,
+    /// in the body's layout. TSM's
     /// blocks (`shift: Some((frames, shift_div))`) shift their branch
     /// input; I3D pools time by 2 after the first stage.
     fn stages(
         &self,
         x: &Tensor,
-        stage_ends: &[usize],
         shift: Option<(usize, usize)>,
         train: bool,
     ) -> Result<Vec<Tensor>> {
@@ -162,10 +172,10 @@ where
                 }
                 None => block.forward_t(&y, train)?,
             };
-            if i3d && i + 1 == stage_ends[0] && y.dim(2)? >= 2 {
+            if i3d && i + 1 == self.stage_ends[0] && y.dim(2)? >= 2 {
                 y = max_pool::<D>(&y, extent(2, 1), extent(2, 1), [0; D])?;
             }
-            if stage_ends.contains(&(i + 1)) {
+            if self.stage_ends.contains(&(i + 1)) {
                 out.push(y.clone());
             }
         }
@@ -186,9 +196,6 @@ enum Layout {
 #[derive(Debug)]
 pub struct BottleneckResNet {
     layout: Layout,
-    /// The number of blocks up to the end of each stage (I3D pools time
-    /// after the first).
-    stage_ends: Vec<usize>,
     fc: Linear,
 }
 
@@ -215,34 +222,30 @@ impl BottleneckResNet {
                 )))
             }
         };
-        let (layout, width) = if i3d {
+        let (width, layout) = if i3d {
             let body = Body::new(cfg, &counts, f, vb.clone())?;
-            let width = body.width;
-            (Layout::Clips(body), width)
+            (body.width, Layout::Clips(body))
         } else {
             let body = Body::new(cfg, &counts, f, vb.clone())?;
-            let width = body.width;
             let shift_div = cfg.shift_div;
-            (Layout::Frames { body, shift_div }, width)
+            (body.width, Layout::Frames { body, shift_div })
         };
         let fc = candle_nn::linear(width, cfg.num_classes, vb.pp("fc"))?;
-        Ok(Self {
-            layout,
-            stage_ends: counts
-                .iter()
-                .scan(0, |end, &n| {
-                    *end += n;
-                    Some(*end)
-                })
-                .collect(),
-            fc,
-        })
+        Ok(Self { layout, fc })
     }
 
-    /// TSM's frames `(N T, C, H, W)` of clips `x: (N, C, T, H, W)`.
-    fn frames(x: &Tensor) -> Result<Tensor> {
-        let (n, c, t, h, w) = x.dims5()?;
-        Ok(x.permute((0, 2, 1, 3, 4))?.reshape((n * t, c, h, w))?)
+    /// The features after each stage in the network's layout: I3D's clips
+    /// `(N, C, T', H', W')`, TSM's frames `(N T, C, H', W')`.
+    fn layout_stages(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        match &self.layout {
+            Layout::Clips(body) => body.stages(x, None, train),
+            Layout::Frames { body, shift_div } => {
+                // The clips' frames, (N, C, T, H, W) -> (N T, C, H, W).
+                let (n, c, t, h, w) = x.dims5()?;
+                let frames = x.permute((0, 2, 1, 3, 4))?.reshape((n * t, c, h, w))?;
+                body.stages(&frames, Some((t, *shift_div)), train)
+            }
+        }
     }
 
     /// The features after each stage for clips `x: (N, 3, T, H, W)`: the
@@ -250,45 +253,32 @@ impl BottleneckResNet {
     /// layer2, layer3 and layer4, each `(N, C, T', H', W')` (TSM's frames
     /// turned back into clips).
     pub fn stages(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        match &self.layout {
-            Layout::Clips(body) => body.stages(x, &self.stage_ends, None, train),
-            Layout::Frames { body, shift_div } => {
-                let (n, t) = (x.dim(0)?, x.dim(2)?);
-                let stages = body.stages(
-                    &Self::frames(x)?,
-                    &self.stage_ends,
-                    Some((t, *shift_div)),
-                    train,
-                )?;
-                stages
-                    .iter()
-                    .map(|y| {
-                        let (_, c, h, w) = y.dims4()?;
-                        Ok(y.reshape((n, t, c, h, w))?.permute((0, 2, 1, 3, 4))?)
-                    })
-                    .collect()
-            }
+        let stages = self.layout_stages(x, train)?;
+        if let Layout::Clips(_) = self.layout {
+            return Ok(stages);
         }
+        let (n, t) = (x.dim(0)?, x.dim(2)?);
+        stages
+            .iter()
+            .map(|y| {
+                let (_, c, h, w) = y.dims4()?;
+                Ok(y.reshape((n, t, c, h, w))?.permute((0, 2, 1, 3, 4))?)
+            })
+            .collect()
     }
 
     /// Logits `(N, classes)` for clips `x: (N, 3, T, H, W)`: `fc` of the
-    /// features averaged over `(T, H, W)`.
+    /// features averaged over `(T, H, W)`; for TSM each frame's average,
+    /// then the clip's (TSM's consensus).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let (n, pooled) = match &self.layout {
-            Layout::Clips(body) => {
-                let stages = body.stages(x, &self.stage_ends, None, train)?;
-                (x.dim(0)?, global_avg_pool(last(&stages)?)?)
-            }
-            Layout::Frames { body, shift_div } => {
-                let (n, t) = (x.dim(0)?, x.dim(2)?);
-                let shift = Some((t, *shift_div));
-                let stages = body.stages(&Self::frames(x)?, &self.stage_ends, shift, train)?;
-                // Each frame's average, then the clip's: TSM's consensus.
-                let per_frame = global_avg_pool(last(&stages)?)?;
-                (n, per_frame.reshape((n, t, ()))?.mean(1)?)
-            }
+        let stages = self.layout_stages(x, train)?;
+        let n = x.dim(0)?;
+        let pooled = global_avg_pool(last(&stages)?)?;
+        let pooled = match self.layout {
+            Layout::Clips(_) => pooled.reshape((n, ()))?,
+            Layout::Frames { .. } => pooled.reshape((n, x.dim(2)?, ()))?.mean(1)?,
         };
-        Ok(self.fc.forward(&pooled.reshape((n, ()))?)?)
+        Ok(self.fc.forward(&pooled)?)
     }
 }
 
